@@ -1,0 +1,9 @@
+"""Batched rollout models for torch-mbd: analytic torch dynamics and MuJoCo backends.
+
+Every model implements :class:`torch_mbd.rollout.RolloutModel`. ``make(name, ...)`` builds
+one by task name; heavy optional backends are imported lazily, inside the model that needs them.
+"""
+
+from .registry import make, register, task_names
+
+__all__ = ["make", "register", "task_names"]

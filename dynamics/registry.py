@@ -1,0 +1,41 @@
+"""Task registry: ``make(name, **kwargs)`` builds a rollout model by name.
+
+Modules register a factory with :func:`register`; nothing heavy is imported until
+``make`` builds that task.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Callable
+
+# name -> "module:attribute" of a factory, imported lazily so that building the car never
+# imports MuJoCo.
+_FACTORIES: dict[str, str | Callable] = {
+    "car2d": "dynamics.car:Car2D",
+}
+
+
+def register(name: str, factory: str | Callable) -> None:
+    """Register a factory (a callable or ``"module:attribute"``) under ``name``."""
+    _FACTORIES[name] = factory
+
+
+def task_names() -> list[str]:
+    """The registered task names, sorted."""
+    return sorted(_FACTORIES)
+
+
+def make(name: str, **kwargs):
+    """Build the rollout model registered as ``name``; keyword arguments go to its factory.
+
+    Raises:
+        ValueError: for an unknown name (the message lists the known ones).
+    """
+    if name not in _FACTORIES:
+        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(task_names())}")
+    factory = _FACTORIES[name]
+    if isinstance(factory, str):
+        module, attr = factory.split(":")
+        factory = getattr(importlib.import_module(module), attr)
+    return factory(**kwargs)

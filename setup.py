@@ -1,0 +1,37 @@
+"""torch-mbd: Model-Based Diffusion for trajectory optimization and black-box problems, in PyTorch."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+here = Path(__file__).parent
+extras = {
+    "progress": ["tqdm>=4.60"],
+    "baselines": ["cma>=3.3"],
+    "examples": ["tqdm>=4.60", "matplotlib>=3.6"],
+    "docs": ["mkdocs>=1.5", "mkdocs-material>=9", "mkdocstrings[python]>=0.24"],
+}
+extras["test"] = sorted(
+    {"pytest>=7", "hypothesis>=6"} | set(extras["progress"]) | set(extras["baselines"]) | set(extras["examples"])
+)
+extras["all"] = sorted({req for reqs in extras.values() for req in reqs})
+
+setup(
+    name="torch-mbd",
+    version="0.1.0",
+    description="Model-Based Diffusion (Pan et al.): a GPU-batched, gradient-free trajectory optimizer for PyTorch",
+    long_description=(here / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=["torch_mbd", "torch_mbd.*", "dynamics", "dynamics.*"]),
+    package_data={"dynamics": ["assets/*.xml"]},
+    install_requires=["torch>=2.1", "numpy>=1.23"],
+    extras_require=extras,
+    entry_points={"console_scripts": ["torch-mbd=torch_mbd.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+        "Intended Audience :: Science/Research",
+    ],
+)

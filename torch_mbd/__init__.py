@@ -1,0 +1,45 @@
+"""torch-mbd: Model-Based Diffusion (Pan, Yi, Shi, Qu) for PyTorch.
+
+A gradient-free optimizer that runs a reverse diffusion process whose score is estimated
+from the model itself. Use :class:`MBDOptimizer` like any ``torch.optim`` optimizer,
+:func:`minimize` for black-box functions and :func:`plan` for trajectory optimization
+with any :class:`RolloutModel`.
+"""
+
+from .denoise import (
+    demo_log_likelihood,
+    demo_log_weights,
+    normalized_log_weights,
+    reverse_step,
+    sample_candidates,
+    score_ascent,
+    weighted_mean,
+)
+from .minimize import MinimizeHistory, MinimizeResult, minimize
+from .optim import MBDOptimizer, StepInfo
+from .plan import PlanResult, plan
+from .rollout import RolloutModel, Trajectory
+from .schedule import Schedule, linear_schedule
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MBDOptimizer",
+    "StepInfo",
+    "minimize",
+    "MinimizeResult",
+    "MinimizeHistory",
+    "plan",
+    "PlanResult",
+    "RolloutModel",
+    "Trajectory",
+    "Schedule",
+    "linear_schedule",
+    "sample_candidates",
+    "normalized_log_weights",
+    "demo_log_likelihood",
+    "demo_log_weights",
+    "weighted_mean",
+    "score_ascent",
+    "reverse_step",
+]

@@ -1,0 +1,241 @@
+"""One reverse-diffusion step of Model-Based Diffusion, as pure functions over tensors.
+
+Every function works on ``B`` independent problems at once (a leading batch dimension),
+``n`` samples each, on any device and in float32 or float64, without a Python loop over
+samples or problems. Shapes use ``B`` (problems), ``n`` (samples), ``D`` (decision
+variables, e.g. ``H * nu`` for a control sequence) and ``F`` (compared features, e.g. the
+flattened state trajectory ``H * nx``).
+
+The step, for diffusion level ``i`` (paper, Algorithm 2):
+
+1. :func:`sample_candidates`: ``Y0s = Ybar + sigma_i * eps``, clipped to the bounds;
+2. the model evaluates them (a closure or a rollout; not here);
+3. :func:`normalized_log_weights`: ``logp = (R - mean R) / std R / temperature``, ``-inf`` for
+   infeasible or non-finite samples; :func:`demo_log_weights` applies the max rule of Eq. (13);
+4. :func:`weighted_mean`: ``Ybar0 = sum softmax(logp) * Y0s`` (Eq. 10d);
+5. :func:`score_ascent` / :func:`reverse_step`: Eq. (6) with the score of Eq. (9)/(10c).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .schedule import Schedule
+
+
+def sample_candidates(
+    y_bar: Tensor,
+    noise: Tensor,
+    sigma: float | Tensor,
+    lower: Tensor | float | None = None,
+    upper: Tensor | float | None = None,
+    out: Tensor | None = None,
+) -> Tensor:
+    """Draw candidates around the current estimate: ``clip(Ybar + sigma * eps)``.
+
+    Args:
+        y_bar: current estimate, ``[B, D]``.
+        noise: standard normal noise ``eps``, ``[B, n, D]``.
+        sigma: noise scale, a float or a tensor broadcastable to ``[D]`` (per coordinate).
+        lower, upper: bounds broadcastable to ``[D]``, or ``None`` for unbounded.
+        out: optional ``[B, n, D]`` buffer to write into (may be ``noise`` itself).
+
+    Returns:
+        The candidates ``[B, n, D]``.
+    """
+    if out is None:
+        out = torch.empty_like(noise)
+    if isinstance(sigma, Tensor):
+        torch.addcmul(y_bar.unsqueeze(-2), noise, sigma, out=out)
+    else:
+        torch.add(y_bar.unsqueeze(-2), noise, alpha=float(sigma), out=out)
+    if lower is not None or upper is not None:
+        out.clamp_(min=lower, max=upper)
+    return out
+
+
+def _spread_tolerance(mean: Tensor) -> Tensor:
+    eps = torch.finfo(mean.dtype).eps
+    return 64.0 * eps * mean.abs().clamp(min=1.0)
+
+
+def reward_statistics(rewards: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean and standard deviation of the valid rewards of each problem.
+
+    Args:
+        rewards: ``[B, n]``.
+        valid: boolean ``[B, n]``; invalid entries are ignored.
+
+    Returns:
+        ``(mean, std)``, each ``[B]``. A problem with no valid sample gets mean 0; a spread
+        too small to divide by (identical rewards, a single sample) is replaced by 1, so
+        normalization never divides by zero.
+    """
+    count = valid.sum(-1).clamp(min=1).to(rewards.dtype)
+    masked = torch.where(valid, rewards, torch.zeros((), dtype=rewards.dtype, device=rewards.device))
+    mean = masked.sum(-1) / count
+    centered = torch.where(valid, rewards - mean.unsqueeze(-1), torch.zeros_like(rewards))
+    std = (centered.square().sum(-1) / count).sqrt()
+    std = torch.where(std > _spread_tolerance(mean), std, torch.ones_like(std))
+    return mean, std
+
+
+def normalized_log_weights(
+    rewards: Tensor, temperature: float, feasible: Tensor | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Model log-weights ``log p_J p_g = (R - mean R) / std R / temperature`` (Eq. 10d).
+
+    Args:
+        rewards: per-sample reward (higher is better), ``[B, n]``.
+        temperature: ``lambda > 0``.
+        feasible: optional boolean ``[B, n]``; infeasible samples (``p_g = 0``) get ``-inf``.
+
+    Returns:
+        ``(logp, mean, std)``: log-weights ``[B, n]`` (``-inf`` for infeasible, NaN or
+        infinite rewards) and the statistics ``[B]`` used to normalize, computed over the
+        feasible, finite samples only.
+    """
+    valid = torch.isfinite(rewards)
+    if feasible is not None:
+        valid = valid & feasible
+    mean, std = reward_statistics(rewards, valid)
+    logp = (rewards - mean.unsqueeze(-1)) / (std.unsqueeze(-1) * temperature)
+    logp = torch.where(valid, logp, torch.full_like(logp, float("-inf")))
+    return logp, mean, std
+
+
+def demo_log_likelihood(features: Tensor, demo: Tensor, mask: Tensor | None, sigma: float) -> Tensor:
+    """Gaussian log-likelihood of each sample's features under the demonstration.
+
+    ``log p_demo(Y) = -0.5 * mean_{covered}((f(Y) - f_demo) / sigma)^2``: the mean over the
+    entries the demonstration covers, so the scale does not grow with the horizon.
+
+    Args:
+        features: what the demonstration describes, per sample, ``[B, n, F]`` (e.g. the
+            flattened state trajectory).
+        demo: demonstrated features, ``[B, F]`` or ``[F]``; entries outside ``mask`` are ignored
+            (they may be NaN).
+        mask: boolean ``[F]`` or ``[B, F]`` of the covered entries (partial demonstrations);
+            ``None`` covers all.
+        sigma: standard deviation of the demonstration's Gaussian likelihood.
+
+    Returns:
+        ``[B, n]`` log-likelihoods; ``-inf`` where a sample's covered features are not finite.
+    """
+    if mask is None:
+        mask = torch.ones(demo.shape[-1], dtype=torch.bool, device=demo.device)
+    diff = (features - demo.unsqueeze(-2)) / sigma
+    covered = mask.unsqueeze(-2) if mask.dim() == 2 else mask
+    sq = torch.where(covered, diff.square(), torch.zeros((), dtype=diff.dtype, device=diff.device))
+    count = covered.sum(-1).clamp(min=1).to(features.dtype)
+    loglik = -0.5 * sq.sum(-1) / count
+    return torch.nan_to_num(loglik, nan=float("-inf"), neginf=float("-inf"), posinf=float("-inf"))
+
+
+def demo_log_weights(
+    logp_model: Tensor,
+    demo_loglik: Tensor,
+    demo_reward: Tensor | float,
+    mean: Tensor,
+    std: Tensor,
+    temperature: float,
+) -> tuple[Tensor, Tensor]:
+    """The max rule of Eq. (13): ``w = max(w_model, w_demo)``.
+
+    ``log w_demo = log p_demo(Y) + log p_J(Y_demo)``, with ``p_J(Y_demo)`` normalized exactly as
+    the model rewards are (same mean, spread and temperature), and ``p_g(Y_demo) = 1``.
+    Early on, when samples are worse than the demonstration, samples near the demonstration
+    get its weight; once a sample's own model weight exceeds that, the model decides.
+
+    Args:
+        logp_model: ``[B, n]`` from :func:`normalized_log_weights`.
+        demo_loglik: ``[B, n]`` from :func:`demo_log_likelihood`.
+        demo_reward: reward of the demonstration, a float or ``[B]``, in the units of the
+            per-sample rewards.
+        mean, std: ``[B]`` reward statistics returned by :func:`normalized_log_weights`.
+        temperature: ``lambda > 0``.
+
+    Returns:
+        ``(logp, demo_wins)``: combined log-weights ``[B, n]`` and the boolean ``[B, n]`` mask of
+        samples whose weight came from the demonstration.
+    """
+    demo_reward = torch.as_tensor(demo_reward, dtype=logp_model.dtype, device=logp_model.device)
+    logp_demo = demo_loglik + ((demo_reward - mean) / (std * temperature)).unsqueeze(-1)
+    demo_wins = logp_demo > logp_model
+    return torch.where(demo_wins, logp_demo, logp_model), demo_wins
+
+
+def weighted_mean(samples: Tensor, logp: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``Ybar0 = sum_j softmax(logp)_j * Y0s_j`` (Eq. 10d), log-sum-exp stable.
+
+    Args:
+        samples: ``[B, n, D]``.
+        logp: ``[B, n]`` log-weights; ``-inf`` gives weight 0.
+
+    Returns:
+        ``(y_bar0, weights, valid)``: the weighted mean ``[B, D]``, the weights ``[B, n]`` and a
+        boolean ``[B]`` that is False for a problem whose samples all have weight 0 (its
+        ``y_bar0`` is then the plain mean, finite but meaningless: keep the previous estimate).
+    """
+    valid = torch.isfinite(logp).any(-1)
+    safe = torch.where(valid.unsqueeze(-1), logp, torch.zeros_like(logp))
+    weights = torch.softmax(safe, dim=-1)
+    y_bar0 = torch.bmm(weights.unsqueeze(-2), samples).squeeze(-2)
+    return y_bar0, weights, valid
+
+
+def score_ascent(
+    y_i: Tensor,
+    y_bar0: Tensor,
+    alpha: float,
+    alpha_bar: float,
+    step_size: float | None = None,
+) -> Tensor:
+    """Monte Carlo score ascent, Eq. (6) with the score of Eq. (9)/(10c).
+
+    ``score = (-Y_i + sqrt(alpha_bar_i) Ybar0) / (1 - alpha_bar_i)`` and
+    ``Y_{i-1} = (Y_i + step_size * score) / sqrt(alpha_i)``. The default step size
+    ``1 - alpha_bar_i`` (optimal for the ``1/(1 - alpha_bar_i)``-smooth ``log p_i``) gives
+    ``Y_{i-1} = sqrt(alpha_bar_i / alpha_i) Ybar0``.
+
+    Args:
+        y_i: the noisy iterate ``Y^(i)``, ``[B, D]``.
+        y_bar0: the Monte Carlo estimate of ``E[Y^(0)]``, ``[B, D]``.
+        alpha, alpha_bar: ``alpha_i`` and ``alpha_bar_i``.
+        step_size: gradient step; ``None`` means ``1 - alpha_bar_i``.
+
+    Returns:
+        ``Y^(i-1)``, ``[B, D]``.
+    """
+    if step_size is None:
+        step_size = 1.0 - alpha_bar
+    score = (y_bar0 * alpha_bar**0.5 - y_i) / (1.0 - alpha_bar)
+    return (y_i + step_size * score) / alpha**0.5
+
+
+def reverse_step(
+    y_bar: Tensor, y_bar0: Tensor, i: int, schedule: Schedule, step_scale: float = 1.0
+) -> Tensor:
+    """One reverse step on the estimate ``Ybar = Y^(i) / sqrt(alpha_bar_i)``.
+
+    Scales ``Ybar`` to ``Y^(i)``, applies :func:`score_ascent` with step size
+    ``step_scale * (1 - alpha_bar_i)`` and scales back by ``sqrt(alpha_bar_{i-1})``.
+    With ``step_scale = 1`` the result is exactly ``Ybar0``; with ``step_scale < 1`` the
+    estimate moves only part of the way (``(1 - s) * Ybar + s * Ybar0`` up to rounding).
+
+    Args:
+        y_bar: current estimate ``[B, D]``.
+        y_bar0: weighted mean of the samples ``[B, D]``.
+        i: diffusion level, ``0 <= i < schedule.num_steps``.
+        schedule: the :class:`~torch_mbd.schedule.Schedule`.
+        step_scale: multiple of the optimal step size ``1 - alpha_bar_i``.
+
+    Returns:
+        The new estimate ``[B, D]``.
+    """
+    alpha = float(schedule.alphas[i])
+    alpha_bar = float(schedule.alpha_bars[i])
+    y_i = y_bar * alpha_bar**0.5
+    y_prev = score_ascent(y_i, y_bar0, alpha, alpha_bar, step_scale * (1.0 - alpha_bar))
+    return y_prev / schedule.alpha_bar_prev(i) ** 0.5

@@ -1,0 +1,100 @@
+"""The rollout protocol: what torch-mbd needs from a dynamics model.
+
+``torch_mbd`` consumes this protocol and never imports a simulator. The package
+``dynamics`` (analytic torch models, MuJoCo on the CPU, MuJoCo Warp, MJX) implements it,
+and so can any user object with the same attributes.
+
+A model rolls a batch of control sequences out from its initial state::
+
+    traj = model.rollout(actions)       # actions: [..., n, H, nu], in the model's action bounds
+    traj.states                         # [..., n, H, nx]  state after each control step
+    traj.rewards                        # [..., n, H]      reward of each step (higher is better)
+    traj.feasible                       # [..., n] bool, or None when every sample is feasible
+
+A sample whose path violates a constraint (``p_g = 0`` in the paper) or whose simulation
+diverged is marked infeasible; its rewards may be anything, NaN included. Tensors are on
+the model's ``device``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+
+class Trajectory(NamedTuple):
+    """The result of a batched rollout.
+
+    Attributes:
+        states: ``[..., n, H, nx]``, the state after each of the ``H`` control steps.
+        rewards: ``[..., n, H]``, the reward of each step.
+        feasible: ``[..., n]`` boolean, or ``None`` when every sample is feasible.
+    """
+
+    states: Tensor
+    rewards: Tensor
+    feasible: Tensor | None = None
+
+
+@runtime_checkable
+class RolloutModel(Protocol):
+    """A batched dynamics model that :func:`torch_mbd.plan` can optimize.
+
+    Attributes:
+        action_dim: ``nu``.
+        state_dim: ``nx``, the size of ``Trajectory.states``' last dimension.
+        action_bounds: ``(lower, upper)``, each a ``[nu]`` tensor.
+        horizon: the default number of control steps ``H``.
+        initial_state: the state the rollouts start from, ``[nx]`` (or the backend's own).
+        device: where the rollout's input and output tensors live.
+    """
+
+    action_dim: int
+    state_dim: int
+    action_bounds: tuple[Tensor, Tensor]
+    horizon: int
+    initial_state: Tensor
+    device: torch.device
+
+    def rollout(self, actions: Tensor) -> Trajectory:
+        """Roll ``actions[..., n, H, nu]`` out from the initial state."""
+        ...
+
+
+def as_trajectory(result, actions: Tensor) -> Trajectory:
+    """Validate a rollout's return value against the actions that produced it.
+
+    Accepts a :class:`Trajectory` or a ``(rewards, states, feasible)`` tuple (the order of
+    the optimizer's ``rollout`` callable). Raises ``ValueError`` naming what is wrong.
+
+    Args:
+        result: what the rollout returned.
+        actions: the ``[..., n, H, nu]`` actions it was given.
+    """
+    if isinstance(result, Trajectory):
+        traj = result
+    elif isinstance(result, tuple) and len(result) in (2, 3):
+        rewards, states = result[0], result[1]
+        traj = Trajectory(states=states, rewards=rewards, feasible=result[2] if len(result) == 3 else None)
+    else:
+        raise TypeError(
+            "rollout must return a Trajectory or a (rewards, states, feasible) tuple, "
+            f"got {type(result).__name__}"
+        )
+    lead = actions.shape[:-1]  # [..., n, H]
+    if not isinstance(traj.rewards, Tensor) or tuple(traj.rewards.shape) != tuple(lead):
+        got = tuple(traj.rewards.shape) if isinstance(traj.rewards, Tensor) else type(traj.rewards).__name__
+        raise ValueError(f"rollout rewards must have shape {tuple(lead)} ([..., n, H]), got {got}")
+    if traj.states is not None and (
+        not isinstance(traj.states, Tensor) or tuple(traj.states.shape[:-1]) != tuple(lead)
+    ):
+        got = tuple(traj.states.shape) if isinstance(traj.states, Tensor) else type(traj.states).__name__
+        raise ValueError(f"rollout states must have shape {tuple(lead)} + (nx,) ([..., n, H, nx]), got {got}")
+    if traj.feasible is not None and (
+        not isinstance(traj.feasible, Tensor) or tuple(traj.feasible.shape) != tuple(lead[:-1])
+    ):
+        got = tuple(traj.feasible.shape) if isinstance(traj.feasible, Tensor) else type(traj.feasible).__name__
+        raise ValueError(f"rollout feasible must have shape {tuple(lead[:-1])} ([..., n]), got {got}")
+    return traj
