@@ -38,7 +38,8 @@ def sample_candidates(
         y_bar: current estimate, ``[B, D]``.
         noise: standard normal noise ``eps``, ``[B, n, D]``.
         sigma: noise scale, a float or a tensor broadcastable to ``[D]`` (per coordinate).
-        lower, upper: bounds broadcastable to ``[D]``, or ``None`` for unbounded.
+        lower: lower bound broadcastable to ``[D]``, or ``None`` for unbounded.
+        upper: upper bound broadcastable to ``[D]``, or ``None`` for unbounded.
         out: optional ``[B, n, D]`` buffer to write into (may be ``noise`` itself).
 
     Returns:
@@ -153,7 +154,8 @@ def demo_log_weights(
         demo_loglik: ``[B, n]`` from :func:`demo_log_likelihood`.
         demo_reward: reward of the demonstration, a float or ``[B]``, in the units of the
             per-sample rewards.
-        mean, std: ``[B]`` reward statistics returned by :func:`normalized_log_weights`.
+        mean: ``[B]`` reward mean returned by :func:`normalized_log_weights`.
+        std: ``[B]`` reward spread returned by :func:`normalized_log_weights`.
         temperature: ``lambda > 0``.
 
     Returns:
@@ -202,7 +204,8 @@ def score_ascent(
     Args:
         y_i: the noisy iterate ``Y^(i)``, ``[B, D]``.
         y_bar0: the Monte Carlo estimate of ``E[Y^(0)]``, ``[B, D]``.
-        alpha, alpha_bar: ``alpha_i`` and ``alpha_bar_i``.
+        alpha: ``alpha_i``.
+        alpha_bar: ``alpha_bar_i``.
         step_size: gradient step; ``None`` means ``1 - alpha_bar_i``.
 
     Returns:

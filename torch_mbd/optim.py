@@ -84,7 +84,8 @@ class MBDOptimizer(Optimizer):
         temperature: ``lambda > 0``; lower is greedier.
         num_steps: diffusion steps ``N``; the optimizer walks the schedule from level ``N-1``
             to ``0`` and **stays at level 0 (the final, smallest noise) for any further step**.
-        beta0, beta1: first and last beta of the linear schedule, in ``(0, 1)``.
+        beta0: first beta of the linear schedule, in ``(0, 1)``.
+        beta1: last beta of the linear schedule, in ``(0, 1)``.
         noise: sampling-noise convention, ``"official"`` (``sqrt(1 - alpha_bar_i)``, default) or
             ``"paper"`` (``sqrt(1/alpha_bar_i - 1)``); see :mod:`torch_mbd.schedule`.
         bounds: ``(lower, upper)``: floats or tensors broadcastable to each parameter's shape

@@ -1,0 +1,121 @@
+import math
+
+import pytest
+import torch
+
+from torch_mbd import denoise
+from torch_mbd.schedule import linear_schedule
+
+
+def test_sample_candidates_add_and_clip(dtype):
+    y = torch.tensor([[0.0, 0.5]], dtype=dtype)
+    eps = torch.tensor([[[1.0, 1.0], [-1.0, -3.0]]], dtype=dtype)
+    out = denoise.sample_candidates(y, eps, 0.5, -1.0, 0.8)
+    expected = torch.tensor([[[0.5, 0.8], [-0.5, -1.0]]], dtype=dtype)
+    torch.testing.assert_close(out, expected)
+    # per-coordinate sigma and tensor bounds, written in place
+    sigma = torch.tensor([1.0, 0.0], dtype=dtype)
+    denoise.sample_candidates(y, eps, sigma, torch.tensor([-0.6, 0.0], dtype=dtype), None, out=eps)
+    torch.testing.assert_close(eps, torch.tensor([[[1.0, 0.5], [-0.6, 0.5]]], dtype=dtype))
+
+
+def test_normalized_log_weights_masks_infeasible_and_nan():
+    rewards = torch.tensor([[1.0, 2.0, 3.0, float("nan"), 100.0, float("inf")]])
+    feasible = torch.tensor([[True, True, True, True, False, True]])
+    logp, mean, std = denoise.normalized_log_weights(rewards, 0.5, feasible)
+    # statistics over the three valid samples only
+    assert mean.item() == pytest.approx(2.0)
+    assert std.item() == pytest.approx(math.sqrt(2 / 3))
+    assert logp[0, :3].tolist() == pytest.approx([-1 / std.item() / 0.5, 0.0, 1 / std.item() / 0.5])
+    assert torch.isneginf(logp[0, 3:]).all()
+
+
+def test_zero_spread_does_not_divide_by_zero():
+    for rewards in (torch.full((2, 5), 3.0), torch.full((1, 1), -7.0), torch.full((1, 4), 1e6)):
+        logp, _, std = denoise.normalized_log_weights(rewards, 0.1)
+        assert torch.isfinite(logp).all()
+        assert (std == 1).all()
+        y_bar0, w, valid = denoise.weighted_mean(torch.randn(rewards.shape[0], rewards.shape[1], 3), logp)
+        torch.testing.assert_close(w, torch.full_like(w, 1 / rewards.shape[1]))
+        assert valid.all()
+
+
+def test_weighted_mean_is_stable_and_flags_all_invalid():
+    samples = torch.tensor([[[1.0], [3.0]], [[5.0], [7.0]]])
+    logp = torch.tensor([[1e4, 1e4 - math.log(3.0)], [float("-inf"), float("-inf")]])
+    y_bar0, w, valid = denoise.weighted_mean(samples, logp)
+    torch.testing.assert_close(w[0], torch.tensor([0.75, 0.25]))
+    torch.testing.assert_close(y_bar0[0], torch.tensor([1.5]))
+    assert valid.tolist() == [True, False]
+    assert torch.isfinite(y_bar0).all()
+
+
+def test_weighted_mean_matches_hand_softmax(dtype):
+    g = torch.Generator().manual_seed(0)
+    samples = torch.randn(3, 16, 5, generator=g, dtype=dtype)
+    logp = torch.randn(3, 16, generator=g, dtype=dtype)
+    y_bar0, w, _ = denoise.weighted_mean(samples, logp)
+    e = logp.exp()
+    expected = (e.unsqueeze(-1) * samples).sum(1) / e.sum(1, keepdim=True)
+    torch.testing.assert_close(y_bar0, expected)
+
+
+def test_score_ascent_default_step_is_weighted_mean(dtype):
+    s = linear_schedule()
+    g = torch.Generator().manual_seed(1)
+    y_bar = torch.randn(2, 6, generator=g, dtype=dtype)
+    y_bar0 = torch.randn(2, 6, generator=g, dtype=dtype)
+    for i in (99, 50, 1, 0):
+        torch.testing.assert_close(denoise.reverse_step(y_bar, y_bar0, i, s), y_bar0)
+    # the general form by hand (Eq. 6, 9b): Y_{i-1} = (Y_i + (1 - ab) score) / sqrt(alpha)
+    i = 40
+    ab, a = float(s.alpha_bars[i]), float(s.alphas[i])
+    y_i = y_bar * math.sqrt(ab)
+    score = -y_i / (1 - ab) + math.sqrt(ab) / (1 - ab) * y_bar0
+    torch.testing.assert_close(denoise.score_ascent(y_i, y_bar0, a, ab), (y_i + (1 - ab) * score) / math.sqrt(a))
+    # a partial step follows the general form of Eq. (6)
+    half = denoise.reverse_step(y_bar, y_bar0, i, s, step_scale=0.5)
+    expected_half = ((y_i + 0.5 * (1 - ab) * score) / math.sqrt(a)) / math.sqrt(float(s.alpha_bars[i - 1]))
+    torch.testing.assert_close(half, expected_half)
+
+
+def test_batched_problems_equal_separate_calls(dtype):
+    """B problems in one call give the same as B calls with the same noise."""
+    g = torch.Generator().manual_seed(2)
+    B, n, D = 4, 32, 7
+    y_bar = torch.randn(B, D, generator=g, dtype=dtype)
+    eps = torch.randn(B, n, D, generator=g, dtype=dtype)
+    target = torch.randn(B, D, generator=g, dtype=dtype)
+    s = linear_schedule()
+
+    def one_step(y, e, t):
+        cands = denoise.sample_candidates(y, e, 0.3, -2.0, 2.0)
+        rewards = -((cands - t.unsqueeze(-2)) ** 2).sum(-1)
+        logp, _, _ = denoise.normalized_log_weights(rewards, 0.1)
+        y0, _, _ = denoise.weighted_mean(cands, logp)
+        return denoise.reverse_step(y, y0, 10, s)
+
+    together = one_step(y_bar, eps, target)
+    apart = torch.cat([one_step(y_bar[b : b + 1], eps[b : b + 1], target[b : b + 1]) for b in range(B)])
+    torch.testing.assert_close(together, apart)
+
+
+def test_demo_log_likelihood_partial_mask():
+    features = torch.tensor([[[1.0, 100.0, 3.0], [0.0, 0.0, 0.0], [float("nan"), 0.0, 1.0]]])
+    demo = torch.tensor([1.0, float("nan"), 1.0])
+    mask = torch.tensor([True, False, True])
+    ll = denoise.demo_log_likelihood(features, demo, mask, sigma=2.0)
+    # mean over the two covered entries of ((f - d) / 2)^2, times -1/2
+    assert ll[0, 0].item() == pytest.approx(-0.5 * (0 + 1.0) / 2)
+    assert ll[0, 1].item() == pytest.approx(-0.5 * (0.25 + 0.25) / 2)
+    assert ll[0, 2].item() == float("-inf")  # a non-finite covered feature
+
+
+def test_demo_max_rule():
+    logp_model = torch.tensor([[-2.0, 0.0, 2.0, float("-inf")]])
+    loglik = torch.tensor([[0.0, -10.0, 0.0, -0.1]])
+    mean, std = torch.tensor([0.0]), torch.tensor([1.0])
+    # demo reward 1.0 at temperature 1: log w_demo = loglik + 1
+    logp, wins = denoise.demo_log_weights(logp_model, loglik, 1.0, mean, std, 1.0)
+    assert wins.tolist() == [[True, False, False, True]]
+    assert logp[0].tolist() == pytest.approx([1.0, 0.0, 2.0, 0.9])
