@@ -31,7 +31,10 @@ class StepInfo(NamedTuple):
         weights: the softmax weights ``[B, n]``.
         valid: boolean ``[B]``, False where every sample had zero weight (estimate kept).
         demo_wins: boolean ``[B, n]`` of samples weighted by the demonstration, or ``None``.
-        trajectory: the rollout's :class:`~torch_mbd.rollout.Trajectory` (rollout mode), or ``None``.
+        trajectory: the rollout's :class:`~torch_mbd.rollout.Trajectory` (rollout mode; this rank's
+            shard under a process group), or ``None``.
+        samples: the candidates ``[B, n, D]`` (flattened decision variables): a view of the buffer
+            the next step overwrites; clone what you keep.
     """
 
     level: int
@@ -41,6 +44,7 @@ class StepInfo(NamedTuple):
     valid: Tensor
     demo_wins: Tensor | None
     trajectory: object | None
+    samples: Tensor
 
 
 def _check_positive(name: str, value, allow_zero: bool = False) -> float:
@@ -108,6 +112,12 @@ class MBDOptimizer(Optimizer):
         generator: a ``torch.Generator`` on the parameters' device; ``None`` makes one seeded by
             ``seed``, or by the global RNG when ``seed`` is ``None``.
         seed: seed for the generator made when ``generator`` is ``None``.
+        process_group: a ``torch.distributed`` process group (e.g. ``torch.distributed.group.WORLD``
+            under ``torchrun``) to spread the evaluation of the samples over. Every rank draws the
+            same samples (rank 0's generator state is broadcast at construction), evaluates its
+            contiguous shard of them, and the rewards are all-gathered, so every rank holds the
+            same estimate after every step, bit for bit the single-process result for an
+            objective that scores each sample independently. ``None``: one process.
 
     Example:
         >>> x = torch.zeros(5)
@@ -138,6 +148,7 @@ class MBDOptimizer(Optimizer):
         demo_reward: float | None = None,
         generator: torch.Generator | None = None,
         seed: int | None = None,
+        process_group=None,
     ):
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
             raise ValueError(f"Invalid num_samples: expected an integer >= 1, got {num_samples!r}")
@@ -184,6 +195,9 @@ class MBDOptimizer(Optimizer):
         elif generator.device.type != self.device.type:
             raise ValueError(f"generator is on {generator.device}, params on {self.device}: they must match")
         self.generator = generator
+        self.process_group = process_group
+        if process_group is not None:
+            self._broadcast_generator_state()
 
         self._demo, self._demo_mask = self._prepare_demo(demo, demo_mask)
         self.demo_reward = None if demo_reward is None else float(demo_reward)
@@ -311,6 +325,17 @@ class MBDOptimizer(Optimizer):
             layout["lower"], layout["upper"] = lower, upper
         return layout
 
+    def _broadcast_generator_state(self) -> None:
+        """Give every rank of the process group rank 0's generator state (same noise everywhere)."""
+        import torch.distributed as dist
+
+        if not dist.is_available() or not dist.is_initialized():
+            raise ValueError("process_group was given but torch.distributed is not initialized")
+        state = [self.generator.get_state()]
+        src = dist.get_global_rank(self.process_group, 0) if self.process_group is not dist.group.WORLD else 0
+        dist.broadcast_object_list(state, src=src, group=self.process_group)
+        self.generator.set_state(state[0])
+
     # ----------------------------------------------------------------- the step
     @property
     def level(self) -> int:
@@ -356,23 +381,13 @@ class MBDOptimizer(Optimizer):
         noise_scale = sigma if layout["scale"] is None else layout["scale"] * sigma
         denoise.sample_candidates(y_bar, samples, noise_scale, layout["lower"], layout["upper"], out=samples)
 
-        trajectory = None
-        if self.rollout is not None:
-            rewards, feasible, features, trajectory = self._evaluate_rollout(samples, B, n)
-        else:
-            rewards, feasible, features = self._evaluate_closure(closure, samples, n), None, samples
-
+        rewards, feasible, loglik, trajectory = self._evaluate(closure, samples)
         logp, mean, std = denoise.normalized_log_weights(rewards, self.temperature, feasible)
         demo_wins = None
-        if self._demo is not None:
+        if loglik is not None:
             if self.demo_reward is None:
                 finite = torch.where(torch.isfinite(logp), rewards, torch.full_like(rewards, -math.inf))
                 self.demo_reward = float(finite.max())
-            if self.rollout is not None:
-                demo, mask = self._demo_features(trajectory.states.shape[-1])
-            else:
-                demo, mask = self._demo, self._demo_mask
-            loglik = denoise.demo_log_likelihood(features, demo, mask, self.demo_sigma)
             logp, demo_wins = denoise.demo_log_weights(logp, loglik, self.demo_reward, mean, std, self.temperature)
 
         y_bar0, weights, valid = denoise.weighted_mean(samples, logp)
@@ -388,11 +403,63 @@ class MBDOptimizer(Optimizer):
         for p, (offset, numel, _) in zip(self._params, layout["segments"]):
             p.copy_(new[:, offset : offset + numel].reshape(p.shape))
         self.steps_done += 1
-        self.last_step = StepInfo(i, sigma, rewards, weights, valid, demo_wins, trajectory)
+        self.last_step = StepInfo(i, sigma, rewards, weights, valid, demo_wins, trajectory, samples)
 
         finite = torch.isfinite(rewards) if feasible is None else torch.isfinite(rewards) & feasible
         mean_reward = torch.where(finite, rewards, torch.zeros_like(rewards)).sum() / finite.sum().clamp(min=1)
         return mean_reward if self.rollout is not None else -mean_reward
+
+    def _shard(self, n: int) -> tuple[int, int, int]:
+        """``(start, stop, size)`` of this rank's share of the ``n`` samples (all of them alone)."""
+        if self.process_group is None:
+            return 0, n, n
+        import torch.distributed as dist
+
+        world, rank = dist.get_world_size(self.process_group), dist.get_rank(self.process_group)
+        size = -(-n // world)
+        start = min(rank * size, n)
+        return start, min(start + size, n), size
+
+    def _gather(self, local: Tensor, size: int, n: int) -> Tensor:
+        """All-gather ``[B, k]`` shards (padded to ``size``) into ``[B, n]`` on every rank."""
+        if self.process_group is None:
+            return local
+        import torch.distributed as dist
+
+        padded = torch.full((local.shape[0], size), float("nan"), dtype=local.dtype, device=local.device)
+        padded[:, : local.shape[1]] = local
+        parts = [torch.empty_like(padded) for _ in range(dist.get_world_size(self.process_group))]
+        dist.all_gather(parts, padded, group=self.process_group)
+        return torch.cat(parts, dim=1)[:, :n]
+
+    def _evaluate(self, closure, samples: Tensor):
+        """Score this rank's shard of ``samples [B, n, D]`` and gather the scores from every rank.
+
+        Returns:
+            ``(rewards [B, n], feasible [B, n] or None, demo log-likelihood [B, n] or None,
+            trajectory of this rank's shard or None)``.
+        """
+        B, n, _ = samples.shape
+        start, stop, size = self._shard(n)
+        shard = samples[:, start:stop]
+        k = stop - start
+        feasible = loglik = trajectory = None
+        if k == 0:  # more ranks than samples: nothing to evaluate here
+            rewards = shard.new_empty(B, 0)
+            feasible = torch.ones(B, 0, dtype=torch.bool, device=self.device) if self.rollout is not None else None
+            loglik = shard.new_empty(B, 0) if self._demo is not None else None
+        elif self.rollout is not None:
+            rewards, feasible, loglik, trajectory = self._evaluate_rollout(shard, B, k)
+        else:
+            rewards = self._evaluate_closure(closure, shard, k)
+            if self._demo is not None:
+                loglik = denoise.demo_log_likelihood(shard, self._demo, self._demo_mask, self.demo_sigma)
+        rewards = self._gather(rewards, size, n)
+        if feasible is not None:
+            feasible = self._gather(feasible.to(self.dtype), size, n) == 1
+        if loglik is not None:
+            loglik = self._gather(loglik, size, n)
+        return rewards, feasible, loglik, trajectory
 
     def _evaluate_closure(self, closure, samples: Tensor, n: int) -> Tensor:
         flat = samples[0]
@@ -408,16 +475,17 @@ class MBDOptimizer(Optimizer):
 
     def _evaluate_rollout(self, samples: Tensor, B: int, n: int):
         p = self._params[0]
-        actions = samples.view(*self.batch_shape, n, *p.shape[len(self.batch_shape) :])
+        actions = samples.reshape(*self.batch_shape, n, *p.shape[len(self.batch_shape) :])
         traj = as_trajectory(self.rollout(actions), actions)
         if traj.rewards.device != self.device:
             raise ValueError(f"rollout returned rewards on {traj.rewards.device}, params are on {self.device}")
         rewards = traj.rewards.to(self.dtype).mean(-1).reshape(B, n)
         feasible = None if traj.feasible is None else traj.feasible.reshape(B, n).to(torch.bool)
-        features = None
+        loglik = None
         if self._demo is not None:
-            features = traj.states.to(self.dtype).reshape(B, n, -1)
-        return rewards, feasible, features, traj
+            demo, mask = self._demo_features(traj.states.shape[-1])
+            loglik = denoise.demo_log_likelihood(traj.states.to(self.dtype).reshape(B, n, -1), demo, mask, self.demo_sigma)
+        return rewards, feasible, loglik, traj
 
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict:
