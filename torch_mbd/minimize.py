@@ -9,7 +9,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from .optim import MBDOptimizer
+from .baselines import optimizer_class
 from .progress import progress_bar
 
 
@@ -68,9 +68,10 @@ def minimize(
     seed: int | None = None,
     device: str | torch.device | None = None,
     progress: bool = True,
+    method: str = "mbd",
     **options,
 ) -> MinimizeResult:
-    """Minimize a batched black-box function with Model-Based Diffusion.
+    """Minimize a batched black-box function with Model-Based Diffusion (or a baseline).
 
     Args:
         f: maps candidates ``[n, *x0.shape]`` (``[n, D]`` for a vector) to costs ``[n]``. Non-finite
@@ -83,8 +84,12 @@ def minimize(
         seed: seed of the sampling generator (same seed, same result).
         device: where to run; default ``x0.device``.
         progress: show a tqdm progress bar.
-        **options: any other :class:`~torch_mbd.MBDOptimizer` option (``beta0``, ``beta1``,
-            ``noise``, ``step_scale``, ``demo``, ...).
+        method: ``"mbd"`` (default), or a baseline at the same budget (``num_samples`` per step,
+            ``num_steps`` steps, same ``x0`` and bounds): ``"cem"``, ``"mppi"`` or ``"cmaes"``
+            (pycma; :mod:`torch_mbd.baselines`). The result has the same fields for every method.
+        **options: any other option of the chosen optimizer: for MBD (:class:`~torch_mbd.MBDOptimizer`)
+            ``beta0``, ``beta1``, ``noise``, ``step_scale``, ``demo``, ...; for CEM ``elite_fraction``,
+            ``init_std``; for MPPI ``noise_std``; for CMA-ES ``sigma0``, ``cma_options``.
 
     Returns:
         A :class:`MinimizeResult`.
@@ -103,7 +108,8 @@ def minimize(
         x = x.to(torch.get_default_dtype())
     if bounds is not None:
         bounds = tuple(b.to(x.device, x.dtype) if isinstance(b, Tensor) else b for b in bounds)
-    opt = MBDOptimizer(
+    optimizer = optimizer_class(method)
+    opt = optimizer(
         [x], num_samples=num_samples, temperature=temperature, num_steps=num_steps, bounds=bounds, seed=seed, **options
     )
     best, mean, best_so_far, estimates = [], [], [], []
@@ -128,7 +134,7 @@ def minimize(
         return costs
 
     start = time.perf_counter()
-    with progress_bar(num_steps, "MBD minimize", progress) as bar:
+    with progress_bar(num_steps, f"{method.upper()} minimize", progress) as bar:
         for _ in range(num_steps):
             opt.step(closure)
             estimates.append(x.clone())

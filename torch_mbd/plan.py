@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .optim import MBDOptimizer
+from .baselines import optimizer_class
 from .progress import progress_bar
 from .rollout import RolloutModel, Trajectory, as_trajectory
 
@@ -54,9 +54,10 @@ def plan(
     device: str | torch.device | None = None,
     progress: bool = True,
     init: Tensor | None = None,
+    method: str = "mbd",
     **options,
 ) -> PlanResult:
-    """Optimize an open-loop control sequence for ``model`` with Model-Based Diffusion.
+    """Optimize an open-loop control sequence for ``model`` with Model-Based Diffusion (or a baseline).
 
     Args:
         model: a :class:`~torch_mbd.rollout.RolloutModel` (e.g. ``dynamics.car.Car2D()``).
@@ -70,8 +71,12 @@ def plan(
         device: must match ``model.device`` when given (build the model on the device you want).
         progress: show a tqdm progress bar.
         init: initial control sequence ``[..., H, nu]``; default zeros (the paper's ``Y^(N) = 0``).
-        **options: any other :class:`~torch_mbd.MBDOptimizer` option (``beta0``, ``noise``,
-            ``demo_sigma``, ``demo_reward``, ...).
+        method: ``"mbd"`` (default), or a baseline at the same budget (``num_samples`` rollouts per
+            step, ``num_steps`` steps, same bounds and initial guess): ``"cem"``, ``"mppi"`` or
+            ``"cmaes"`` (:mod:`torch_mbd.baselines`). Demonstrations are MBD-only.
+        **options: any other option of the chosen optimizer (for MBD ``beta0``, ``noise``,
+            ``demo_sigma``, ``demo_reward``, ...; for CEM ``elite_fraction``; for MPPI ``noise_std``;
+            for CMA-ES ``sigma0``, ``cma_options``).
 
     Returns:
         A :class:`PlanResult`.
@@ -93,21 +98,30 @@ def plan(
         if init.shape[-2:] != (H, model.action_dim):
             raise ValueError(f"init must have shape [..., {H}, {model.action_dim}], got {tuple(init.shape)}")
         actions = init.detach().to(model_device, dtype).clone()
-    opt = MBDOptimizer(
+    optimizer = optimizer_class(method)
+    if method != "mbd":
+        if demo is not None or demo_mask is not None:
+            raise ValueError(f"demo: demonstrations are MBD-only, got method={method!r}")
+        demo_options = {}
+    else:
+        demo_options = dict(
+            demo=None if demo is None else demo.to(model_device, dtype),
+            demo_mask=None if demo_mask is None else demo_mask.to(model_device),
+        )
+    opt = optimizer(
         [actions],
         num_samples=num_samples,
         temperature=temperature,
         num_steps=num_steps,
         bounds=(lower.to(dtype), upper.to(dtype)),
         rollout=model.rollout,
-        demo=None if demo is None else demo.to(model_device, dtype),
-        demo_mask=None if demo_mask is None else demo_mask.to(model_device),
         seed=seed,
+        **demo_options,
         **options,
     )
     history, reward_history = [], []
     start = time.perf_counter()
-    with progress_bar(num_steps, "MBD plan", progress) as bar:
+    with progress_bar(num_steps, f"{method.upper()} plan", progress) as bar:
         for _ in range(num_steps):
             reward_history.append(opt.step())
             history.append(actions.clone())

@@ -1,0 +1,317 @@
+"""Tests of torch_mbd.baselines: CEM, MPPI and CMA-ES (pycma) behind MBD's interface."""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import pytest
+import torch
+
+from torch_mbd import MBDOptimizer, Trajectory, minimize, plan
+from torch_mbd.baselines import (
+    CEMOptimizer,
+    CMAESOptimizer,
+    MPPIOptimizer,
+    cem_update,
+    elite_log_weights,
+    mppi_update,
+    optimizer_class,
+)
+
+BASELINES = [CEMOptimizer, MPPIOptimizer, CMAESOptimizer]
+METHODS = ["mbd", "cem", "mppi", "cmaes"]
+
+
+def shifted_sphere(x: torch.Tensor) -> torch.Tensor:
+    """``[n, D] -> [n]``, minimum 0 at ``x = 0.3``."""
+    return ((x - 0.3) ** 2).sum(-1)
+
+
+class DoubleIntegrator:
+    """A tiny analytic RolloutModel: 1-D point mass, action = acceleration in [-1, 1].
+
+    State ``[position, velocity]`` from ``[0, 0]``; reward ``-(position - 1)^2 - 0.1 velocity^2``
+    per step, so a good plan pushes the mass to 1 and brakes.
+    """
+
+    action_dim, state_dim, horizon = 1, 2, 15
+    dt = 0.2
+
+    def __init__(self):
+        self.action_bounds = (torch.tensor([-1.0]), torch.tensor([1.0]))
+        self.initial_state = torch.zeros(2)
+        self.device = torch.device("cpu")
+        self.calls = 0
+        self.evaluated = 0
+
+    def rollout(self, actions: torch.Tensor) -> Trajectory:
+        self.calls += 1
+        self.evaluated += math.prod(actions.shape[:-2])
+        acc = actions[..., 0]  # [..., n, H]
+        vel = torch.cumsum(acc * self.dt, dim=-1)
+        pos = torch.cumsum(vel * self.dt, dim=-1)
+        states = torch.stack([pos, vel], dim=-1)
+        rewards = -((pos - 1.0) ** 2) - 0.1 * vel**2
+        return Trajectory(states=states, rewards=rewards, feasible=None)
+
+
+# --------------------------------------------------------------------------- pure updates
+def test_cem_update_is_the_elite_mean_and_std():
+    g = torch.Generator().manual_seed(0)
+    samples = torch.randn(2, 10, 3, generator=g, dtype=torch.float64)
+    rewards = torch.randn(2, 10, generator=g, dtype=torch.float64)
+    mean, std, weights, valid = cem_update(samples, rewards, 4)
+    for b in range(2):
+        elite = samples[b, rewards[b].argsort(descending=True)[:4]]
+        torch.testing.assert_close(mean[b], elite.mean(0))
+        torch.testing.assert_close(std[b], elite.std(0, unbiased=False))
+    assert valid.all()
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, dtype=torch.float64))
+    assert int((weights > 0).sum()) == 8
+
+
+def test_elites_skip_invalid_samples():
+    rewards = torch.tensor([[5.0, float("nan"), 1.0, 2.0, float("inf")]])
+    feasible = torch.tensor([[False, True, True, True, True]])
+    logp = elite_log_weights(rewards, 2, feasible)
+    # 5.0 is infeasible, NaN and inf are not finite: the elites are 2.0 and 1.0.
+    assert torch.isfinite(logp).tolist() == [[False, False, True, True, False]]
+
+
+def test_mppi_update_is_the_softmax_weighted_mean():
+    g = torch.Generator().manual_seed(1)
+    samples = torch.randn(1, 8, 4, generator=g, dtype=torch.float64)
+    rewards = torch.randn(1, 8, generator=g, dtype=torch.float64)
+    mean, weights, valid = mppi_update(samples, rewards, 0.5)
+    z = (rewards - rewards.mean()) / rewards.std(unbiased=False) / 0.5
+    w = torch.softmax(z, -1)
+    torch.testing.assert_close(weights, w)
+    torch.testing.assert_close(mean[0], (w[0, :, None] * samples[0]).sum(0))
+    assert valid.all()
+
+
+# --------------------------------------------------------------------------- improvement
+@pytest.mark.parametrize("cls", BASELINES)
+def test_baseline_improves_an_analytic_objective(cls):
+    x = torch.full((8,), -0.8)
+    start = float(shifted_sphere(x[None]))
+    opt = cls([x], num_samples=32, num_steps=40, bounds=(-1.0, 1.0), seed=0)
+    for _ in range(40):
+        opt.step(lambda c: shifted_sphere(c[0]))
+    final = float(shifted_sphere(x[None]))
+    assert final < 0.5 * start, (cls.__name__, start, final)
+    assert bool(((x >= -1) & (x <= 1)).all())
+
+
+@pytest.mark.parametrize("method", ["cem", "mppi", "cmaes"])
+def test_baseline_improves_a_rollout_model(method):
+    model = DoubleIntegrator()
+    start = float(model.rollout(torch.zeros(1, model.horizon, 1)).rewards.mean())
+    res = plan(model, num_samples=32, num_steps=30, seed=0, progress=False, method=method)
+    assert res.reward > start + 0.3 * abs(start), (method, start, res.reward)
+    assert bool(((res.actions >= -1) & (res.actions <= 1)).all())
+
+
+@pytest.mark.parametrize("cls", [CEMOptimizer, MPPIOptimizer, CMAESOptimizer])
+def test_batched_problems_in_rollout_mode(cls):
+    model = DoubleIntegrator()
+    actions = torch.zeros(3, model.horizon, 1)  # three independent problems
+    opt = cls([actions], num_samples=16, num_steps=10, bounds=model.action_bounds, rollout=model.rollout, seed=0)
+    for _ in range(10):
+        opt.step()
+    assert actions.shape == (3, model.horizon, 1)
+    final = model.rollout(actions.unsqueeze(-3)).rewards.mean(-1).squeeze(-1)
+    assert final.shape == (3,)
+    assert bool((final > float(model.rollout(torch.zeros(1, model.horizon, 1)).rewards.mean())).all())
+
+
+# --------------------------------------------------------------------------- equal budgets
+def test_equal_evaluation_budget_in_minimize():
+    counts = {}
+    for method in METHODS:
+        seen = []
+
+        def f(x, seen=seen):
+            seen.append(x.shape[0])
+            return shifted_sphere(x)
+
+        res = minimize(f, torch.zeros(5), num_samples=24, num_steps=12, bounds=(-1.0, 1.0), seed=0, progress=False, method=method)
+        counts[method] = sum(seen)
+        assert res.nfev == counts[method]
+        assert res.nit == 12
+        assert len(seen) == 13  # one batch per step + the final estimate
+    assert len(set(counts.values())) == 1, counts
+    assert counts["mbd"] == 24 * 12 + 1
+
+
+def test_equal_rollout_budget_in_plan():
+    counts = {}
+    for method in METHODS:
+        model = DoubleIntegrator()
+        plan(model, num_samples=20, num_steps=9, seed=0, progress=False, method=method)
+        counts[method] = (model.calls, model.evaluated)
+    assert len(set(counts.values())) == 1, counts
+    assert counts["mbd"] == (10, 20 * 9 + 1)
+
+
+# --------------------------------------------------------------------------- CMA-ES is pycma
+def test_cmaes_runs_pycma_and_its_step_size_adapts():
+    cma = pytest.importorskip("cma")
+    x = torch.full((6,), 0.9, dtype=torch.float64)
+    opt = CMAESOptimizer([x], num_samples=16, num_steps=40, seed=0)
+    opt.step(lambda c: shifted_sphere(c[0]))
+    (es,) = opt.strategies
+    assert isinstance(es, cma.CMAEvolutionStrategy)
+    assert es.popsize == 16
+    assert es.sigma0 == pytest.approx(float(opt.schedule.sigmas[-1]))
+    for _ in range(39):
+        opt.step(lambda c: shifted_sphere(c[0]))
+    assert es.countevals == 40 * 16
+    # On a sphere pycma shrinks its step size by orders of magnitude while converging.
+    assert opt.sigma[0] < 0.1 * es.sigma0
+    assert float(shifted_sphere(x[None])) < 1e-3
+    torch.testing.assert_close(x, torch.as_tensor(es.result.xfavorite))
+
+
+def test_cmaes_handles_bounds():
+    pytest.importorskip("cma")
+    # The unconstrained optimum (x = 3) lies outside the box: every candidate must stay in it.
+    lower = torch.tensor([-1.0, -1.0, -0.5, 0.0])
+    upper = torch.tensor([1.0, 0.5, 1.0, 2.0])
+    x = torch.zeros(4)
+    seen = []
+
+    def loss(c):
+        seen.append(c[0].clone())
+        return ((c[0] - 3.0) ** 2).sum(-1)
+
+    opt = CMAESOptimizer([x], num_samples=16, num_steps=60, bounds=(lower, upper), seed=0)
+    for _ in range(60):
+        opt.step(loss)
+    cands = torch.cat(seen)
+    assert bool(((cands >= lower) & (cands <= upper)).all())
+    assert bool(((x >= lower) & (x <= upper)).all())
+    torch.testing.assert_close(x, upper, atol=0.05, rtol=0)
+
+
+def test_cmaes_missing_library_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cma", None)  # makes `import cma` raise ImportError
+    with pytest.raises(ImportError, match=r"torch-mbd\[baselines\]"):
+        CMAESOptimizer([torch.zeros(3)], num_samples=4)
+
+
+def test_cmaes_leaves_numpy_global_rng_alone():
+    np = pytest.importorskip("numpy")
+    pytest.importorskip("cma")
+    np.random.seed(123)
+    expected = np.random.rand()
+    np.random.seed(123)
+    opt = CMAESOptimizer([torch.zeros(3)], num_samples=8, seed=0)
+    for _ in range(3):
+        opt.step(lambda c: shifted_sphere(c[0]))
+    assert np.random.rand() == expected
+
+
+# --------------------------------------------------------------------------- robustness
+@pytest.mark.parametrize("method", METHODS)
+def test_same_seed_same_result(method):
+    runs = [
+        minimize(shifted_sphere, torch.zeros(4), num_samples=16, num_steps=8, seed=7, progress=False, method=method)
+        for _ in range(2)
+    ]
+    assert torch.equal(runs[0].x, runs[1].x)
+    assert torch.equal(runs[0].history.best, runs[1].history.best)
+
+
+@pytest.mark.parametrize("cls", BASELINES)
+def test_nan_losses_never_reach_the_parameters(cls):
+    x = torch.zeros(4)
+
+    def loss(c):
+        out = shifted_sphere(c[0])
+        out[::2] = float("nan")
+        out[1] = float("inf")
+        return out
+
+    opt = cls([x], num_samples=16, num_steps=10, seed=0)
+    for _ in range(10):
+        opt.step(loss)
+    assert bool(torch.isfinite(x).all())
+
+
+@pytest.mark.parametrize("cls", BASELINES)
+def test_all_invalid_keeps_the_estimate_and_warns(cls):
+    x = torch.full((3,), 0.25)
+    opt = cls([x], num_samples=8, seed=0)
+    with pytest.warns(RuntimeWarning, match="keeping the previous estimate"):
+        opt.step(lambda c: torch.full((8,), float("nan")))
+    assert torch.equal(x, torch.full((3,), 0.25))
+
+
+def test_mppi_noise_is_fixed_and_cem_std_shrinks():
+    x = torch.zeros(5)
+    mppi = MPPIOptimizer([x], num_samples=32, noise_std=0.4, seed=0)
+    sigmas = []
+    for _ in range(5):
+        mppi.step(lambda c: shifted_sphere(c[0]))
+        sigmas.append(mppi.last_step.sigma)
+    assert sigmas == pytest.approx([0.4] * 5)
+    y = torch.zeros(5)
+    cem = CEMOptimizer([y], num_samples=32, seed=0)
+    cem.step(lambda c: shifted_sphere(c[0]))
+    first = cem.std.clone()
+    for _ in range(5):
+        cem.step(lambda c: shifted_sphere(c[0]))
+    assert float(cem.std.mean()) < float(first.mean()) < float(cem.schedule.sigmas[-1])
+
+
+@pytest.mark.parametrize("cls", [CEMOptimizer, CMAESOptimizer])
+def test_resumed_baseline_equals_uninterrupted(cls):
+    def run(split):
+        x = torch.full((4,), 0.7)
+        opt = cls([x], num_samples=8, num_steps=10, seed=3)
+        for _ in range(split):
+            opt.step(lambda c: shifted_sphere(c[0]))
+        if split < 6:
+            state = opt.state_dict()
+            x2 = x.clone()
+            opt = cls([x2], num_samples=8, num_steps=10, seed=99)
+            opt.load_state_dict(state)
+            x = x2
+        for _ in range(6 - split):
+            opt.step(lambda c: shifted_sphere(c[0]))
+        return x
+
+    torch.testing.assert_close(run(3), run(6), rtol=0, atol=0)
+
+
+# --------------------------------------------------------------------------- bad input
+def test_bad_input_raises():
+    x = torch.zeros(3)
+    with pytest.raises(ValueError, match="elite_fraction"):
+        CEMOptimizer([x], elite_fraction=0.0)
+    with pytest.raises(ValueError, match="init_std"):
+        CEMOptimizer([x], init_std=-1.0)
+    with pytest.raises(ValueError, match="min_std"):
+        CEMOptimizer([x], min_std=float("nan"))
+    with pytest.raises(ValueError, match="noise_std"):
+        MPPIOptimizer([x], noise_std=0.0)
+    with pytest.raises(ValueError, match="temperature"):
+        MPPIOptimizer([x], temperature=0.0)
+    with pytest.raises(ValueError, match="demo"):
+        CEMOptimizer([x], demo=torch.zeros(3))
+    with pytest.raises(ValueError, match="fraction"):
+        MPPIOptimizer([{"params": [x], "fraction": 0.2}])
+    with pytest.raises(ValueError, match="sigma0"):
+        CMAESOptimizer([x], sigma0=float("inf"))
+    with pytest.raises(ValueError, match="num_samples"):
+        CMAESOptimizer([x], num_samples=1)
+    with pytest.raises(TypeError, match="cma_options"):
+        CMAESOptimizer([x], cma_options=[1])
+    with pytest.raises(ValueError, match="method"):
+        optimizer_class("adam")
+    opt = CEMOptimizer([x], num_samples=4)
+    with pytest.raises(ValueError, match="shape"):
+        opt.step(lambda c: torch.zeros(5))
+    assert optimizer_class("mbd") is MBDOptimizer
