@@ -1,0 +1,365 @@
+"""The paper's bicycle car in a U-maze (A.4.1 item 8, section 5.2), as batched torch.
+
+State ``[x, y, theta, v, delta]`` (position, heading, speed, steering angle), action
+``[a, delta_rate]`` in ``[-1, 1]`` scaled to ``[-max_accel, max_accel]`` and
+``[-max_steer_rate, max_steer_rate]``. Dynamics::
+
+    d/dt [x, y, theta, v, delta] = [v cos(theta), v sin(theta), v / L * tan(delta), a, delta_rate]
+
+integrated with one RK4 step per control (``dt = 0.1``); after each step the speed and
+the steering angle are clipped to their limits (actuator saturation).
+
+The map holds a U-shaped obstacle made of axis-aligned boxes, its open side facing the
+start, with the goal behind its closed side: driving straight at the goal leads into the
+cup (the local optimum of the distance reward), and a path to the goal must go round an
+arm. A rollout whose path (each segment between consecutive states, the first from the
+initial state) touches a box is infeasible (``p_g = 0`` in the paper).
+
+Everything is batched over any leading dimensions, on any device, without a Python loop
+over samples (the loop over the ``H`` time steps is the integrator's).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from torch_mbd.rollout import Trajectory
+
+# The default U-maze: boxes (xmin, ymin, xmax, ymax), open towards -x (the start).
+U_MAZE_BOXES = (
+    (0.4, -1.2, 0.7, 1.2),  # the closed side, between the cup and the goal
+    (-0.8, 0.9, 0.7, 1.2),  # upper arm
+    (-0.8, -1.2, 0.7, -0.9),  # lower arm
+)
+
+
+def u_maze(dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> Tensor:
+    """The default U-shaped obstacle, ``[3, 4]`` boxes ``(xmin, ymin, xmax, ymax)``."""
+    return torch.tensor(U_MAZE_BOXES, dtype=dtype, device=device)
+
+
+def points_in_boxes(points: Tensor, boxes: Tensor, margin: float = 0.0) -> Tensor:
+    """Whether each point lies in any box (closed boxes, grown by ``margin``).
+
+    Args:
+        points: ``[..., 2]``.
+        boxes: ``[k, 4]`` rows ``(xmin, ymin, xmax, ymax)``.
+        margin: distance added on every side of every box.
+
+    Returns:
+        Boolean ``[...]``.
+    """
+    p = points.unsqueeze(-2)  # [..., 1, 2]
+    inside = (p >= boxes[:, :2] - margin) & (p <= boxes[:, 2:] + margin)  # [..., k, 2]
+    return inside.all(-1).any(-1)
+
+
+def distance_to_boxes(points: Tensor, boxes: Tensor) -> Tensor:
+    """Euclidean distance from each point to the nearest box (0 inside a box).
+
+    Args:
+        points: ``[..., 2]``.
+        boxes: ``[k, 4]`` rows ``(xmin, ymin, xmax, ymax)``.
+
+    Returns:
+        ``[...]``.
+    """
+    p = points.unsqueeze(-2)  # [..., 1, 2]
+    gap = torch.maximum(boxes[:, :2] - p, p - boxes[:, 2:]).clamp(min=0.0)  # [..., k, 2]
+    return torch.linalg.vector_norm(gap, dim=-1).amin(-1)
+
+
+def segments_hit_boxes(start: Tensor, end: Tensor, boxes: Tensor, margin: float = 0.0) -> Tensor:
+    """Whether each straight segment ``start -> end`` touches any box (slab test).
+
+    Exact for segments of any length, so a fast car cannot tunnel through a thin wall
+    between two time steps.
+
+    Args:
+        start, end: ``[..., 2]`` segment end points (broadcastable to each other).
+        boxes: ``[k, 4]`` rows ``(xmin, ymin, xmax, ymax)``.
+        margin: distance added on every side of every box.
+
+    Returns:
+        Boolean ``[...]``; non-finite segments count as hits.
+    """
+    start, end = torch.broadcast_tensors(start, end)
+    p0 = start.unsqueeze(-2)  # [..., 1, 2]
+    d = (end - start).unsqueeze(-2)
+    lo, hi = boxes[:, :2] - margin, boxes[:, 2:] + margin  # [k, 2]
+    moving = d != 0
+    safe_d = torch.where(moving, d, torch.ones_like(d))
+    t_a, t_b = (lo - p0) / safe_d, (hi - p0) / safe_d
+    t_near = torch.where(moving, torch.minimum(t_a, t_b), torch.full_like(t_a, -math.inf))
+    t_far = torch.where(moving, torch.maximum(t_a, t_b), torch.full_like(t_a, math.inf))
+    # A coordinate that does not move must already lie within the slab.
+    within = (p0 >= lo) & (p0 <= hi)
+    slab_ok = moving | within  # [..., k, 2]
+    enter = t_near.amax(-1).clamp(min=0.0)
+    leave = t_far.amin(-1).clamp(max=1.0)
+    hit = slab_ok.all(-1) & (enter <= leave)
+    finite = torch.isfinite(start).all(-1) & torch.isfinite(end).all(-1)
+    return hit.any(-1) | ~finite
+
+
+def path_hits_boxes(initial: Tensor, positions: Tensor, boxes: Tensor, margin: float = 0.0) -> Tensor:
+    """Whether a polyline ``initial -> positions[0] -> ... -> positions[-1]`` touches any box.
+
+    Args:
+        initial: ``[..., 2]`` (or ``[2]``) the position before the first step.
+        positions: ``[..., H, 2]``.
+        boxes: ``[k, 4]``.
+        margin: distance added on every side of every box.
+
+    Returns:
+        Boolean ``[...]``.
+    """
+    previous = torch.cat([initial.expand(*positions.shape[:-2], 1, 2), positions[..., :-1, :]], dim=-2)
+    return segments_hit_boxes(previous, positions, boxes, margin).any(-1)
+
+
+def bicycle_derivative(state: Tensor, control: Tensor, wheelbase: float, max_steer: float) -> Tensor:
+    """``d/dt [x, y, theta, v, delta] = [v cos(theta), v sin(theta), v/L tan(delta), a, delta_rate]``.
+
+    Args:
+        state: ``[..., 5]``.
+        control: physical ``[..., 2]`` ``(a, delta_rate)``.
+        wheelbase: ``L``.
+        max_steer: the steering angle is saturated at ``+-max_steer`` inside ``tan``.
+
+    Returns:
+        ``[..., 5]``.
+    """
+    theta, v, delta = state[..., 2], state[..., 3], state[..., 4]
+    steer = delta.clamp(-max_steer, max_steer)
+    return torch.stack(
+        [v * torch.cos(theta), v * torch.sin(theta), v / wheelbase * torch.tan(steer), control[..., 0], control[..., 1]],
+        dim=-1,
+    )
+
+
+def rk4_step(state: Tensor, control: Tensor, dt: float, wheelbase: float, max_steer: float) -> Tensor:
+    """One classical Runge-Kutta step of :func:`bicycle_derivative` with the control held.
+
+    Args:
+        state: ``[..., 5]``.
+        control: physical ``[..., 2]``.
+        dt: step length in seconds.
+        wheelbase, max_steer: see :func:`bicycle_derivative`.
+
+    Returns:
+        The state after ``dt``, ``[..., 5]`` (not yet saturated).
+    """
+    k1 = bicycle_derivative(state, control, wheelbase, max_steer)
+    k2 = bicycle_derivative(state + 0.5 * dt * k1, control, wheelbase, max_steer)
+    k3 = bicycle_derivative(state + 0.5 * dt * k2, control, wheelbase, max_steer)
+    k4 = bicycle_derivative(state + dt * k3, control, wheelbase, max_steer)
+    return state + dt / 6.0 * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+
+
+class Car2D:
+    """Bicycle car in the U-maze; implements :class:`torch_mbd.rollout.RolloutModel`.
+
+    Step reward (higher is better)::
+
+        r_t = -||p_t - goal|| - clearance_weight * relu(1 - d_t / clearance) - control_weight * ||u_t||^2
+
+    with ``d_t`` the distance from ``p_t`` to the nearest obstacle and ``u_t`` the normalized
+    action in ``[-1, 1]``; the planner's sample reward is its mean. Entering an obstacle is
+    a hard constraint (``feasible``); the clearance cost keeps the optimum off the wall, so
+    that the weighted mean of feasible samples (MBD's estimate) is itself feasible.
+
+    Args:
+        horizon: default number of control steps ``H``.
+        dt: control period (one RK4 step).
+        wheelbase: ``L`` in metres.
+        max_accel: ``|a|`` limit (m/s^2) that action ``+-1`` maps to.
+        max_steer_rate: ``|delta_rate|`` limit (rad/s) that action ``+-1`` maps to.
+        max_speed: ``|v|`` saturation (m/s).
+        max_steer: ``|delta|`` saturation (rad).
+        start: initial state ``[x, y, theta, v, delta]``.
+        goal: goal position ``[x, y]``.
+        goal_radius: a path "reaches the goal" when its final position is this close.
+        control_weight: weight of the control cost.
+        clearance: distance from the obstacles below which the clearance cost applies (0 disables it).
+        clearance_weight: the clearance cost at the wall.
+        obstacles: ``[k, 4]`` boxes ``(xmin, ymin, xmax, ymax)``; default :func:`u_maze`.
+        workspace: ``((xmin, ymin), (xmax, ymax))``, the map (where RRT samples, what figures show).
+        device, dtype: where and in which precision the rollouts run.
+    """
+
+    action_dim = 2
+    state_dim = 5
+
+    def __init__(
+        self,
+        horizon: int = 50,
+        dt: float = 0.1,
+        wheelbase: float = 0.3,
+        max_accel: float = 2.0,
+        max_steer_rate: float = 2.0,
+        max_speed: float = 3.0,
+        max_steer: float = 0.6,
+        start=(-2.0, 0.0, 0.0, 0.0, 0.0),
+        goal=(2.0, 0.0),
+        goal_radius: float = 0.3,
+        control_weight: float = 0.01,
+        clearance: float = 0.15,
+        clearance_weight: float = 1.0,
+        obstacles: Tensor | None = None,
+        workspace=((-3.0, -3.0), (3.0, 3.0)),
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ):
+        if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
+            raise ValueError(f"horizon must be an integer >= 1, got {horizon!r}")
+        for name, value in (
+            ("dt", dt),
+            ("wheelbase", wheelbase),
+            ("max_accel", max_accel),
+            ("max_steer_rate", max_steer_rate),
+            ("max_speed", max_speed),
+            ("max_steer", max_steer),
+            ("goal_radius", goal_radius),
+        ):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        if not 0 < max_steer < math.pi / 2:
+            raise ValueError(f"max_steer must be in (0, pi/2), got {max_steer!r}")
+        for name, value in (("control_weight", control_weight), ("clearance", clearance), ("clearance_weight", clearance_weight)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device='cuda' was asked for but torch.cuda.is_available() is False")
+        self.dtype = dtype
+        kw = dict(dtype=dtype, device=self.device)
+        self.horizon, self.dt, self.wheelbase = horizon, float(dt), float(wheelbase)
+        self.max_accel, self.max_steer_rate = float(max_accel), float(max_steer_rate)
+        self.max_speed, self.max_steer = float(max_speed), float(max_steer)
+        self.goal_radius, self.control_weight = float(goal_radius), float(control_weight)
+        self.clearance, self.clearance_weight = float(clearance), float(clearance_weight)
+        self.initial_state = torch.as_tensor(start, **kw).clone()
+        if self.initial_state.shape != (5,):
+            raise ValueError(f"start must be [x, y, theta, v, delta], got shape {tuple(self.initial_state.shape)}")
+        self.goal = torch.as_tensor(goal, **kw).clone()
+        if self.goal.shape != (2,):
+            raise ValueError(f"goal must be [x, y], got shape {tuple(self.goal.shape)}")
+        self.obstacles = u_maze(**kw) if obstacles is None else torch.as_tensor(obstacles, **kw).clone()
+        if self.obstacles.dim() != 2 or self.obstacles.shape[-1] != 4:
+            raise ValueError(f"obstacles must be [k, 4] boxes (xmin, ymin, xmax, ymax), got {tuple(self.obstacles.shape)}")
+        if bool((self.obstacles[:, :2] > self.obstacles[:, 2:]).any()):
+            raise ValueError("obstacles must have xmin <= xmax and ymin <= ymax")
+        self.workspace = torch.as_tensor(workspace, **kw).clone()
+        if self.workspace.shape != (2, 2) or bool((self.workspace[0] >= self.workspace[1]).any()):
+            raise ValueError("workspace must be ((xmin, ymin), (xmax, ymax)) with min < max")
+        if bool(points_in_boxes(self.initial_state[:2], self.obstacles)):
+            raise ValueError("start lies inside an obstacle")
+        self.action_bounds = (-torch.ones(2, **kw), torch.ones(2, **kw))
+        self._scale = torch.tensor([self.max_accel, self.max_steer_rate], **kw)
+
+    def __repr__(self) -> str:
+        return (
+            f"Car2D(horizon={self.horizon}, dt={self.dt}, start={self.initial_state[:2].tolist()}, "
+            f"goal={self.goal.tolist()}, obstacles={len(self.obstacles)} boxes, device={self.device})"
+        )
+
+    # ------------------------------------------------------------------ dynamics
+    def step(self, state: Tensor, action: Tensor) -> Tensor:
+        """One control step: RK4 over ``dt`` then speed / steering saturation.
+
+        Args:
+            state: ``[..., 5]``.
+            action: normalized ``[..., 2]`` (clipped to ``[-1, 1]``).
+
+        Returns:
+            ``[..., 5]``.
+        """
+        control = action.clamp(-1.0, 1.0) * self._scale
+        nxt = rk4_step(state, control, self.dt, self.wheelbase, self.max_steer)
+        speed = nxt[..., 3].clamp(-self.max_speed, self.max_speed)
+        steer = nxt[..., 4].clamp(-self.max_steer, self.max_steer)
+        return torch.cat([nxt[..., :3], speed.unsqueeze(-1), steer.unsqueeze(-1)], dim=-1)
+
+    def simulate(self, actions: Tensor) -> Tensor:
+        """The states after each control step, ``[..., H, 5]``, for actions ``[..., H, 2]``."""
+        self._check_actions(actions)
+        state = self.initial_state.expand(*actions.shape[:-2], 5)
+        states = []
+        for t in range(actions.shape[-2]):
+            state = self.step(state, actions[..., t, :])
+            states.append(state)
+        return torch.stack(states, dim=-2)
+
+    def rollout(self, actions: Tensor) -> Trajectory:
+        """Roll ``actions[..., n, H, 2]`` out from :attr:`initial_state`.
+
+        Returns:
+            :class:`~torch_mbd.rollout.Trajectory` with ``states [..., n, H, 5]``, ``rewards [..., n, H]``
+            and ``feasible [..., n]`` (False when the path touches an obstacle or is not finite).
+        """
+        states = self.simulate(actions)
+        control_cost = self.control_weight * actions.clamp(-1.0, 1.0).square().sum(-1)
+        rewards = self.state_reward(states) - control_cost
+        return Trajectory(states=states, rewards=rewards, feasible=self.path_feasible(states))
+
+    # ------------------------------------------------------------------ task
+    def state_reward(self, states: Tensor) -> Tensor:
+        """The state part of the step reward (distance and clearance): ``[..., H, nx] -> [..., H]``.
+
+        Scores a state-only path (an RRT demonstration) in the units of :meth:`rollout`'s
+        rewards, without the control cost (a demonstration has no controls): pass
+        ``state_reward(demo).mean()`` as the optimizer's ``demo_reward``.
+        """
+        if states.shape[-1] < 2:
+            raise ValueError(f"states must have x, y as their first two entries, got shape {tuple(states.shape)}")
+        positions = states[..., :2]
+        reward = -torch.linalg.vector_norm(positions - self.goal, dim=-1)
+        if self.clearance > 0 and self.clearance_weight > 0 and len(self.obstacles):
+            gap = distance_to_boxes(positions, self.obstacles)
+            reward = reward - self.clearance_weight * (1.0 - gap / self.clearance).clamp(min=0.0)
+        return reward
+
+    def path_feasible(self, states: Tensor) -> Tensor:
+        """Whether a state path ``[..., H, nx]`` stays out of the obstacles: ``[...]`` boolean."""
+        hits = path_hits_boxes(self.initial_state[:2], states[..., :2], self.obstacles)
+        return ~hits & torch.isfinite(states).all(-1).all(-1)
+
+    def reached_goal(self, states: Tensor) -> Tensor:
+        """Whether the final position of ``states[..., H, nx]`` is within :attr:`goal_radius`: ``[...]``."""
+        return torch.linalg.vector_norm(states[..., -1, :2] - self.goal, dim=-1) <= self.goal_radius
+
+    def positions(self, states: Tensor) -> Tensor:
+        """The planar positions ``[..., H, 2]`` of states ``[..., H, nx]`` (what figures draw)."""
+        return states[..., :2]
+
+    def draw(self, ax) -> None:
+        """Draw the map (obstacles, start, goal region) on a matplotlib ``Axes``."""
+        from matplotlib.patches import Circle, Rectangle
+
+        for xmin, ymin, xmax, ymax in self.obstacles.cpu().tolist():
+            ax.add_patch(Rectangle((xmin, ymin), xmax - xmin, ymax - ymin, color="0.35", zorder=1))
+        gx, gy = self.goal.cpu().tolist()
+        ax.add_patch(Circle((gx, gy), self.goal_radius, color="tab:green", alpha=0.3, zorder=1))
+        ax.plot([gx], [gy], marker="*", color="tab:green", markersize=14, zorder=5, label="goal")
+        sx, sy = self.initial_state[:2].cpu().tolist()
+        ax.plot([sx], [sy], marker="o", color="black", markersize=7, zorder=5, label="start")
+        (xmin, ymin), (xmax, ymax) = self.workspace.cpu().tolist()
+        ax.set_xlim(xmin, xmax)
+        ax.set_ylim(ymin, ymax)
+        ax.set_aspect("equal")
+
+    def _check_actions(self, actions: Tensor) -> None:
+        if not isinstance(actions, Tensor):
+            raise TypeError(f"actions must be a tensor [..., H, 2], got {type(actions).__name__}")
+        if actions.dim() < 2 or actions.shape[-1] != 2:
+            raise ValueError(f"actions must have shape [..., H, 2], got {tuple(actions.shape)}")
+        if actions.device != self.device:
+            raise ValueError(f"actions are on {actions.device}, the model on {self.device}")
+        if actions.dtype != self.dtype:
+            raise ValueError(f"actions have dtype {actions.dtype}, the model {self.dtype}")

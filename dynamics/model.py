@@ -1,0 +1,212 @@
+"""``MujocoModel``: a :class:`~dynamics.tasks.Task` on one simulator backend, as a rollout model.
+
+It implements :class:`torch_mbd.rollout.RolloutModel`: actions ``[..., n, H, nu]`` in
+``[-1, 1]`` go in, a :class:`~torch_mbd.rollout.Trajectory` comes out, on the model's device.
+The backend owns the whole time loop; the task's torch reward scores the states it returns.
+
+Backends (each behind a pip extra):
+
+* ``"mujoco"`` (default): ``mujoco.rollout`` on the CPU threads (:mod:`dynamics.mujoco_cpu`);
+* ``"warp"``: MuJoCo Warp on a CUDA GPU or warp's CPU device (:mod:`dynamics.mujoco_warp`);
+* ``"mjx"``: MJX on JAX's CPU or GPU backend (:mod:`dynamics.mjx`).
+
+The state after each control step is ``[qpos, qvel, sensordata]`` (``state_dim = nq + nv +
+nsensordata``; :attr:`MujocoModel.state_slices` names the parts). A sample whose simulation
+diverged (a non-finite or huge value anywhere in its states) is infeasible; its states and
+rewards are set to 0 so that nothing downstream sees NaN, and the others are untouched.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from torch_mbd.rollout import Trajectory
+
+from .tasks import Task, action_scale, get_task, import_mujoco, sensor_slices
+
+BACKENDS = ("mujoco", "warp", "mjx")
+
+# a state entry beyond this magnitude means the simulation diverged
+DIVERGENCE_THRESHOLD = 1e6
+
+
+def _make_backend(name: str, mj_model, frame_skip: int, device: torch.device, options: dict):
+    if name == "mujoco":
+        from .mujoco_cpu import CpuRollout
+
+        return CpuRollout(mj_model, frame_skip, **options)
+    if name == "warp":
+        from .mujoco_warp import WarpRollout
+
+        return WarpRollout(mj_model, frame_skip, device=device, **options)
+    if name == "mjx":
+        from .mjx import MjxRollout
+
+        return MjxRollout(mj_model, frame_skip, device=device, **options)
+    raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {name!r}")
+
+
+def diverged(states: Tensor, threshold: float = DIVERGENCE_THRESHOLD) -> Tensor:
+    """Which samples diverged: ``states [N, H, nx] -> [N]`` bool (non-finite or ``|x| > threshold``)."""
+    return ~(torch.isfinite(states) & (states.abs() <= threshold)).flatten(1).all(-1)
+
+
+class MujocoModel:
+    """A MuJoCo task on one backend, implementing :class:`torch_mbd.rollout.RolloutModel`.
+
+    Args:
+        task: a :class:`~dynamics.tasks.Task` or a task name (``"hopper"``, ``"push_t"``, ...).
+        backend: ``"mujoco"`` (CPU ``mujoco.rollout``), ``"warp"`` or ``"mjx"``.
+        device: where the rollout's input and output tensors live; for ``"warp"`` and ``"mjx"``
+            also where the simulation runs (``"cpu"`` or ``"cuda[:i]"``). Default ``"cpu"``.
+        horizon: default number of control steps; default ``task.horizon``.
+        reset_noise: uniform noise on the initial state, in units of ``task.reset_noise_scale``.
+        seed: seed of the reset noise.
+        dtype: floating dtype of actions, states and rewards (default float32).
+        **backend_options: passed to the backend (``nthread`` for ``"mujoco"``; ``nconmax``,
+            ``njmax``, ``graph`` for ``"warp"``).
+
+    Example:
+        >>> model = MujocoModel("hopper", backend="mujoco")
+        >>> traj = model.rollout(torch.zeros(8, model.horizon, model.action_dim))
+        >>> traj.rewards.shape
+        torch.Size([8, 50])
+    """
+
+    def __init__(
+        self,
+        task: str | Task,
+        backend: str = "mujoco",
+        device: str | torch.device = "cpu",
+        horizon: int | None = None,
+        reset_noise: float = 0.0,
+        seed: int | None = 0,
+        dtype: torch.dtype = torch.float32,
+        **backend_options,
+    ):
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+        self.task = get_task(task)
+        horizon = self.task.horizon if horizon is None else horizon
+        if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
+            raise ValueError(f"horizon must be an integer >= 1, got {horizon!r}")
+        import_mujoco()
+        self.backend_name = backend
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.horizon = horizon
+        self.mj_model = self.task.compile()
+        self.frame_skip = self.task.frame_skip
+        self.nq, self.nv, self.nu = self.mj_model.nq, self.mj_model.nv, self.mj_model.nu
+        self.nsensordata = self.mj_model.nsensordata
+        self.action_dim = self.nu
+        self.state_dim = self.nq + self.nv + self.nsensordata
+        self.state_slices = {
+            "qpos": slice(0, self.nq),
+            "qvel": slice(self.nq, self.nq + self.nv),
+            "sensordata": slice(self.nq + self.nv, self.state_dim),
+        }
+        self.sensor_slices = sensor_slices(self.mj_model)
+        self.action_bounds = (
+            -torch.ones(self.nu, dtype=dtype, device=self.device),
+            torch.ones(self.nu, dtype=dtype, device=self.device),
+        )
+        offset, half = action_scale(self.mj_model)
+        self._ctrl_offset = offset.to(self.device, dtype)
+        self._ctrl_half = half.to(self.device, dtype)
+        self.qpos0, self.qvel0 = self.task.initial_state(self.mj_model, noise=reset_noise, seed=seed)
+        self.initial_state = torch.cat(
+            [self.qpos0, self.qvel0, self._initial_sensordata()]
+        ).to(self.device, dtype)
+        self.backend = _make_backend(backend, self.mj_model, self.frame_skip, self.device, backend_options)
+
+    def _initial_sensordata(self) -> Tensor:
+        mujoco = import_mujoco()
+        data = mujoco.MjData(self.mj_model)
+        data.qpos[:], data.qvel[:] = self.qpos0.numpy(), self.qvel0.numpy()
+        mujoco.mj_forward(self.mj_model, data)
+        return torch.as_tensor(data.sensordata.copy(), dtype=torch.float64)
+
+    def __repr__(self) -> str:
+        return (
+            f"MujocoModel(task={self.task.name!r}, backend={self.backend_name!r}, device={str(self.device)!r}, "
+            f"horizon={self.horizon}, action_dim={self.action_dim}, state_dim={self.state_dim})"
+        )
+
+    def controls(self, actions: Tensor) -> Tensor:
+        """Actuator controls of actions in ``[-1, 1]`` (clipped): ``[..., nu] -> [..., nu]``."""
+        return self._ctrl_offset + self._ctrl_half * actions.clamp(-1.0, 1.0)
+
+    def _check_actions(self, actions: Tensor) -> None:
+        if not isinstance(actions, Tensor):
+            raise TypeError(f"actions must be a tensor, got {type(actions).__name__}")
+        if actions.dim() < 3 or actions.shape[-1] != self.nu:
+            raise ValueError(
+                f"actions must have shape [..., n, H, {self.nu}] ([..., n, H, nu]), got {tuple(actions.shape)}"
+            )
+        if not actions.is_floating_point():
+            raise TypeError(f"actions must be floating point, got {actions.dtype}")
+        if actions.device != self.device:
+            raise ValueError(f"actions are on {actions.device}, the model on {self.device}")
+
+    def rollout(self, actions: Tensor) -> Trajectory:
+        """Simulate ``actions [..., n, H, nu]`` from the initial state.
+
+        Returns:
+            ``Trajectory(states [..., n, H, state_dim], rewards [..., n, H], feasible [..., n])`` on
+            the model's device, in the model's dtype.
+        """
+        self._check_actions(actions)
+        lead, horizon = actions.shape[:-2], actions.shape[-2]
+        flat = actions.reshape(-1, horizon, self.nu).to(self.dtype)
+        qpos, qvel, sens = self.backend(self.qpos0, self.qvel0, self.controls(flat))
+        qpos, qvel, sens = (x.to(self.device, self.dtype) for x in (qpos, qvel, sens))
+        states = torch.cat([qpos, qvel, sens], dim=-1)  # [N, H, nx]
+        bad = diverged(states)
+        if bool(bad.any()):
+            keep = ~bad[:, None, None]
+            states = torch.where(keep, states, torch.zeros((), dtype=states.dtype, device=states.device))
+            qpos, qvel, sens = (states[..., s] for s in self.state_slices.values())
+        sensors = {name: sens[..., s] for name, s in self.sensor_slices.items()}
+        rewards = self.task.reward(qpos, qvel, sensors, flat.clamp(-1.0, 1.0))
+        feasible = ~bad & torch.isfinite(rewards).all(-1)
+        rewards = torch.where(feasible[:, None], rewards, torch.zeros((), dtype=rewards.dtype, device=rewards.device))
+        return Trajectory(
+            states=states.reshape(*lead, horizon, self.state_dim),
+            rewards=rewards.reshape(*lead, horizon),
+            feasible=feasible.reshape(lead),
+        )
+
+
+def make_mujoco(task: str | Task, backend: str = "mujoco", device: str | torch.device = "cpu", **options) -> MujocoModel:
+    """``dynamics.make`` factory: ``MujocoModel(task, backend, device, **options)``."""
+    return MujocoModel(task, backend=backend, device=device, **options)
+
+
+def task_factory(name: str):
+    """A ``dynamics.make`` factory for the task ``name``: ``factory(backend=..., device=..., **options)``."""
+
+    def factory(backend: str = "mujoco", device: str | torch.device = "cpu", **options) -> MujocoModel:
+        return MujocoModel(name, backend=backend, device=device, **options)
+
+    factory.__name__ = f"make_{name}"
+    factory.__doc__ = f"Build the {name!r} task as a :class:`MujocoModel` (``backend``: mujoco, warp or mjx)."
+    return factory
+
+
+make_hopper = task_factory("hopper")
+make_walker2d = task_factory("walker2d")
+make_half_cheetah = task_factory("half_cheetah")
+make_ant = task_factory("ant")
+make_humanoid_standup = task_factory("humanoid_standup")
+make_humanoid_run = task_factory("humanoid_run")
+
+
+def make_push_t(backend: str = "mujoco", device: str | torch.device = "cpu", goal_seed: int | None = None, **options):
+    """Build push-T as a :class:`MujocoModel`; ``goal_seed`` draws a goal (``None``: the default goal)."""
+    from .tasks import push_t
+
+    return MujocoModel(push_t(goal_seed), backend=backend, device=device, **options)

@@ -1,0 +1,264 @@
+"""RRT demonstrations on simplified dynamics (paper, section 5.2 and A.4.4).
+
+A rapidly-exploring random tree grows over a holonomic point (it moves up to ``step_size``
+in any direction per edge) among box obstacles, goal-biased, for at most
+``max_iterations`` samples. The resulting waypoint path is shortened (greedy shortcuts
+through free space) and resampled to one point per control step. It ignores the car's
+dynamics, so it is dynamically infeasible for the car: that is the point of section 5.2,
+where MBD refines such a path into a feasible one.
+
+Example:
+    >>> from dynamics.car import Car2D
+    >>> car = Car2D()
+    >>> demo = rrt_demo(car, seed=0)          # [H, 5] states; x, y are the demonstration
+    >>> demo.shape
+    torch.Size([50, 5])
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .car import points_in_boxes, segments_hit_boxes
+
+
+class PlanningError(RuntimeError):
+    """RRT found no path (the goal is unreachable, or not within the iteration budget)."""
+
+
+def _generator(generator: torch.Generator | None, seed: int | None) -> torch.Generator:
+    if generator is not None:
+        if not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+        return generator
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise TypeError(f"seed must be an int or None, got {seed!r}")
+    gen = torch.Generator()
+    gen.manual_seed(0 if seed is None else seed)
+    return gen
+
+
+def rrt(
+    start: Tensor,
+    goal: Tensor,
+    obstacles: Tensor,
+    workspace: Tensor,
+    step_size: float = 0.2,
+    max_iterations: int = 1000,
+    goal_bias: float = 0.1,
+    margin: float = 0.0,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
+) -> Tensor:
+    """Grow an RRT for a holonomic point from ``start`` until it connects to ``goal``.
+
+    Each iteration samples a point (the goal with probability ``goal_bias``, else uniform in
+    the workspace), steers the nearest tree node towards it by at most ``step_size``, and
+    adds the new node when the edge misses every obstacle (grown by ``margin``). The search
+    ends when a node can connect straight to the goal within ``step_size``.
+
+    Args:
+        start, goal: ``[2]`` positions.
+        obstacles: ``[k, 4]`` boxes ``(xmin, ymin, xmax, ymax)``.
+        workspace: ``[2, 2]`` ``((xmin, ymin), (xmax, ymax))`` where points are sampled.
+        step_size: longest edge (the paper: 0.2).
+        max_iterations: sampling budget (the paper: 1000).
+        goal_bias: probability of sampling the goal itself.
+        margin: clearance kept from the obstacles.
+        generator: a CPU ``torch.Generator``; default one seeded with ``seed`` (0 when ``None``).
+        seed: seed of that generator.
+
+    Returns:
+        The waypoints ``[m, 2]`` from ``start`` to ``goal`` (on the CPU, in ``start``'s dtype).
+
+    Raises:
+        ValueError: bad arguments, or the start or the goal inside an obstacle or outside the workspace.
+        PlanningError: no path within ``max_iterations`` (e.g. the goal is walled off).
+    """
+    if isinstance(step_size, bool) or not isinstance(step_size, (int, float)) or not step_size > 0:
+        raise ValueError(f"step_size must be a number > 0, got {step_size!r}")
+    if isinstance(max_iterations, bool) or not isinstance(max_iterations, int) or max_iterations < 1:
+        raise ValueError(f"max_iterations must be an integer >= 1, got {max_iterations!r}")
+    if not 0.0 <= goal_bias <= 1.0:
+        raise ValueError(f"goal_bias must be in [0, 1], got {goal_bias!r}")
+    if margin < 0:
+        raise ValueError(f"margin must be >= 0, got {margin!r}")
+    dtype = start.dtype if start.is_floating_point() else torch.float32
+    start, goal = start.detach().cpu().to(dtype), goal.detach().cpu().to(dtype)
+    obstacles, workspace = obstacles.detach().cpu().to(dtype), workspace.detach().cpu().to(dtype)
+    if start.shape != (2,) or goal.shape != (2,):
+        raise ValueError(f"start and goal must be [2] positions, got {tuple(start.shape)} and {tuple(goal.shape)}")
+    if obstacles.dim() != 2 or obstacles.shape[-1] != 4:
+        raise ValueError(f"obstacles must be [k, 4] boxes, got {tuple(obstacles.shape)}")
+    if workspace.shape != (2, 2):
+        raise ValueError(f"workspace must be [2, 2], got {tuple(workspace.shape)}")
+    for name, point in (("start", start), ("goal", goal)):
+        if bool(points_in_boxes(point, obstacles, margin)):
+            raise ValueError(f"{name} {point.tolist()} lies inside an obstacle (grown by margin={margin})")
+        if bool((point < workspace[0]).any() or (point > workspace[1]).any()):
+            raise ValueError(f"{name} {point.tolist()} lies outside the workspace {workspace.tolist()}")
+    gen = _generator(generator, seed)
+
+    if not bool(segments_hit_boxes(start, goal, obstacles, margin)) and float((goal - start).norm()) <= step_size:
+        return torch.stack([start, goal])
+    nodes = torch.empty(max_iterations + 1, 2, dtype=dtype)
+    parents = torch.full((max_iterations + 1,), -1, dtype=torch.long)
+    nodes[0], count = start, 1
+    low, span = workspace[0], workspace[1] - workspace[0]
+    draws = torch.rand(max_iterations, 3, generator=gen, dtype=dtype)  # all randomness up front
+    for it in range(max_iterations):
+        target = goal if float(draws[it, 0]) < goal_bias else low + span * draws[it, 1:]
+        dist = (nodes[:count] - target).norm(dim=-1)
+        nearest = int(torch.argmin(dist))
+        gap = float(dist[nearest])
+        if gap == 0.0:
+            continue
+        new = nodes[nearest] + (target - nodes[nearest]) * min(1.0, step_size / gap)
+        if bool(segments_hit_boxes(nodes[nearest], new, obstacles, margin)):
+            continue
+        nodes[count], parents[count] = new, nearest
+        count += 1
+        if float((goal - new).norm()) <= step_size and not bool(segments_hit_boxes(new, goal, obstacles, margin)):
+            path, node = [goal], count - 1
+            while node >= 0:
+                path.append(nodes[node])
+                node = int(parents[node])
+            return torch.stack(path[::-1])
+    raise PlanningError(
+        f"RRT found no path from {start.tolist()} to {goal.tolist()} in {max_iterations} iterations "
+        f"({count} tree nodes): the goal is unreachable or needs more iterations"
+    )
+
+
+def shortcut(path: Tensor, obstacles: Tensor, margin: float = 0.0) -> Tensor:
+    """Shorten a waypoint path greedily: from each kept waypoint jump to the last one in sight.
+
+    Args:
+        path: ``[m, 2]`` collision-free waypoints.
+        obstacles: ``[k, 4]`` boxes.
+        margin: clearance kept from the obstacles.
+
+    Returns:
+        ``[m', 2]`` with ``m' <= m``, same end points, still collision-free.
+    """
+    kept, i = [path[0]], 0
+    while i < len(path) - 1:
+        visible = ~segments_hit_boxes(path[i], path[i + 1 :], obstacles, margin)  # [m - i - 1]
+        visible[0] = True  # the next waypoint is reachable: the path is collision-free
+        i = i + 1 + int(torch.nonzero(visible).max())
+        kept.append(path[i])
+    return torch.stack(kept)
+
+
+def resample_path(path: Tensor, num_points: int, spacing: float | None = None) -> Tensor:
+    """Points at equal arc-length spacing along a polyline, excluding its first point.
+
+    Point ``k`` (``1 <= k <= num_points``) lies at arc length ``min(k * spacing, L)``: with one
+    point per control step, the path traversed at the constant speed ``spacing / dt``, then
+    a halt at its end. The default spacing ``L / num_points`` ends on the last waypoint exactly
+    at the last point.
+
+    Args:
+        path: ``[m, 2]`` waypoints.
+        num_points: ``H``.
+        spacing: arc length between consecutive points; ``None`` for ``L / num_points``.
+
+    Returns:
+        ``[H, 2]``.
+    """
+    if isinstance(num_points, bool) or not isinstance(num_points, int) or num_points < 1:
+        raise ValueError(f"num_points must be an integer >= 1, got {num_points!r}")
+    if spacing is not None and (isinstance(spacing, bool) or not isinstance(spacing, (int, float)) or not spacing > 0):
+        raise ValueError(f"spacing must be a number > 0 or None, got {spacing!r}")
+    if path.dim() != 2 or path.shape[-1] != 2 or len(path) < 1:
+        raise ValueError(f"path must be [m, 2] waypoints with m >= 1, got {tuple(path.shape)}")
+    if len(path) == 1:
+        return path.expand(num_points, 2).clone()
+    seg = (path[1:] - path[:-1]).norm(dim=-1)  # [m-1]
+    cum = torch.cat([seg.new_zeros(1), seg.cumsum(0)])  # [m]
+    total = float(cum[-1])
+    if total == 0.0:
+        return path[-1].expand(num_points, 2).clone()
+    step = total / num_points if spacing is None else float(spacing)
+    s = (torch.arange(1, num_points + 1, dtype=path.dtype) * step).clamp(max=total)
+    idx = torch.searchsorted(cum, s, right=True).clamp(1, len(path) - 1) - 1  # segment of each point
+    frac = ((s - cum[idx]) / seg[idx].clamp(min=torch.finfo(path.dtype).tiny)).clamp(0.0, 1.0)
+    return path[idx] + frac.unsqueeze(-1) * (path[idx + 1] - path[idx])
+
+
+def path_states(points: Tensor, start: Tensor, dt: float) -> Tensor:
+    """Car states ``[H, 5]`` for a position path: heading and speed from finite differences, no steering.
+
+    Args:
+        points: ``[H, 2]`` the positions after each control step.
+        start: ``[>=2]`` the initial position (first two entries used).
+        dt: the control period.
+
+    Returns:
+        ``[H, 5]`` rows ``[x, y, theta, v, 0]``.
+    """
+    previous = torch.cat([start[:2].reshape(1, 2).to(points), points[:-1]])
+    delta = points - previous
+    theta = torch.atan2(delta[:, 1], delta[:, 0])
+    speed = delta.norm(dim=-1) / dt
+    return torch.stack([points[:, 0], points[:, 1], theta, speed, torch.zeros_like(speed)], dim=-1)
+
+
+def rrt_demo(
+    model,
+    horizon: int | None = None,
+    speed: float | None = 2.0,
+    margin: float = 0.2,
+    smooth: bool = True,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
+    **rrt_options,
+) -> Tensor:
+    """An RRT demonstration for a planar model such as :class:`dynamics.car.Car2D`.
+
+    Runs :func:`rrt` from the model's start to its goal among its obstacles (kept ``margin``
+    away, so that a car tracking the demonstration loosely stays clear), shortens the path
+    with :func:`shortcut` when ``smooth`` and resamples it to one state per control step.
+
+    Args:
+        model: has ``initial_state [>=2]``, ``goal [2]``, ``obstacles [k, 4]``, ``workspace [2, 2]``,
+            ``horizon``, ``dt``, ``device`` and ``dtype``.
+        horizon: number of demonstrated steps; default ``model.horizon``.
+        speed: the demonstration moves along the path at this constant speed, then waits
+            at the goal; ``None`` spreads the path over the whole horizon.
+        margin: clearance from the obstacles.
+        smooth: shortcut the raw RRT path.
+        generator, seed: randomness of :func:`rrt`.
+        **rrt_options: ``step_size``, ``max_iterations``, ``goal_bias`` (defaults: 0.2, 1000, 0.1).
+
+    Returns:
+        ``[H, 5]`` demonstrated states on the model's device; only ``x, y`` (``demo_mask =
+        [True, True, False, False, False]``) are meant to be trusted.
+    """
+    horizon = model.horizon if horizon is None else horizon
+    path = rrt(
+        model.initial_state[:2], model.goal, model.obstacles, model.workspace, margin=margin,
+        generator=generator, seed=seed, **rrt_options,
+    )
+    if smooth:
+        path = shortcut(path, model.obstacles.cpu().to(path.dtype), margin)
+    points = resample_path(path, horizon, None if speed is None else speed * model.dt)
+    return path_states(points, model.initial_state.cpu(), model.dt).to(model.device, model.dtype)
+
+
+# The state dimensions an RRT demonstration covers for the car: x and y.
+XY_MASK = (True, True, False, False, False)
+
+
+def xy_mask(device: str | torch.device = "cpu") -> Tensor:
+    """``demo_mask`` for :func:`rrt_demo`: ``[5]`` boolean selecting x and y."""
+    return torch.tensor(XY_MASK, device=device)
+
+
+def path_length(path: Tensor) -> float:
+    """Length of a ``[m, 2]`` polyline."""
+    return float((path[1:] - path[:-1]).norm(dim=-1).sum()) if len(path) > 1 else 0.0
+
+
+__all__ = ["PlanningError", "rrt", "shortcut", "resample_path", "path_states", "rrt_demo", "xy_mask", "path_length"]
