@@ -10,9 +10,18 @@ extras = {
     "baselines": ["cma>=3.3"],
     "examples": ["tqdm>=4.60", "matplotlib>=3.6"],
     "docs": ["mkdocs>=1.5", "mkdocs-material>=9", "mkdocstrings[python]>=0.24"],
+    # MuJoCo on the CPU (mujoco.rollout); gymnasium ships the locomotion MJCF files.
+    "mujoco": ["mujoco>=3.3", "gymnasium>=1.0"],
 }
+extras["warp"] = extras["mujoco"] + ["mujoco-warp>=3.8", "warp-lang>=1.8"]
+extras["mjx"] = extras["mujoco"] + ["mujoco-mjx>=3.3", "jax>=0.5"]
 extras["test"] = sorted(
-    {"pytest>=7", "hypothesis>=6"} | set(extras["progress"]) | set(extras["baselines"]) | set(extras["examples"])
+    {"pytest>=7", "hypothesis>=6"}
+    | set(extras["progress"])
+    | set(extras["baselines"])
+    | set(extras["examples"])
+    | set(extras["warp"])
+    | set(extras["mjx"])
 )
 extras["all"] = sorted({req for reqs in extras.values() for req in reqs})
 
