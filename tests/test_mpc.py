@@ -1,0 +1,237 @@
+"""Receding-horizon MPC: the shift, the warm start, and closing the loop on the car."""
+
+import math
+
+import pytest
+import torch
+
+from torch_mbd import MPC
+from torch_mbd.mpc import shift_actions, warm_start_sigmas
+from torch_mbd.rollout import Trajectory
+from torch_mbd.schedule import linear_schedule
+
+
+class Integrator:
+    """Toy model: ``x_{t+1} = x_t + dt * u_t``, reward ``-(x - target)^2``; records what it rolls out."""
+
+    action_dim = 1
+    state_dim = 1
+
+    def __init__(self, horizon=10, target=1.0, bound=1.0, dtype=torch.float64):
+        self.horizon, self.target, self.dt = horizon, target, 0.5
+        self.device = torch.device("cpu")
+        self.action_bounds = (-bound * torch.ones(1, dtype=dtype), bound * torch.ones(1, dtype=dtype))
+        self.initial_state = torch.zeros(1, dtype=dtype)
+        self.seen = []
+
+    def rollout(self, actions):
+        self.seen.append(actions.clone())
+        states = self.initial_state + self.dt * actions.cumsum(-2)
+        return Trajectory(states=states, rewards=-(states[..., 0] - self.target) ** 2)
+
+
+def test_shift_actions_repeat_and_zero():
+    actions = torch.arange(12.0).reshape(2, 3, 2)  # two problems, H=3, nu=2
+    repeat = shift_actions(actions)
+    assert torch.equal(repeat[:, :2], actions[:, 1:])
+    assert torch.equal(repeat[:, 2], actions[:, 2])
+    zero = shift_actions(actions, fill="zero")
+    assert torch.equal(zero[:, :2], actions[:, 1:])
+    assert torch.equal(zero[:, 2], torch.zeros(2, 2))
+    two = shift_actions(actions, steps=2)
+    assert torch.equal(two, actions[:, 2:3].expand(2, 3, 2))
+    assert torch.equal(shift_actions(actions, steps=0), actions)
+    assert torch.equal(shift_actions(actions, steps=3, fill="zero"), torch.zeros_like(actions))
+    out = shift_actions(actions)
+    out += 1  # a new tensor: the input is untouched
+    assert torch.equal(actions, torch.arange(12.0).reshape(2, 3, 2))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(actions=torch.zeros(3)), "actions"),
+        (dict(actions=torch.zeros(3, 1), steps=4), "steps"),
+        (dict(actions=torch.zeros(3, 1), steps=-1), "steps"),
+        (dict(actions=torch.zeros(3, 1), fill="last"), "fill"),
+    ],
+)
+def test_shift_actions_rejects_bad_input(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        shift_actions(**kwargs)
+
+
+def test_warm_start_sigmas_start_at_warm_noise_in_schedule_proportions():
+    sigmas = warm_start_sigmas(5, 0.3)
+    assert sigmas.shape == (5,)
+    assert math.isclose(float(sigmas[0]), 0.3, rel_tol=1e-12)
+    assert bool((sigmas[1:] < sigmas[:-1]).all())
+    reference = linear_schedule(5).sigmas.flip(0)
+    torch.testing.assert_close(sigmas / sigmas[-1], reference / reference[-1])
+    assert torch.equal(warm_start_sigmas(1, 0.25), torch.tensor([0.25], dtype=torch.float64))
+    with pytest.raises(ValueError, match="warm_noise"):
+        warm_start_sigmas(5, 0.0)
+
+
+@pytest.mark.parametrize("fill", ["repeat", "zero"])
+def test_warm_start_is_the_shifted_previous_plan(fill):
+    # with a vanishing warm-start noise the short diffusion cannot move: the new plan is the shift
+    model = Integrator(horizon=8)
+    controller = MPC(model, num_samples=32, initial_steps=10, diffusion_steps=2, warm_noise=1e-9, shift=fill, seed=0)
+    first = controller.plan(torch.zeros(1, dtype=torch.float64)).clone()
+    assert not controller.last_step.warm and controller.last_step.diffusion_steps == 10
+    assert first.abs().max() > 0.05  # the cold start did plan something
+    action = controller.act(torch.tensor([0.3], dtype=torch.float64))
+    assert controller.last_step.warm and controller.last_step.diffusion_steps == 2
+    torch.testing.assert_close(controller.actions, shift_actions(first, 1, fill), atol=1e-7, rtol=0)
+    torch.testing.assert_close(action, first[1], atol=1e-7, rtol=0)
+    assert torch.equal(model.initial_state, torch.tensor([0.3], dtype=torch.float64))
+
+
+def test_warm_start_samples_around_the_shift_at_warm_noise():
+    model = Integrator(horizon=10, bound=100.0)  # bounds far away: no clipping
+    controller = MPC(model, num_samples=4000, initial_steps=3, diffusion_steps=3, warm_noise=0.25, seed=1)
+    first = controller.plan(torch.zeros(1, dtype=torch.float64)).clone()
+    model.seen.clear()
+    controller.plan(torch.zeros(1, dtype=torch.float64))
+    assert len(model.seen) == 3  # one rollout per diffusion step
+    expected = warm_start_sigmas(3, 0.25)
+    first_samples = model.seen[0][:, :, 0]  # [n, H]
+    deviation = first_samples - shift_actions(first)[:, 0]
+    assert deviation.mean().abs() < 0.01  # centred on the shifted plan
+    assert math.isclose(float(deviation.std()), 0.25, rel_tol=0.03)
+    last_spread = float(model.seen[-1][:, :, 0].std(0).mean())
+    assert math.isclose(last_spread, float(expected[-1]), rel_tol=0.05)
+
+
+def test_same_seed_same_controls_and_different_seed_different():
+    def run(seed):
+        model = Integrator()
+        controller = MPC(model, num_samples=16, initial_steps=5, diffusion_steps=2, seed=seed)
+        state, actions = torch.zeros(1, dtype=torch.float64), []
+        for _ in range(4):
+            action = controller(state)
+            state = state + model.dt * action
+            actions.append(action)
+        return torch.stack(actions)
+
+    assert torch.equal(run(3), run(3))
+    assert not torch.equal(run(3), run(4))
+
+
+def test_closed_loop_rejects_a_push_that_the_open_loop_plan_cannot_see():
+    model = Integrator(horizon=10, target=1.0)
+    controller = MPC(model, num_samples=64, initial_steps=20, diffusion_steps=3, warm_noise=0.3, seed=0)
+    open_loop = controller.plan(torch.zeros(1, dtype=torch.float64)).clone()
+    controller.reset()
+
+    def episode(policy):
+        x = torch.zeros(1, dtype=torch.float64)
+        for t in range(16):
+            if t == 6:
+                x = x - 1.5  # a push
+            x = x + model.dt * policy(t, x)
+        return float(x)
+
+    replay = episode(lambda t, x: open_loop[min(t, 9)] if t < 10 else torch.zeros(1, dtype=torch.float64))
+    closed = episode(lambda t, x: controller(x))
+    assert abs(replay - 1.0) > 1.0  # the replayed plan ends where the push left it
+    assert abs(closed - 1.0) < 0.15
+
+
+def test_reset_cold_starts_from_init():
+    model = Integrator(horizon=4)
+    controller = MPC(model, num_samples=8, initial_steps=2, diffusion_steps=1, seed=0)
+    controller(torch.zeros(1, dtype=torch.float64))
+    init = torch.full((4, 1), 0.5, dtype=torch.float64)
+    controller.reset(init)
+    assert controller.actions is None
+    model.seen.clear()
+    controller.plan(torch.zeros(1, dtype=torch.float64))
+    assert not controller.last_step.warm and len(model.seen) == 2
+    assert abs(float(model.seen[0].mean()) - 0.5) < 0.2  # sampled around init, not zeros
+    with pytest.raises(ValueError, match="init"):
+        controller.reset(torch.zeros(3, 1))
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(horizon=0), ValueError, "horizon"),
+        (dict(num_samples=0), ValueError, "num_samples"),
+        (dict(temperature=-1.0), ValueError, "temperature"),
+        (dict(diffusion_steps=0), ValueError, "diffusion_steps"),
+        (dict(initial_steps=1.5), ValueError, "initial_steps"),
+        (dict(warm_noise=0), ValueError, "warm_noise"),
+        (dict(shift="last"), ValueError, "shift"),
+        (dict(beta0=2.0), ValueError, "beta0"),
+        (dict(generator=3), TypeError, "generator"),
+        (dict(bounds=(-1, 1)), TypeError, "bounds"),
+    ],
+)
+def test_mpc_rejects_bad_options(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        MPC(Integrator(), **kwargs)
+
+
+def test_mpc_rejects_bad_model_and_state():
+    class NoState:
+        action_dim, action_bounds, horizon = 1, (torch.zeros(1), torch.ones(1)), 3
+
+        def rollout(self, actions):
+            raise AssertionError
+
+    with pytest.raises(TypeError, match="initial_state"):
+        MPC(NoState())
+    controller = MPC(Integrator(), num_samples=4, initial_steps=1, seed=0)
+    with pytest.raises(ValueError, match="state"):
+        controller(torch.tensor([float("nan")]))
+    with pytest.raises(TypeError, match="state"):
+        controller("origin")
+
+
+# --------------------------------------------------------------------------- the car, closed loop
+def make_car(horizon):
+    from dynamics.car import Car2D
+
+    # explicit arguments: a box above the straight line from start to goal
+    return Car2D(
+        horizon=horizon, dt=0.1, wheelbase=0.3, max_accel=2.0, max_steer_rate=2.0, max_speed=3.0, max_steer=0.6,
+        start=(-2.0, 0.0, 0.0, 0.0, 0.0), goal=(1.5, 0.0), goal_radius=0.3, control_weight=0.01,
+        clearance=0.15, clearance_weight=1.0, obstacles=[[-0.5, 0.35, 0.5, 1.5]],
+    )
+
+
+def drive(car, policy, steps, push_at=None, push=None):
+    """Run ``policy(t, state)`` on the car; returns (collided, closest distance to the goal)."""
+    from dynamics.car import segments_hit_boxes
+
+    state, collided, closest = car.initial_state.clone(), False, math.inf
+    for t in range(steps):
+        if t == push_at:
+            state = state + push
+        nxt = car.step(state, policy(t, state))
+        collided |= bool(segments_hit_boxes(state[:2], nxt[:2], car.obstacles))
+        state = nxt
+        closest = min(closest, float((state[:2] - car.goal).norm()))
+    return collided, closest
+
+
+@pytest.mark.slow
+def test_car_closed_loop_recovers_from_a_push_where_the_open_loop_plan_collides():
+    torch.manual_seed(0)
+    from torch_mbd import plan
+
+    steps = 40
+    real = make_car(steps)
+    push = torch.tensor([0.0, 0.0, 0.8, 0.0, 0.0])  # knocked 46 degrees to the left, towards the box
+    open_loop = plan(make_car(steps), num_samples=32, num_steps=20, seed=0, progress=False).actions
+
+    collided, closest = drive(real, lambda t, s: open_loop[t], steps)
+    assert not collided and closest < real.goal_radius  # unperturbed, the plan works
+    collided, closest = drive(real, lambda t, s: open_loop[t], steps, push_at=8, push=push)
+    assert collided or closest > real.goal_radius  # pushed, it cannot know
+
+    controller = MPC(make_car(20), num_samples=32, initial_steps=20, diffusion_steps=2, warm_noise=0.3, seed=0)
+    collided, closest = drive(real, lambda t, s: controller(s), steps, push_at=8, push=push)
+    assert not collided and closest < real.goal_radius

@@ -1,0 +1,301 @@
+"""``MPC``: receding-horizon control with Model-Based Diffusion.
+
+The paper plans open loop and names receding-horizon use as future work. :class:`MPC` closes
+the loop: at every control step it plans from the system's current state and applies only
+the first action of the plan.
+
+* The first call (and the first after :meth:`MPC.reset`) is a **cold start**: a full diffusion
+  of ``initial_steps`` steps of the paper's linear schedule from the zero sequence.
+* Every later call is a **warm start**: the previous plan shifted by one control step
+  (:func:`shift_actions`; the last action repeated, or zeroed), then a short diffusion of
+  ``diffusion_steps`` steps whose sampling noise starts at ``warm_noise`` instead of the cold
+  start's ``sqrt(1 - alpha_bar_{N-1})`` (0.63 with the default schedule).
+
+How the short diffusion is built (with :class:`~torch_mbd.optim.MBDOptimizer`'s own options, no
+new schedule code): the linear schedule with the same ``beta0``, ``beta1`` and noise convention,
+compressed to ``diffusion_steps`` levels, every ``sigma`` multiplied by the group option
+``noise_scale = warm_noise / sigma_top`` so that the first step samples at exactly
+``warm_noise`` and the following ones shrink in the schedule's proportions
+(:func:`warm_start_sigmas`). The alternatives (the tail of the full schedule, or new betas)
+tie the starting noise to the number of steps; this keeps the two options independent.
+With the default step size the score-ascent update lands on the weighted mean whatever the
+betas, so the schedule acts only through these sigmas.
+
+The model is any :class:`~torch_mbd.rollout.RolloutModel` whose ``initial_state`` can be set:
+before each plan, ``MPC`` assigns ``model.initial_state = state`` (for
+``dynamics.car.Car2D`` a plain attribute; for ``dynamics.model.MujocoModel`` a property taking
+``[state_dim]`` or ``[nq + nv]``). The model is therefore left at the last state planned from.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from .optim import MBDOptimizer
+from .schedule import linear_schedule
+
+SHIFT_FILLS = ("repeat", "zero")
+
+# MBDOptimizer options that MPC sets itself and that ``**options`` may not override.
+_RESERVED = ("params", "num_samples", "temperature", "num_steps", "beta0", "beta1", "noise", "bounds",
+             "noise_scale", "rollout", "generator", "seed", "process_group")
+
+
+def shift_actions(actions: Tensor, steps: int = 1, fill: str = "repeat") -> Tensor:
+    """Shift a control sequence forward in time: drop the first ``steps`` actions, pad the end.
+
+    ``out[..., t, :] = actions[..., t + steps, :]`` for ``t < H - steps``; the last ``steps``
+    rows are the last action repeated (``fill="repeat"``) or zeros (``fill="zero"``).
+
+    Args:
+        actions: ``[..., H, nu]``.
+        steps: how many control steps have elapsed, ``0 <= steps <= H``.
+        fill: ``"repeat"`` or ``"zero"``.
+
+    Returns:
+        A new tensor ``[..., H, nu]``.
+
+    Example:
+        >>> shift_actions(torch.tensor([[1.0], [2.0], [3.0]]))[:, 0].tolist()
+        [2.0, 3.0, 3.0]
+        >>> shift_actions(torch.tensor([[1.0], [2.0], [3.0]]), fill="zero")[:, 0].tolist()
+        [2.0, 3.0, 0.0]
+    """
+    if not isinstance(actions, Tensor) or actions.dim() < 2:
+        got = tuple(actions.shape) if isinstance(actions, Tensor) else type(actions).__name__
+        raise ValueError(f"actions must be a tensor [..., H, nu], got {got}")
+    horizon = actions.shape[-2]
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= horizon:
+        raise ValueError(f"steps must be an integer in [0, H={horizon}], got {steps!r}")
+    if fill not in SHIFT_FILLS:
+        raise ValueError(f"fill must be one of {SHIFT_FILLS}, got {fill!r}")
+    if steps == 0:
+        return actions.clone()
+    if fill == "zero":
+        pad = torch.zeros_like(actions[..., :steps, :])
+    else:
+        pad = actions[..., -1:, :].expand(*actions.shape[:-2], steps, actions.shape[-1])
+    return torch.cat([actions[..., steps:, :], pad], dim=-2)
+
+
+def warm_start_sigmas(
+    num_steps: int, warm_noise: float, beta0: float = 1e-4, beta1: float = 1e-2, noise: str = "official"
+) -> Tensor:
+    """The sampling standard deviations of one warm-started control step, in the order used.
+
+    The linear schedule of ``num_steps`` levels (same ``beta0``, ``beta1``, ``noise`` as a cold
+    start), scaled so that the first step samples at ``warm_noise``:
+    ``sigma'_i = sigma_i * warm_noise / sigma_{N-1}``, for ``i = N-1, ..., 0``.
+
+    Args:
+        num_steps: diffusion steps per control step ``K >= 1``.
+        warm_noise: the first step's standard deviation, ``> 0``.
+        beta0, beta1, noise: the schedule (:func:`~torch_mbd.schedule.linear_schedule`).
+
+    Returns:
+        ``[K]`` float64, decreasing (constant for ``K = 1``), first entry ``warm_noise``.
+    """
+    _check_positive_float("warm_noise", warm_noise)
+    sigmas = linear_schedule(num_steps, beta0, beta1, noise).sigmas.flip(0)
+    return sigmas * (float(warm_noise) / float(sigmas[0]))
+
+
+def _check_positive_float(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or value == float("inf"):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def _check_count(name: str, value, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+class MPCStep(NamedTuple):
+    """What the last :meth:`MPC.act` did (``controller.last_step``).
+
+    Attributes:
+        action: ``[nu]`` the action returned.
+        actions: ``[H, nu]`` the plan it came from (a copy).
+        warm: whether the plan was warm-started from the previous one.
+        diffusion_steps: diffusion steps run.
+        sample_reward: mean per-sample reward of the last diffusion step (the model's prediction).
+        time: wall time of the call in seconds.
+    """
+
+    action: Tensor
+    actions: Tensor
+    warm: bool
+    diffusion_steps: int
+    sample_reward: float
+    time: float
+
+
+class MPC:
+    """Receding-horizon Model-Based Diffusion: plan from the current state, apply the first action.
+
+    Each :meth:`act` (also ``controller(state)``) sets ``model.initial_state = state``, runs a
+    cold-start diffusion the first time and a short warm-started one afterwards (see
+    :mod:`torch_mbd.mpc`), and returns the first action of the plan. Every diffusion step is one
+    :meth:`MBDOptimizer.step <torch_mbd.optim.MBDOptimizer.step>` over ``num_samples`` rollouts of
+    ``horizon`` steps; one explicit generator carries the randomness from call to call.
+
+    Args:
+        model: a :class:`~torch_mbd.rollout.RolloutModel` with a settable ``initial_state``.
+        horizon: planning horizon ``H``; default ``model.horizon``.
+        num_samples: rollouts per diffusion step ``n``.
+        temperature: ``lambda`` of the softmax weights.
+        diffusion_steps: diffusion steps of every warm-started control step ``K``.
+        warm_noise: the sampling standard deviation of a warm start's first step (actions are
+            normalized to ``model.action_bounds``, usually ``[-1, 1]``).
+        initial_steps: diffusion steps of a cold start (the paper plans with 100).
+        shift: how the shifted plan is padded: ``"repeat"`` the last action or ``"zero"``.
+        beta0, beta1, noise: the linear schedule and noise convention of both kinds of start.
+        seed: seed of the sampling generator when ``generator`` is ``None``.
+        generator: a ``torch.Generator`` on the model's device.
+        process_group: spread each step's rollouts over ``torch.distributed`` ranks (every rank
+            must call :meth:`act` with the same state); see :class:`~torch_mbd.optim.MBDOptimizer`.
+        **options: other :class:`~torch_mbd.optim.MBDOptimizer` options (``step_scale``, ``fraction``, ...).
+
+    Example:
+        >>> controller = MPC(model, horizon=20, num_samples=128, diffusion_steps=3, seed=0)  # doctest: +SKIP
+        >>> state = system.reset()                                                            # doctest: +SKIP
+        >>> for t in range(100):                                                              # doctest: +SKIP
+        ...     state = system.step(controller(state))
+    """
+
+    def __init__(
+        self,
+        model,
+        horizon: int | None = None,
+        num_samples: int = 256,
+        temperature: float = 0.1,
+        diffusion_steps: int = 5,
+        warm_noise: float = 0.2,
+        initial_steps: int = 100,
+        shift: str = "repeat",
+        beta0: float = 1e-4,
+        beta1: float = 1e-2,
+        noise: str = "official",
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+        process_group=None,
+        **options,
+    ):
+        for attr in ("action_dim", "action_bounds", "rollout", "initial_state"):
+            if not hasattr(model, attr):
+                raise TypeError(f"model must be a RolloutModel with a settable initial_state; it has no {attr!r}")
+        reserved = sorted(set(options) & set(_RESERVED))
+        if reserved:
+            raise TypeError(f"MPC sets {reserved} itself; use its own arguments instead")
+        self.model = model
+        self.device = torch.device(getattr(model, "device", "cpu"))
+        lower, upper = (torch.as_tensor(b, device=self.device) for b in model.action_bounds)
+        self.dtype = lower.dtype if lower.is_floating_point() else torch.get_default_dtype()
+        self.bounds = (lower.to(self.dtype), upper.to(self.dtype))
+        self.horizon = _check_count("horizon", getattr(model, "horizon", None) if horizon is None else horizon)
+        self.num_samples = _check_count("num_samples", num_samples)
+        self.temperature = _check_positive_float("temperature", temperature)
+        self.diffusion_steps = _check_count("diffusion_steps", diffusion_steps)
+        self.initial_steps = _check_count("initial_steps", initial_steps)
+        self.warm_noise = _check_positive_float("warm_noise", warm_noise)
+        if shift not in SHIFT_FILLS:
+            raise ValueError(f"shift must be one of {SHIFT_FILLS}, got {shift!r}")
+        self.shift = shift
+        self.schedule_options = dict(beta0=beta0, beta1=beta1, noise=noise)
+        # validates beta0, beta1 and noise now rather than at the first call
+        top = float(linear_schedule(self.diffusion_steps, beta0, beta1, noise).sigmas[-1])
+        self.warm_noise_scale = self.warm_noise / top
+        if generator is None:
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(int(torch.randint(0, 2**62, (), dtype=torch.int64)) if seed is None else int(seed))
+        elif not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+        self.generator = generator
+        self.process_group = process_group
+        self.options = options
+        self.actions: Tensor | None = None
+        self.last_step: MPCStep | None = None
+        self._next_init: Tensor | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"MPC(horizon={self.horizon}, num_samples={self.num_samples}, diffusion_steps={self.diffusion_steps}, "
+            f"warm_noise={self.warm_noise}, initial_steps={self.initial_steps}, shift={self.shift!r})"
+        )
+
+    def reset(self, init: Tensor | None = None) -> None:
+        """Forget the plan: the next :meth:`act` cold-starts, from ``init [H, nu]`` (default zeros)."""
+        if init is not None:
+            shape = (self.horizon, len(self.bounds[0]))
+            if not isinstance(init, Tensor) or tuple(init.shape) != shape:
+                got = tuple(init.shape) if isinstance(init, Tensor) else type(init).__name__
+                raise ValueError(f"init must be a tensor of shape {shape} ([H, nu]), got {got}")
+            init = init.detach().to(self.device, self.dtype).clone()
+        self.actions = None
+        self._next_init = init
+
+    def _state(self, state) -> Tensor:
+        current = self.model.initial_state
+        dtype = current.dtype if isinstance(current, Tensor) and current.is_floating_point() else self.dtype
+        if not isinstance(state, (Tensor, list, tuple)) and type(state).__module__ != "numpy":
+            raise TypeError(f"state must be a tensor (or array) of the model's state, got {type(state).__name__}")
+        state = torch.as_tensor(state, dtype=dtype, device=self.device)
+        if not bool(torch.isfinite(state).all()):
+            raise ValueError("state must be finite: the system diverged or the state holds NaN")
+        return state
+
+    @torch.no_grad()
+    def plan(self, state) -> Tensor:
+        """Plan from ``state`` (cold or warm start) without moving time forward.
+
+        Returns:
+            The plan ``[H, nu]`` (also kept in :attr:`actions`); the next call warm-starts from it
+            shifted by one step, as if its first action had been applied.
+        """
+        start = time.perf_counter()
+        self.model.initial_state = self._state(state)
+        warm = self.actions is not None
+        if warm:
+            actions = shift_actions(self.actions, 1, self.shift)
+            steps, noise_scale = self.diffusion_steps, self.warm_noise_scale
+        else:
+            init = self._next_init
+            actions = torch.zeros(self.horizon, len(self.bounds[0]), dtype=self.dtype, device=self.device) if init is None else init.clone()
+            steps, noise_scale = self.initial_steps, 1.0
+        optimizer = MBDOptimizer(
+            [actions],
+            num_samples=self.num_samples,
+            temperature=self.temperature,
+            num_steps=steps,
+            bounds=self.bounds,
+            noise_scale=noise_scale,
+            rollout=self.model.rollout,
+            generator=self.generator,
+            process_group=self.process_group,
+            **self.schedule_options,
+            **self.options,
+        )
+        for _ in range(steps):
+            reward = optimizer.step()
+        self.actions = actions
+        self.last_step = MPCStep(
+            action=actions[0].clone(),
+            actions=actions.clone(),
+            warm=warm,
+            diffusion_steps=steps,
+            sample_reward=float(reward),
+            time=time.perf_counter() - start,
+        )
+        return actions
+
+    def act(self, state) -> Tensor:
+        """Plan from ``state`` and return the first action ``[nu]`` to apply now."""
+        return self.plan(state)[0].clone()
+
+    __call__ = act
