@@ -16,6 +16,7 @@ from .denoise import (
     weighted_mean,
 )
 from .minimize import MinimizeHistory, MinimizeResult, minimize
+from .mpc import MPC
 from .optim import MBDOptimizer, StepInfo
 from .plan import PlanResult, plan
 from .rollout import RolloutModel, Trajectory
@@ -31,6 +32,7 @@ __all__ = [
     "MinimizeHistory",
     "plan",
     "PlanResult",
+    "MPC",
     "RolloutModel",
     "Trajectory",
     "Schedule",
