@@ -1,0 +1,367 @@
+"""Humanoid jogging (paper, section 5.2): humanoid running steered by partial-state mocap data.
+
+The task is :func:`dynamics.tasks.humanoid_run` (gymnasium's ``humanoid.xml``, frame_skip 7,
+reward ``x - clip(|z - 1.3|, -1, 1) - 0.1 |y|`` of the torso) with five more ``framepos``
+sensors, one per tracked point, added through ``mujoco.MjSpec``:
+
+================  ===================================================================
+sensor            site (fixed in the body named first)
+================  ===================================================================
+``torso_track``   torso: midpoint of the pelvis body origin and the head, at rest
+``*_thigh_track``  thigh: midpoint of hip (thigh origin) and knee (shin origin)
+``*_shin_track``   shin: midpoint of knee (shin origin) and ankle (foot origin)
+================  ===================================================================
+
+These are the points the mocap clip describes: in ``../shared/data/mocap/jog_xref.npz``
+``torso = (pelvis + head) / 2``, ``thigh = (hip + knee) / 2`` and ``shin = (knee + toe) / 2``
+exactly (``toe`` is the clip's ankle-level point).
+
+The demonstration (:meth:`HumanoidJog.demonstration`) maps a clip onto the robot:
+
+1. :func:`load_clip`: read an ``.npz`` of ``(T, 3)`` world positions (metres, z up) and check it;
+2. :func:`retarget_clip`: turn the clip so the torso's net travel points along ``+x`` (the
+   task's forward direction), scale it about the ground by the ratio of the robot's leg
+   length to the clip's (:func:`clip_leg_length`), and move it so the clip's first torso
+   position sits over the robot's initial torso point;
+3. :func:`resample_clip`: interpolate it at the times of the ``H`` control steps (the state
+   after step ``k`` is at ``(k + 1) * control_dt``), holding the last frame past the clip's end.
+
+The result is a ``[H, 15]`` demo of the 15 sensor readings and an ``[nx]`` mask selecting
+them in the state ``[qpos, qvel, sensordata]``, which ``MBDOptimizer(demo=..., demo_mask=...)``
+consumes by the max rule of Eq. (13). The clip's frame period is not in the file: the default
+``CLIP_DT = 0.03`` s is the rate at which the authors' code plays it (one frame per 0.03 s
+control step); an ``.npz`` may carry its own as a scalar ``dt`` entry.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .model import MujocoModel
+from .tasks import Task, _add_body_sensors, gymnasium_asset, humanoid_run_reward, import_mujoco
+
+TRACKED = ("torso", "left_thigh", "right_thigh", "left_shin", "right_shin")
+LEG_KEYS = ("lhip", "lknee", "ltoe", "rhip", "rknee", "rtoe")
+CLIP_DT = 0.03
+DEFAULT_CLIP = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "mocap" / "jog_xref.npz"
+DEFAULT_DEMO_SIGMA = 0.1
+
+
+# ----------------------------------------------------------------------------- the task
+def _track_sites(spec) -> dict[str, tuple[str, list[float]]]:
+    """``{point: (body, position in the body's frame)}`` of the tracked points of ``spec``."""
+    mujoco = import_mujoco()
+    model = spec.compile()
+    data = mujoco.MjData(model)
+    mujoco.mj_forward(model, data)
+    torso = model.body("torso").id
+    middle = (data.xpos[model.body("pelvis").id] + data.geom_xpos[model.geom("head").id]) / 2
+    torso_local = data.xmat[torso].reshape(3, 3).T @ (middle - data.xpos[torso])
+    sites = {"torso": ("torso", [float(v) for v in torso_local])}
+    for side in ("left", "right"):
+        knee = np.asarray(spec.body(f"{side}_shin").pos, dtype=float)
+        ankle = np.asarray(spec.body(f"{side}_foot").pos, dtype=float)
+        sites[f"{side}_thigh"] = (f"{side}_thigh", [float(v) for v in knee / 2])
+        sites[f"{side}_shin"] = (f"{side}_shin", [float(v) for v in ankle / 2])
+    return sites
+
+
+def humanoid_jog_spec():
+    """gymnasium's humanoid with ``torso_pos`` and the five ``{point}_track`` sensors."""
+    mujoco = import_mujoco()
+    spec = mujoco.MjSpec.from_file(str(gymnasium_asset("humanoid.xml")))
+    _add_body_sensors(spec, "torso")
+    sites = _track_sites(spec)
+    for point in TRACKED:  # sensor order = TRACKED order = the demo's column order
+        body, pos = sites[point]
+        spec.body(body).add_site(name=f"{point}_track", pos=pos, size=[0.02, 0.02, 0.02], group=4)
+        spec.add_sensor(
+            name=f"{point}_track",
+            type=mujoco.mjtSensor.mjSENS_FRAMEPOS,
+            objtype=mujoco.mjtObj.mjOBJ_SITE,
+            objname=f"{point}_track",
+        )
+    return spec
+
+
+def humanoid_jog() -> Task:
+    """Humanoid jogging: :func:`~dynamics.tasks.humanoid_run` plus the tracked-point sensors."""
+    return Task(
+        "humanoid_jog", humanoid_jog_spec, humanoid_run_reward, frame_skip=7, horizon=50, reset_noise_scale=1e-2
+    )
+
+
+# ----------------------------------------------------------------------------- the clip
+def load_clip(source: str | Path | Mapping, keys: tuple[str, ...] = TRACKED) -> dict[str, Tensor]:
+    """Read and check a mocap clip: ``{key: [T, 3]}`` float64 tensors (plus ``"dt"`` when present).
+
+    Args:
+        source: path of an ``.npz`` with one ``(T, 3)`` array of world positions per body
+            point (the layout of ``jog_xref.npz``), or a mapping of such arrays.
+        keys: the points that must be present (extra entries are kept; leg keys are needed
+            only to compute the scale, see :func:`clip_leg_length`).
+
+    Raises:
+        FileNotFoundError: when ``source`` is a path that does not exist.
+        ValueError: naming the missing keys, or the entry with a wrong shape, a length that
+            differs from the others, fewer than 2 frames, or non-finite values.
+        TypeError: when ``source`` is neither a path nor a mapping.
+    """
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"mocap clip {str(path)!r} does not exist")
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                raw = {k: npz[k] for k in npz.files}
+        except (OSError, ValueError) as err:
+            raise ValueError(f"mocap clip {str(path)!r} is not a readable .npz file: {err}") from err
+        where = f"mocap clip {str(path)!r}"
+    elif isinstance(source, Mapping):
+        raw, where = dict(source), "mocap clip"
+    else:
+        raise TypeError(f"source must be a path to an .npz file or a mapping of arrays, got {type(source).__name__}")
+    missing = [k for k in keys if k not in raw]
+    if missing:
+        raise ValueError(f"{where} is missing the key(s) {missing}; it has {sorted(raw)}")
+    clip: dict[str, Tensor] = {}
+    length = None
+    for key, value in raw.items():
+        if key == "dt":
+            dt = float(np.asarray(value))
+            if not math.isfinite(dt) or dt <= 0:
+                raise ValueError(f"{where}: 'dt' must be a positive number of seconds per frame, got {dt!r}")
+            clip["dt"] = torch.tensor(dt, dtype=torch.float64)
+            continue
+        array = np.asarray(value)
+        if array.ndim != 2 or array.shape[1] != 3 or not np.issubdtype(array.dtype, np.number):
+            if key in keys:
+                raise ValueError(f"{where}: {key!r} must be a (T, 3) array of positions, got shape {array.shape}")
+            continue  # an unrelated entry: ignore it
+        if length is None:
+            length, first = array.shape[0], key
+        elif array.shape[0] != length:
+            raise ValueError(f"{where}: {key!r} has {array.shape[0]} frames, {first!r} has {length}")
+        if not np.isfinite(array).all():
+            raise ValueError(f"{where}: {key!r} has non-finite values")
+        clip[key] = torch.as_tensor(array, dtype=torch.float64)
+    if length is None or length < 2:
+        raise ValueError(f"{where} must have at least 2 frames, got {length}")
+    return clip
+
+
+def clip_leg_length(clip: Mapping[str, Tensor]) -> float:
+    """Mean hip-knee plus knee-toe length of the clip, over both legs and all frames (metres).
+
+    Raises:
+        ValueError: naming the missing ``lhip, lknee, ltoe, rhip, rknee, rtoe`` keys.
+    """
+    missing = [k for k in LEG_KEYS if k not in clip]
+    if missing:
+        raise ValueError(
+            f"the clip has no {missing} to measure its leg length; pass scale= explicitly (1.0 keeps its size)"
+        )
+    total = 0.0
+    for side in "lr":
+        hip, knee, toe = clip[f"{side}hip"], clip[f"{side}knee"], clip[f"{side}toe"]
+        total += float((hip - knee).norm(dim=-1).mean() + (knee - toe).norm(dim=-1).mean())
+    return total / 2
+
+
+def retarget_clip(points: Tensor, start_xy: Tensor, scale: float = 1.0, root: int = 0) -> Tensor:
+    """Turn, scale and move a clip onto the robot's start.
+
+    The clip is rotated about z so that the root point's travel from the first to the last
+    frame points along ``+x`` (no turn when it does not travel), scaled by ``scale`` about
+    the root's first position on the ground (``z`` scales about ``z = 0``), and translated so
+    the root's first position is over ``start_xy``.
+
+    Args:
+        points: ``[T, K, 3]`` world positions of ``K`` points over ``T`` frames.
+        start_xy: ``[2]`` where the root's first position goes.
+        scale: size of the robot relative to the clip.
+        root: index of the root point (the torso) in ``K``.
+
+    Returns:
+        ``[T, K, 3]`` retargeted positions.
+    """
+    origin = points[0, root, :2]
+    travel = points[-1, root, :2] - origin
+    xy = points[..., :2] - origin
+    if float(travel.norm()) > 1e-9:
+        c, s = travel / travel.norm()
+        rotation = torch.stack([torch.stack([c, s]), torch.stack([-s, c])])  # rotates travel onto +x
+        xy = xy @ rotation.T
+    xy = scale * xy + start_xy.to(points.dtype)
+    return torch.cat([xy, scale * points[..., 2:]], dim=-1)
+
+
+def resample_clip(frames: Tensor, frame_dt: float, times: Tensor) -> Tensor:
+    """Linear interpolation of ``frames`` at ``times``, held at the first and last frame.
+
+    Args:
+        frames: ``[T, ...]`` samples at times ``0, frame_dt, ..., (T - 1) frame_dt`` (``T >= 2``).
+        frame_dt: seconds between frames.
+        times: ``[H]`` query times in seconds.
+
+    Returns:
+        ``[H, ...]``.
+    """
+    T = frames.shape[0]
+    pos = (times.to(frames.dtype) / frame_dt).clamp(0, T - 1)
+    low = pos.floor().long().clamp(max=T - 2)
+    w = (pos - low).reshape(-1, *([1] * (frames.dim() - 1)))
+    return frames[low] * (1 - w) + frames[low + 1] * w
+
+
+# ----------------------------------------------------------------------------- the model
+class HumanoidJog(MujocoModel):
+    """The humanoid jogging task as a rollout model, with its mocap demonstration.
+
+    Args:
+        backend: ``"mujoco"``, ``"warp"`` or ``"mjx"`` (see :class:`~dynamics.model.MujocoModel`).
+        device: where the tensors live.
+        **options: any other :class:`~dynamics.model.MujocoModel` option (``horizon``, ``reset_noise``, ...).
+
+    Attributes:
+        control_dt: seconds per control step (``timestep * frame_skip``).
+        track_index: ``[15]`` state indices of the tracked points' readings (``TRACKED`` order, x y z).
+        demo_mask: ``[nx]`` boolean, True at ``track_index``.
+    """
+
+    def __init__(self, backend: str = "mujoco", device: str | torch.device = "cpu", **options):
+        super().__init__(humanoid_jog(), backend=backend, device=device, **options)
+        self.control_dt = float(self.mj_model.opt.timestep) * self.frame_skip
+        offset = self.state_slices["sensordata"].start
+        index = []
+        for point in TRACKED:
+            s = self.sensor_slices[f"{point}_track"]
+            index.extend(range(offset + s.start, offset + s.stop))
+        self.track_index = torch.tensor(index, device=self.device)
+        if bool((self.track_index.diff() <= 0).any()):  # the demo's columns follow the mask's order
+            raise RuntimeError("tracked sensors must be laid out in TRACKED order")
+        self.demo_mask = torch.zeros(self.state_dim, dtype=torch.bool, device=self.device)
+        self.demo_mask[self.track_index] = True
+        self.leg_length = float(
+            np.linalg.norm(self.mj_model.body("left_shin").pos) + np.linalg.norm(self.mj_model.body("left_foot").pos)
+        )
+        torso_pos = self.sensor_slices["torso_pos"]
+        sens0 = self.initial_state[self.state_slices["sensordata"]]
+        # torso body origin minus the torso tracking point, at rest (what torso_pos reads above it)
+        self._torso_offset = (sens0[torso_pos] - self.tracked_points(self.initial_state)[0]).to(torch.float64)
+
+    def tracked_points(self, states: Tensor) -> Tensor:
+        """Positions of the tracked points: ``states [..., nx] -> [..., 5, 3]`` (``TRACKED`` order)."""
+        return states[..., self.track_index].unflatten(-1, (len(TRACKED), 3))
+
+    def reference(
+        self,
+        source: str | Path | Mapping = DEFAULT_CLIP,
+        horizon: int | None = None,
+        clip_dt: float | None = None,
+        scale: float | None = None,
+        start_frame: int = 0,
+    ) -> Tensor:
+        """The clip's tracked points mapped onto the robot at the control steps: ``[H, 5, 3]`` float64.
+
+        Args:
+            source: an ``.npz`` path or mapping in the layout of ``jog_xref.npz`` (:func:`load_clip`).
+            horizon: ``H``; default ``self.horizon``.
+            clip_dt: seconds per clip frame; default the clip's ``dt`` entry, else ``CLIP_DT``.
+            scale: robot size relative to the clip; default the ratio of leg lengths
+                (``self.leg_length / clip_leg_length(clip)``).
+            start_frame: first clip frame used (the clip's time 0 is this frame).
+
+        Raises:
+            ValueError: for a malformed clip (see :func:`load_clip`) or bad arguments.
+        """
+        horizon = self.horizon if horizon is None else horizon
+        if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
+            raise ValueError(f"horizon must be an integer >= 1, got {horizon!r}")
+        clip = load_clip(source)
+        length = clip[TRACKED[0]].shape[0]
+        if isinstance(start_frame, bool) or not isinstance(start_frame, int) or not 0 <= start_frame < length - 1:
+            raise ValueError(f"start_frame must be an integer in [0, {length - 2}], got {start_frame!r}")
+        if clip_dt is None:
+            clip_dt = float(clip["dt"]) if "dt" in clip else CLIP_DT
+        if isinstance(clip_dt, bool) or not isinstance(clip_dt, (int, float)) or not math.isfinite(clip_dt) or clip_dt <= 0:
+            raise ValueError(f"clip_dt must be a positive number of seconds, got {clip_dt!r}")
+        if scale is None:
+            scale = self.leg_length / clip_leg_length(clip)
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
+            raise ValueError(f"scale must be a positive number, got {scale!r}")
+        points = torch.stack([clip[k][start_frame:] for k in TRACKED], dim=1)  # [T, 5, 3]
+        start_xy = self.tracked_points(self.initial_state)[0, :2].to(torch.float64).cpu()
+        points = retarget_clip(points, start_xy, float(scale), root=0)
+        times = self.control_dt * torch.arange(1, horizon + 1, dtype=torch.float64)
+        return resample_clip(points, float(clip_dt), times)
+
+    def reference_reward(self, reference: Tensor) -> float:
+        """The task reward of a reference ``[H, 5, 3]``: mean step reward of the torso it implies.
+
+        The torso sensor the reward reads sits above the torso tracking point by the rest-pose
+        offset; ``p_J(Y_demo)`` of Eq. (11)-(13) in per-sample reward units.
+        """
+        torso = reference[..., 0, :].to(torch.float64) + self._torso_offset.cpu()
+        rewards = self.task.reward(None, None, {"torso_pos": torso}, None)
+        return float(rewards.mean())
+
+    def demonstration(
+        self,
+        source: str | Path | Mapping = DEFAULT_CLIP,
+        seed: int | None = None,
+        horizon: int | None = None,
+        demo_sigma: float = DEFAULT_DEMO_SIGMA,
+        demo_reward: float | None = None,
+        **reference_options,
+    ) -> dict:
+        """The partial-state demonstration for :func:`torch_mbd.plan` / ``MBDOptimizer``.
+
+        Args:
+            source: the clip (:meth:`reference`); default ``../shared/data/mocap/jog_xref.npz``.
+            seed: unused (the mapping is deterministic); accepted for the command line's sake.
+            horizon: ``H``; default ``self.horizon``.
+            demo_sigma: standard deviation (metres) of the demo likelihood per coordinate.
+            demo_reward: ``p_J(Y_demo)``; default :meth:`reference_reward` of the reference.
+            **reference_options: ``clip_dt``, ``scale``, ``start_frame`` (:meth:`reference`).
+
+        Returns:
+            ``dict(demo=[H, 15], demo_mask=[nx] bool, demo_reward=float, demo_sigma=float)``, the
+            demo in the model's dtype and on its device.
+        """
+        del seed
+        reference = self.reference(source, horizon=horizon, **reference_options)
+        if demo_reward is None:
+            demo_reward = self.reference_reward(reference)
+        return dict(
+            demo=reference.flatten(-2).to(self.device, self.dtype),
+            demo_mask=self.demo_mask.clone(),
+            demo_reward=float(demo_reward),
+            demo_sigma=float(demo_sigma),
+        )
+
+
+def make_humanoid_jog(backend: str = "mujoco", device: str | torch.device = "cpu", **options) -> HumanoidJog:
+    """``dynamics.make`` factory: :class:`HumanoidJog` on ``backend``."""
+    return HumanoidJog(backend=backend, device=device, **options)
+
+
+# ----------------------------------------------------------------------------- metrics
+def reference_distance(points: Tensor, reference: Tensor) -> Tensor:
+    """Mean Euclidean distance of tracked points to the reference: ``[..., H, K, 3] x [H, K, 3] -> [...]``."""
+    return (points - reference.to(points)).norm(dim=-1).mean((-1, -2))
+
+
+def upright_fraction(qpos: Tensor, low: float = 1.0, high: float = 2.0) -> Tensor:
+    """Fraction of steps whose root height ``qpos[..., 2]`` is in ``[low, high]`` (gymnasium's healthy range).
+
+    ``qpos [..., H, nq] -> [...]``.
+    """
+    z = qpos[..., 2]
+    return ((z >= low) & (z <= high)).to(qpos.dtype).mean(-1)

@@ -1,0 +1,284 @@
+"""Humanoid jogging: the mocap loader and retargeting, and the demonstration's max rule (Eq. 13)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from torch_mbd import MBDOptimizer, denoise
+from torch_mbd.rollout import Trajectory
+
+pytest.importorskip("mujoco")
+pytest.importorskip("gymnasium")
+
+from dynamics import make  # noqa: E402
+from dynamics.humanoid_jog import (  # noqa: E402
+    DEFAULT_CLIP,
+    TRACKED,
+    HumanoidJog,
+    load_clip,
+    reference_distance,
+    resample_clip,
+    retarget_clip,
+    upright_fraction,
+)
+
+CLIP_DT = 0.03
+SPEED = 1.5  # m/s along the clip's +y
+FRAMES = 21  # 0.6 s
+# offsets from the torso in the clip's frame (the clip travels along +y, so +x is its right)
+OFFSETS = {
+    "torso": (0.0, 0.0, 0.0),
+    "left_thigh": (-0.1, 0.05, -0.5),
+    "right_thigh": (0.1, -0.05, -0.5),
+    "left_shin": (-0.1, 0.1, -0.9),
+    "right_shin": (0.1, -0.1, -0.9),
+}
+TORSO0 = np.array([3.0, -2.0, 1.2])
+
+
+def synthetic_clip(frames=FRAMES, dt=CLIP_DT, legs=True):
+    t = np.arange(frames) * dt
+    torso = TORSO0 + np.outer(t, [0.0, SPEED, 0.0])
+    clip = {k: (torso + np.array(v)).astype(np.float32) for k, v in OFFSETS.items()}
+    if legs:  # hip-knee 0.4 and knee-toe 0.45: leg length 0.85
+        for side, y in (("l", -0.1), ("r", 0.1)):
+            clip[f"{side}hip"] = (torso + [y, 0, -0.3]).astype(np.float32)
+            clip[f"{side}knee"] = (torso + [y, 0, -0.7]).astype(np.float32)
+            clip[f"{side}toe"] = (torso + [y, 0, -1.15]).astype(np.float32)
+    return clip
+
+
+@pytest.fixture(scope="module")
+def model():
+    return HumanoidJog()
+
+
+def save(tmp_path, clip, name="clip.npz"):
+    path = tmp_path / name
+    np.savez(path, **clip)
+    return path
+
+
+# ----------------------------------------------------------------------------- the task
+def test_registry_builds_the_task():
+    m = make("humanoid_jog", horizon=7)
+    assert isinstance(m, HumanoidJog) and m.horizon == 7
+
+
+def test_tracking_sensors_sit_at_segment_midpoints(model):
+    import mujoco
+
+    data = mujoco.MjData(model.mj_model)
+    mujoco.mj_forward(model.mj_model, data)
+    body = lambda name: data.xpos[model.mj_model.body(name).id]  # noqa: E731
+    points = model.tracked_points(model.initial_state).double().numpy()
+    for i, side in ((1, "left"), (2, "right")):
+        np.testing.assert_allclose(points[i], (body(f"{side}_thigh") + body(f"{side}_shin")) / 2, atol=1e-5)
+        np.testing.assert_allclose(points[i + 2], (body(f"{side}_shin") + body(f"{side}_foot")) / 2, atol=1e-5)
+    head = data.geom_xpos[model.mj_model.geom("head").id]
+    np.testing.assert_allclose(points[0], (body("pelvis") + head) / 2, atol=1e-5)
+    # the readings move with the body: after a rollout they are where the rollout put them
+    traj = model.rollout(torch.zeros(1, 3, model.action_dim))
+    assert not torch.allclose(model.tracked_points(traj.states[0, -1]), model.tracked_points(model.initial_state))
+
+
+# ----------------------------------------------------------------------------- pure functions
+def test_resample_clip_interpolates_and_holds():
+    frames = torch.arange(4, dtype=torch.float64).reshape(4, 1) * 10  # 0, 10, 20, 30 at dt 0.5
+    out = resample_clip(frames, 0.5, torch.tensor([0.0, 0.25, 0.5, 1.4, 1.5, 9.0]))
+    torch.testing.assert_close(out[:, 0], torch.tensor([0.0, 5.0, 10.0, 28.0, 30.0, 30.0], dtype=torch.float64))
+
+
+def test_retarget_clip_turns_scales_and_moves():
+    # root travels along +y from (1, 1); a second point 1 m to the root's right (+x) and 0.5 m up
+    points = torch.tensor(
+        [[[1.0, 1.0, 1.0], [2.0, 1.0, 1.5]], [[1.0, 3.0, 1.0], [2.0, 3.0, 1.5]]], dtype=torch.float64
+    )
+    out = retarget_clip(points, torch.tensor([0.0, 0.5]), scale=2.0)
+    expected = torch.tensor(
+        [[[0.0, 0.5, 2.0], [0.0, -1.5, 3.0]], [[4.0, 0.5, 2.0], [4.0, -1.5, 3.0]]], dtype=torch.float64
+    )
+    torch.testing.assert_close(out, expected)
+
+
+# ----------------------------------------------------------------------------- the loader
+def test_reference_maps_a_known_clip(model, tmp_path):
+    path = save(tmp_path, synthetic_clip())
+    ref = model.reference(path, clip_dt=CLIP_DT, scale=1.0)
+    assert ref.shape == (model.horizon, len(TRACKED), 3)
+    start = model.tracked_points(model.initial_state)[0].double()
+    t = model.control_dt * torch.arange(1, model.horizon + 1, dtype=torch.float64)
+    travelled = SPEED * t.clamp(max=(FRAMES - 1) * CLIP_DT)  # held after the clip's end
+    # the torso starts over the robot's torso point, runs along +x at the clip's speed, keeps its height
+    torch.testing.assert_close(ref[:, 0, 0], start[0] + travelled)
+    torch.testing.assert_close(ref[:, 0, 1], start[1].expand(model.horizon))
+    torch.testing.assert_close(ref[:, 0, 2], torch.full((model.horizon,), TORSO0[2], dtype=torch.float64))
+    # the clip's +x (its right) becomes the robot's -y; relative offsets are kept
+    for i, name in enumerate(TRACKED):
+        dx, dy, dz = OFFSETS[name]
+        rel = ref[:, i] - ref[:, 0]
+        torch.testing.assert_close(rel, torch.tensor([dy, -dx, dz], dtype=torch.float64).expand_as(rel), atol=1e-6, rtol=0)
+    # a dt stored in the file is used; the default scale is the leg-length ratio (clip legs: 0.85 m)
+    np.savez(tmp_path / "with_dt.npz", dt=0.06, **synthetic_clip())
+    slow = model.reference(tmp_path / "with_dt.npz", scale=1.0)
+    torch.testing.assert_close(slow[:, 0, 0], start[0] + (SPEED * t / 2).clamp(max=SPEED * (FRAMES - 1) * CLIP_DT))
+    scaled = model.reference(path, clip_dt=CLIP_DT, horizon=5)
+    assert scaled.shape[0] == 5
+    torch.testing.assert_close(scaled[0, 0, 2], torch.tensor(TORSO0[2] * model.leg_length / 0.85, dtype=torch.float64))
+
+
+def test_demonstration_dict_and_mask(model, tmp_path):
+    path = save(tmp_path, synthetic_clip())
+    demo = model.demonstration(path, seed=3, clip_dt=CLIP_DT, scale=1.0)
+    assert set(demo) == {"demo", "demo_mask", "demo_reward", "demo_sigma"}
+    assert demo["demo"].shape == (model.horizon, 15) and demo["demo"].dtype == model.dtype
+    mask = demo["demo_mask"]
+    assert mask.shape == (model.state_dim,) and mask.dtype == torch.bool and int(mask.sum()) == 15
+    sens = model.state_slices["sensordata"].start
+    expected = torch.zeros(model.state_dim, dtype=torch.bool)
+    for name in TRACKED:
+        s = model.sensor_slices[f"{name}_track"]
+        expected[sens + s.start : sens + s.stop] = True
+    assert torch.equal(mask, expected)
+    assert not mask[model.state_slices["qpos"]].any() and not mask[model.state_slices["qvel"]].any()
+    ref = model.reference(path, clip_dt=CLIP_DT, scale=1.0)
+    torch.testing.assert_close(demo["demo"], ref.flatten(-2).to(model.dtype))
+    # the demo's columns are what the mask selects from a state that follows the reference
+    states = torch.zeros(model.horizon, model.state_dim, dtype=model.dtype)
+    states[:, mask] = demo["demo"]
+    torch.testing.assert_close(model.tracked_points(states), ref.to(model.dtype))
+    # demo_reward: the task reward of the torso the reference implies (runs forward at 1.5 m/s)
+    assert demo["demo_reward"] == pytest.approx(model.reference_reward(ref))
+    assert demo["demo_reward"] > float(model.rollout(torch.zeros(1, model.horizon, 17)).rewards.mean())
+
+
+def test_real_clip_maps_onto_the_robot(model):
+    if not DEFAULT_CLIP.exists():
+        pytest.skip("../shared/data/mocap/jog_xref.npz is not available")
+    ref = model.reference()
+    start = model.tracked_points(model.initial_state)[0].double()
+    assert ref.shape == (model.horizon, 5, 3) and torch.isfinite(ref).all()
+    torch.testing.assert_close(ref[0, 0, :2], start[:2])  # the clip's first 10 frames hold still
+    assert float(ref[-1, 0, 0]) > 1.0  # it jogs forward along +x
+    assert 0.9 < float(ref[:, 0, 2].min()) and float(ref[:, 0, 2].max()) < 1.5
+
+
+@pytest.mark.parametrize(
+    "mutate, error, words",
+    [
+        (lambda c: c.pop("left_shin"), ValueError, ["left_shin", "missing"]),
+        (lambda c: c.update(torso=c["torso"][:, :2]), ValueError, ["torso", "(T, 3)", "(21, 2)"]),
+        (lambda c: c.update(right_thigh=c["right_thigh"][:-1]), ValueError, ["right_thigh", "20 frames"]),
+        (lambda c: c["torso"].__setitem__((3, 1), np.nan), ValueError, ["torso", "non-finite"]),
+        (lambda c: [c.update({k: v[:1]}) for k, v in list(c.items())], ValueError, ["at least 2 frames"]),
+    ],
+)
+def test_loader_rejects_malformed_clips(model, tmp_path, mutate, error, words):
+    clip = synthetic_clip()
+    mutate(clip)
+    with pytest.raises(error) as info:
+        model.demonstration(save(tmp_path, clip), clip_dt=CLIP_DT)
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_loader_rejects_bad_sources_and_options(model, tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.npz"):
+        load_clip(tmp_path / "nope.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="not a readable .npz"):
+        load_clip(tmp_path / "junk.npz")
+    with pytest.raises(TypeError, match="source"):
+        load_clip(42)
+    path = save(tmp_path, synthetic_clip(legs=False))
+    with pytest.raises(ValueError, match="lhip.*scale="):
+        model.reference(path)  # no leg points to compute the scale from
+    model.reference(path, scale=1.0)  # ... fine with an explicit scale
+    for kwargs, name in (({"clip_dt": 0.0}, "clip_dt"), ({"scale": -1.0}, "scale"), ({"start_frame": 20}, "start_frame"), ({"horizon": 0}, "horizon")):
+        with pytest.raises(ValueError, match=name):
+            model.reference(path, **{"scale": 1.0, **kwargs})
+
+
+def test_metrics():
+    ref = torch.zeros(4, 5, 3)
+    points = torch.zeros(2, 4, 5, 3)
+    points[1, ..., 2] = 0.5
+    torch.testing.assert_close(reference_distance(points, ref), torch.tensor([0.0, 0.5]))
+    qpos = torch.zeros(4, 24)
+    qpos[:, 2] = torch.tensor([1.4, 1.0, 0.9, 2.5])
+    assert float(upright_fraction(qpos)) == pytest.approx(0.5)
+
+
+def test_optimizer_consumes_the_demonstration(model, tmp_path):
+    m = HumanoidJog(horizon=4)
+    demo = m.demonstration(save(tmp_path, synthetic_clip()), clip_dt=CLIP_DT)
+    actions = torch.zeros(4, m.action_dim)
+    opt = MBDOptimizer([actions], num_samples=6, num_steps=2, bounds=m.action_bounds, rollout=m.rollout, seed=0, **demo)
+    opt.step()
+    assert opt.last_step.demo_wins.shape == (1, 6) and torch.isfinite(actions).all()
+
+
+# ----------------------------------------------------------------------------- the max rule on a small task
+H, DT = 10, 0.1
+
+
+def point_rollout(actions):
+    """A 2-D point whose velocity is the action: states [x, y, vx, vy]; reward: progress along +x."""
+    pos = torch.cumsum(actions, dim=-2) * DT
+    states = torch.cat([pos, actions], dim=-1)
+    return Trajectory(states=states, rewards=pos[..., 0], feasible=None)
+
+
+# the demonstration covers positions only (partial state) and runs along +y, away from the reward
+DEMO_XY = torch.stack([torch.zeros(H), DT * torch.arange(1, H + 1)], dim=-1)
+XY_MASK = torch.tensor([True, True, False, False])
+
+
+def run(demo_reward, steps=20, seed=0, demo=True):
+    actions = torch.zeros(H, 2)
+    kwargs = dict(demo=DEMO_XY, demo_mask=XY_MASK, demo_sigma=0.1, demo_reward=demo_reward) if demo else {}
+    opt = MBDOptimizer([actions], num_samples=64, num_steps=steps, bounds=(-1.0, 1.0), rollout=point_rollout, seed=seed, **kwargs)
+    infos, estimates = [], []
+    for _ in range(steps):
+        opt.step()
+        infos.append(opt.last_step)
+        estimates.append(actions.clone())
+    return infos, estimates
+
+
+def demo_distance(actions):
+    return float((point_rollout(actions[None]).states[0, :, :2] - DEMO_XY).norm(dim=-1).mean())
+
+
+def test_a_dominant_demo_pulls_the_first_steps_toward_it():
+    infos, estimates = run(demo_reward=10.0)
+    assert bool(infos[0].demo_wins.all())  # every sample takes the demo's weight at first
+    start = demo_distance(torch.zeros(H, 2))
+    assert demo_distance(estimates[0]) < start
+    assert demo_distance(estimates[4]) < 0.5 * start
+    free, free_estimates = run(demo_reward=None, demo=False)
+    assert demo_distance(free_estimates[4]) > demo_distance(estimates[4])
+    # the model alone would go along +x instead
+    assert float(point_rollout(free_estimates[-1][None]).rewards.mean()) > float(point_rollout(estimates[-1][None]).rewards.mean())
+
+
+def test_the_demo_stops_mattering_once_samples_beat_it():
+    # the demo's reward is what the first samples score; the model soon beats it
+    infos, estimates = run(demo_reward=0.05, steps=30)
+    first = infos[0].demo_wins.float().mean()
+    assert first > 0.2
+    late = [info for info in infos if info.rewards.min() > 0.05]
+    assert late, "the samples never beat the demonstration"
+    for info in late:
+        assert not info.demo_wins.any()  # loglik <= 0: a sample better than the demo keeps its own weight
+        logp, _, _ = denoise.normalized_log_weights(info.rewards, 0.1)
+        torch.testing.assert_close(info.weights, torch.softmax(logp, -1))
+    # and for a demo no sample ever falls below, the run is the plain model run, bit for bit
+    low, low_estimates = run(demo_reward=-100.0)
+    free, free_estimates = run(demo_reward=None, demo=False)
+    assert not any(bool(info.demo_wins.any()) for info in low)
+    for a, b in zip(low_estimates, free_estimates):
+        assert torch.equal(a, b)
+    assert math.isfinite(float(point_rollout(low_estimates[-1][None]).rewards.mean()))
