@@ -13,6 +13,7 @@ from typing import Callable
 # imports MuJoCo.
 _FACTORIES: dict[str, str | Callable] = {
     "car2d": "dynamics.car:Car2D",
+    "humanoid_jog": "dynamics.humanoid_jog:make_humanoid_jog",
 }
 
 
