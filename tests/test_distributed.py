@@ -1,4 +1,7 @@
-"""Two gloo processes on this machine give bit-identical results to one process."""
+"""Two gloo processes on this machine give bit-identical results to one process.
+
+On the black-box problem (closure mode) and on the bicycle car (rollout mode, ``dynamics.car.Car2D``).
+"""
 
 import math
 import os
@@ -25,11 +28,31 @@ def run_blackbox(process_group=None, steps=15):
     return x, sum(evaluated)
 
 
+def run_car(process_group=None, steps=6):
+    """A few MBD steps on the car (explicit arguments, small n and H); returns the plan and its rewards."""
+    from dynamics.car import Car2D
+
+    car = Car2D(horizon=12, dt=0.1, start=(-2.0, 0.0, 0.0, 0.0, 0.0), goal=(0.0, 0.5), obstacles=[[-1.0, 0.2, -0.6, 1.0]])
+    counted = []
+
+    def rollout(actions):
+        counted.append(actions.shape[-3])
+        return car.rollout(actions)
+
+    actions = torch.zeros(12, 2)
+    opt = MBDOptimizer([actions], num_samples=15, num_steps=steps, bounds=(-1.0, 1.0), rollout=rollout, seed=3, process_group=process_group)
+    for _ in range(steps):
+        opt.step()
+    return actions, opt.last_step.rewards, sum(counted)
+
+
 def _worker(rank, world, port, out):
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
         x, count = run_blackbox(dist.group.WORLD)
-        torch.save({"x": x, "count": count}, os.path.join(out, f"rank{rank}.pt"))
+        car_actions, car_rewards, car_count = run_car(dist.group.WORLD)
+        result = {"x": x, "count": count, "car_actions": car_actions, "car_rewards": car_rewards, "car_count": car_count}
+        torch.save(result, os.path.join(out, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
 
@@ -52,6 +75,14 @@ def test_two_gloo_ranks_equal_one_process(tmp_path):
     # each rank evaluated its shard only: 17 + 16 of the 33 samples per step
     assert sorted(r["count"] for r in ranks) == [15 * 16, 15 * 17]
     assert count == 15 * 33
+    # the car (rollout mode): same plan and same gathered rewards, bit for bit, from 8 + 7 of 15 rollouts
+    car_actions, car_rewards, car_count = run_car()
+    assert car_actions.abs().sum() > 0
+    for r in ranks:
+        assert torch.equal(r["car_actions"], car_actions)
+        assert torch.equal(r["car_rewards"], car_rewards)
+    assert sorted(r["car_count"] for r in ranks) == [6 * 7, 6 * 8]
+    assert car_count == 6 * 15
 
 
 def test_process_group_needs_initialized_distributed():
