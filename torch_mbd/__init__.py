@@ -6,6 +6,7 @@ from the model itself. Use :class:`MBDOptimizer` like any ``torch.optim`` optimi
 with any :class:`RolloutModel`.
 """
 
+from .closure import batched_closure
 from .denoise import (
     demo_log_likelihood,
     demo_log_weights,
@@ -26,6 +27,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "MBDOptimizer",
+    "batched_closure",
     "StepInfo",
     "minimize",
     "MinimizeResult",

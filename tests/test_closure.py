@@ -1,0 +1,165 @@
+"""batched_closure: batched losses equal one-by-one losses, chunking, buffers, argument checks."""
+
+from copy import deepcopy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from torch_mbd import MBDOptimizer, batched_closure
+
+
+def small_net(seed=0, dtype=torch.float32, device="cpu"):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3)).to(device=device, dtype=dtype)
+
+
+def random_candidates(model, n, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return [p.detach() + torch.randn(n, *p.shape, generator=g, dtype=p.dtype).to(p.device) for p in model.parameters()]
+
+
+def one_by_one(model, candidates, loss_fn, *inputs):
+    """The reference: load candidate j into a copy of the model and evaluate it."""
+    losses = []
+    for j in range(candidates[0].shape[0]):
+        copy = deepcopy(model)
+        with torch.no_grad():
+            for p, c in zip(copy.parameters(), candidates):
+                p.copy_(c[j])
+            out = copy(*inputs[:-1])
+            losses.append(loss_fn(out, inputs[-1]))
+    return torch.stack(losses)
+
+
+def test_batched_losses_equal_one_by_one(device, dtype):
+    model = small_net(dtype=dtype, device=device)
+    x = torch.randn(11, 5, dtype=dtype, device=device)
+    y = torch.randint(0, 3, (11,), device=device)
+    candidates = [c.to(device) for c in random_candidates(model, 9)]
+    closure = batched_closure(model, F.cross_entropy, x, y)
+    losses = closure(candidates)
+    assert losses.shape == (9,) and losses.dtype == dtype
+    expected = one_by_one(model, candidates, F.cross_entropy, x, y)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(losses, expected, rtol=tol, atol=tol)
+    assert len(set(losses.tolist())) == 9  # the candidates really differ
+
+
+def test_chunking_gives_the_same_losses():
+    model = small_net()
+    x, y = torch.randn(6, 5), torch.randint(0, 3, (6,))
+    candidates = random_candidates(model, 10)
+    full = batched_closure(model, F.cross_entropy, x, y)(candidates)
+    for chunk in (1, 3, 10, 64):
+        torch.testing.assert_close(batched_closure(model, F.cross_entropy, x, y, chunk_size=chunk)(candidates), full)
+
+
+def test_model_is_left_unchanged_and_no_grad_is_computed():
+    model = small_net()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x, y = torch.randn(6, 5), torch.randint(0, 3, (6,))
+    losses = batched_closure(model, F.cross_entropy, x, y)(random_candidates(model, 4))
+    assert not losses.requires_grad
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k])
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_batchnorm_buffers_not_corrupted_and_batch_statistics_used():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 2))
+    model.train()
+    buffers = {k: v.clone() for k, v in model.named_buffers()}
+    x, y = torch.randn(16, 4) * 3 + 1, torch.randint(0, 2, (16,))
+    candidates = random_candidates(model, 5)
+    losses = batched_closure(model, F.cross_entropy, x, y)(candidates)
+    for k, v in model.named_buffers():  # running stats, num_batches_tracked: untouched
+        assert torch.equal(v, buffers[k]), k
+    # Each candidate saw batch statistics, as a fresh copy in training mode does.
+    expected = one_by_one(model, candidates, F.cross_entropy, x, y)
+    torch.testing.assert_close(losses, expected)
+    # In eval mode the running statistics are used, and still not modified.
+    model.eval()
+    eval_losses = batched_closure(model, F.cross_entropy, x, y)(candidates)
+    torch.testing.assert_close(eval_losses, one_by_one(model, candidates, F.cross_entropy, x, y))
+    assert not torch.allclose(eval_losses, losses)
+    for k, v in model.named_buffers():
+        assert torch.equal(v, buffers[k]), k
+
+
+def test_params_subset_and_optimizer_order():
+    model = small_net()
+    first, last = model[0], model[2]
+    x, y = torch.randn(6, 5), torch.randint(0, 3, (6,))
+    # Optimize only the last layer, handed in as an optimizer: the first layer keeps its values.
+    opt = MBDOptimizer([last.bias, last.weight], num_samples=4, seed=0)
+    closure = batched_closure(model, F.cross_entropy, x, y, params=opt)
+    g = torch.Generator().manual_seed(3)
+    bias = torch.randn(4, 3, generator=g)
+    weight = torch.randn(4, 3, 7, generator=g)
+    losses = closure([bias, weight])
+    for j in range(4):
+        ref = F.cross_entropy(F.linear(torch.tanh(first(x)), weight[j], bias[j]), y)
+        torch.testing.assert_close(losses[j], ref.detach())
+
+
+def test_unsupervised_single_input():
+    model = small_net()
+    x = torch.randn(6, 5)
+    closure = batched_closure(model, lambda out: out.square().mean(), x)
+    candidates = random_candidates(model, 3)
+    for j, loss in enumerate(closure(candidates)):
+        w1, b1, w2, b2 = (c[j] for c in candidates)
+        torch.testing.assert_close(loss, (F.linear(torch.tanh(F.linear(x, w1, b1)), w2, b2)).square().mean())
+
+
+def test_drives_mbd_optimizer_step():
+    model = small_net()
+    x, y = torch.randn(32, 5), torch.randint(0, 3, (32,))
+    opt = MBDOptimizer(model.parameters(), num_samples=16, num_steps=5, seed=0)
+    loss = opt.step(batched_closure(model, F.cross_entropy, x, y))
+    assert loss.shape == () and torch.isfinite(loss)
+
+
+@pytest.mark.parametrize(
+    "kwargs, inputs, error, match",
+    [
+        (dict(model="not a module"), None, TypeError, "model"),
+        (dict(loss_fn=3), None, TypeError, "loss_fn"),
+        (dict(), (), ValueError, "inputs"),
+        (dict(chunk_size=0), None, ValueError, "chunk_size"),
+        (dict(chunk_size=2.5), None, ValueError, "chunk_size"),
+        (dict(params=torch.zeros(3)), None, TypeError, "params"),
+        (dict(params=[torch.zeros(3)]), None, ValueError, "not a parameter"),
+        (dict(params=["w"]), None, TypeError, "params"),
+    ],
+)
+def test_bad_arguments(kwargs, inputs, error, match):
+    model = small_net()
+    args = dict(model=model, loss_fn=F.cross_entropy)
+    args.update(kwargs)
+    inputs = (torch.randn(4, 5), torch.randint(0, 3, (4,))) if inputs is None else inputs
+    with pytest.raises(error, match=match):
+        batched_closure(args.pop("model"), args.pop("loss_fn"), *inputs, **args)
+
+
+def test_duplicate_params_rejected():
+    model = small_net()
+    with pytest.raises(ValueError, match="twice"):
+        batched_closure(model, F.cross_entropy, torch.randn(2, 5), torch.zeros(2, dtype=torch.long), params=[model[0].weight] * 2)
+
+
+def test_bad_candidates_and_losses():
+    model = small_net()
+    x, y = torch.randn(4, 5), torch.randint(0, 3, (4,))
+    closure = batched_closure(model, F.cross_entropy, x, y)
+    candidates = random_candidates(model, 3)
+    with pytest.raises(ValueError, match="candidate tensors"):
+        closure(candidates[:2])
+    with pytest.raises(ValueError, match="shape"):
+        closure([candidates[0][:, :2]] + candidates[1:])
+    per_sample = batched_closure(model, lambda out, t: F.cross_entropy(out, t, reduction="none"), x, y)
+    with pytest.raises(ValueError, match="0-dim"):
+        per_sample(candidates)
