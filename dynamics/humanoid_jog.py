@@ -267,6 +267,7 @@ class HumanoidJog(MujocoModel):
         clip_dt: float | None = None,
         scale: float | None = None,
         start_frame: int = 0,
+        keys: tuple[str, ...] = TRACKED,
     ) -> Tensor:
         """The clip's tracked points mapped onto the robot at the control steps: ``[H, 5, 3]`` float64.
 
@@ -277,6 +278,8 @@ class HumanoidJog(MujocoModel):
             scale: robot size relative to the clip; default the ratio of leg lengths
                 (``self.leg_length / clip_leg_length(clip)``).
             start_frame: first clip frame used (the clip's time 0 is this frame).
+            keys: the clip points to return (``[H, len(keys), 3]``); the clip is always turned and
+                placed by its torso. E.g. ``("ltoe", "rtoe")`` for the ankles.
 
         Raises:
             ValueError: for a malformed clip (see :func:`load_clip`) or bad arguments.
@@ -284,7 +287,7 @@ class HumanoidJog(MujocoModel):
         horizon = self.horizon if horizon is None else horizon
         if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
             raise ValueError(f"horizon must be an integer >= 1, got {horizon!r}")
-        clip = load_clip(source)
+        clip = load_clip(source, keys=tuple(dict.fromkeys(TRACKED + tuple(keys))))
         length = clip[TRACKED[0]].shape[0]
         if isinstance(start_frame, bool) or not isinstance(start_frame, int) or not 0 <= start_frame < length - 1:
             raise ValueError(f"start_frame must be an integer in [0, {length - 2}], got {start_frame!r}")
@@ -296,11 +299,11 @@ class HumanoidJog(MujocoModel):
             scale = self.leg_length / clip_leg_length(clip)
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
             raise ValueError(f"scale must be a positive number, got {scale!r}")
-        points = torch.stack([clip[k][start_frame:] for k in TRACKED], dim=1)  # [T, 5, 3]
+        points = torch.stack([clip[k][start_frame:] for k in ("torso",) + tuple(keys)], dim=1)  # [T, 1 + K, 3]
         start_xy = self.tracked_points(self.initial_state)[0, :2].to(torch.float64).cpu()
         points = retarget_clip(points, start_xy, float(scale), root=0)
         times = self.control_dt * torch.arange(1, horizon + 1, dtype=torch.float64)
-        return resample_clip(points, float(clip_dt), times)
+        return resample_clip(points, float(clip_dt), times)[:, 1:]
 
     def reference_reward(self, reference: Tensor) -> float:
         """The task reward of a reference ``[H, 5, 3]``: mean step reward of the torso it implies.

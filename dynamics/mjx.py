@@ -60,10 +60,12 @@ class MjxRollout:
     """
 
     def __init__(self, model, frame_skip: int, device="cpu"):
-        jax, mjx = import_mjx()
         if isinstance(frame_skip, bool) or not isinstance(frame_skip, int) or frame_skip < 1:
             raise ValueError(f"frame_skip must be an integer >= 1, got {frame_skip!r}")
         self.device = torch.device(device)
+        if self.device.type not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda[:i]' for the mjx backend, got {device!r}")
+        jax, mjx = import_mjx()
         self.jax_device = _jax_device(jax, self.device)
         self._jax = jax
         self.frame_skip = frame_skip

@@ -18,6 +18,8 @@ rewards are set to 0 so that nothing downstream sees NaN, and the others are unt
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import Tensor
 
@@ -64,8 +66,18 @@ class MujocoModel:
         reset_noise: uniform noise on the initial state, in units of ``task.reset_noise_scale``.
         seed: seed of the reset noise.
         dtype: floating dtype of actions, states and rewards (default float32).
+        edit: ``edit(mj_model)``, called on the compiled ``mujoco.MjModel`` before anything is
+            derived from it and before the backend is built; it changes the model in place (or
+            returns a replacement), e.g. ``lambda m: m.body_mass.__imul__(2)`` to simulate a model
+            mismatch.
         **backend_options: passed to the backend (``nthread`` for ``"mujoco"``; ``nconmax``,
             ``njmax``, ``graph`` for ``"warp"``).
+
+    Attributes:
+        temperature: the task's recommended MBD temperature (the paper's Table 4).
+        num_samples: the task's recommended number of samples per diffusion step (Table 4).
+        initial_state: ``[state_dim]`` the state rollouts start from; assign a ``[state_dim]`` or
+            ``[nq + nv]`` tensor to move it (the sensor readings are recomputed).
 
     Example:
         >>> model = MujocoModel("hopper", backend="mujoco")
@@ -83,6 +95,7 @@ class MujocoModel:
         reset_noise: float = 0.0,
         seed: int | None = 0,
         dtype: torch.dtype = torch.float32,
+        edit: Callable | None = None,
         **backend_options,
     ):
         if backend not in BACKENDS:
@@ -93,13 +106,23 @@ class MujocoModel:
         horizon = self.task.horizon if horizon is None else horizon
         if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
             raise ValueError(f"horizon must be an integer >= 1, got {horizon!r}")
+        if edit is not None and not callable(edit):
+            raise TypeError(f"edit must be a callable taking a mujoco.MjModel, got {type(edit).__name__}")
         import_mujoco()
         self.backend_name = backend
         self.device = torch.device(device)
+        if self.device.type == "cuda" and self.device.index is None and torch.cuda.is_available():
+            self.device = torch.device("cuda", torch.cuda.current_device())  # compare equal to tensors' devices
         self.dtype = dtype
         self.horizon = horizon
         self.mj_model = self.task.compile()
+        if edit is not None:
+            edited = edit(self.mj_model)
+            if edited is not None:
+                self.mj_model = edited
         self.frame_skip = self.task.frame_skip
+        self.temperature = self.task.temperature
+        self.num_samples = self.task.num_samples
         self.nq, self.nv, self.nu = self.mj_model.nq, self.mj_model.nv, self.mj_model.nu
         self.nsensordata = self.mj_model.nsensordata
         self.action_dim = self.nu
@@ -118,17 +141,39 @@ class MujocoModel:
         self._ctrl_offset = offset.to(self.device, dtype)
         self._ctrl_half = half.to(self.device, dtype)
         self.qpos0, self.qvel0 = self.task.initial_state(self.mj_model, noise=reset_noise, seed=seed)
-        self.initial_state = torch.cat(
-            [self.qpos0, self.qvel0, self._initial_sensordata()]
-        ).to(self.device, dtype)
+        self._initial_state = self._full_state(self.qpos0, self.qvel0)
         self.backend = _make_backend(backend, self.mj_model, self.frame_skip, self.device, backend_options)
 
-    def _initial_sensordata(self) -> Tensor:
+    def _full_state(self, qpos: Tensor, qvel: Tensor) -> Tensor:
+        """``[qpos, qvel, sensordata]`` ``[state_dim]`` of ``qpos [nq]``, ``qvel [nv]`` (sensors by ``mj_forward``)."""
         mujoco = import_mujoco()
         data = mujoco.MjData(self.mj_model)
-        data.qpos[:], data.qvel[:] = self.qpos0.numpy(), self.qvel0.numpy()
+        data.qpos[:], data.qvel[:] = qpos.numpy(), qvel.numpy()
         mujoco.mj_forward(self.mj_model, data)
-        return torch.as_tensor(data.sensordata.copy(), dtype=torch.float64)
+        sens = torch.as_tensor(data.sensordata.copy(), dtype=torch.float64)
+        return torch.cat([qpos, qvel, sens]).to(self.device, self.dtype)
+
+    @property
+    def initial_state(self) -> Tensor:
+        """``[state_dim]`` the state ``[qpos, qvel, sensordata]`` every rollout starts from."""
+        return self._initial_state
+
+    @initial_state.setter
+    def initial_state(self, state: Tensor) -> None:
+        """Start the rollouts from ``state``, a ``[state_dim]`` or ``[nq + nv]`` tensor (sensor part ignored)."""
+        if not isinstance(state, Tensor):
+            state = torch.as_tensor(state)
+        if state.dim() != 1 or state.shape[0] not in (self.state_dim, self.nq + self.nv):
+            raise ValueError(
+                f"initial_state must have shape [{self.state_dim}] (state_dim) or [{self.nq + self.nv}] (nq + nv), "
+                f"got {tuple(state.shape)}"
+            )
+        state = state.detach().to("cpu", torch.float64)
+        if not bool(torch.isfinite(state[: self.nq + self.nv]).all()):
+            raise ValueError("initial_state must be finite")
+        qpos, qvel = state[: self.nq].clone(), state[self.nq : self.nq + self.nv].clone()
+        self._initial_state = self._full_state(qpos, qvel)
+        self.qpos0, self.qvel0 = qpos, qvel
 
     def __repr__(self) -> str:
         return (
@@ -162,6 +207,10 @@ class MujocoModel:
         self._check_actions(actions)
         lead, horizon = actions.shape[:-2], actions.shape[-2]
         flat = actions.reshape(-1, horizon, self.nu).to(self.dtype)
+        # a non-finite action makes its sample infeasible; the simulator sees zeros instead
+        finite = torch.isfinite(flat).flatten(1).all(-1)
+        if not bool(finite.all()):
+            flat = torch.where(finite[:, None, None], flat, torch.zeros((), dtype=flat.dtype, device=flat.device))
         qpos, qvel, sens = self.backend(self.qpos0, self.qvel0, self.controls(flat))
         qpos, qvel, sens = (x.to(self.device, self.dtype) for x in (qpos, qvel, sens))
         states = torch.cat([qpos, qvel, sens], dim=-1)  # [N, H, nx]
@@ -172,7 +221,7 @@ class MujocoModel:
             qpos, qvel, sens = (states[..., s] for s in self.state_slices.values())
         sensors = {name: sens[..., s] for name, s in self.sensor_slices.items()}
         rewards = self.task.reward(qpos, qvel, sensors, flat.clamp(-1.0, 1.0))
-        feasible = ~bad & torch.isfinite(rewards).all(-1)
+        feasible = finite & ~bad & torch.isfinite(rewards).all(-1)
         rewards = torch.where(feasible[:, None], rewards, torch.zeros((), dtype=rewards.dtype, device=rewards.device))
         return Trajectory(
             states=states.reshape(*lead, horizon, self.state_dim),

@@ -82,10 +82,12 @@ class WarpRollout:
 
     def __init__(self, model, frame_skip: int, device="cpu", nconmax: int | None = None, njmax: int | None = None,
                  graph: bool | None = None):
-        wp, mjw = import_warp()
         if isinstance(frame_skip, bool) or not isinstance(frame_skip, int) or frame_skip < 1:
             raise ValueError(f"frame_skip must be an integer >= 1, got {frame_skip!r}")
         self.device = torch.device(device)
+        if self.device.type not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda[:i]' for the warp backend, got {device!r}")
+        wp, mjw = import_warp()
         if self.device.type == "cuda":
             index = self.device.index if self.device.index is not None else torch.cuda.current_device()
             self.device = torch.device("cuda", index)

@@ -17,6 +17,8 @@ Example:
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -151,6 +153,131 @@ def shortcut(path: Tensor, obstacles: Tensor, margin: float = 0.0) -> Tensor:
     return torch.stack(kept)
 
 
+def densify(path: Tensor, spacing: float) -> Tensor:
+    """Insert points along a polyline so that no segment is longer than ``spacing``.
+
+    Args:
+        path: ``[m, 2]`` waypoints.
+        spacing: the longest segment allowed, ``> 0``.
+
+    Returns:
+        ``[m', 2]`` with ``m' >= m``: the same polyline, the original waypoints included.
+    """
+    if isinstance(spacing, bool) or not isinstance(spacing, (int, float)) or not spacing > 0:
+        raise ValueError(f"spacing must be a number > 0, got {spacing!r}")
+    if path.dim() != 2 or path.shape[-1] != 2 or len(path) < 1:
+        raise ValueError(f"path must be [m, 2] waypoints with m >= 1, got {tuple(path.shape)}")
+    pieces = [path[:1]]
+    for a, b in zip(path[:-1], path[1:]):
+        count = max(1, math.ceil(float((b - a).norm()) / spacing))
+        frac = torch.arange(1, count + 1, dtype=path.dtype) / count
+        pieces.append(a + frac.unsqueeze(-1) * (b - a))
+    return torch.cat(pieces)
+
+
+def interpolate_path(path: Tensor, arc_length: Tensor) -> Tensor:
+    """The points of a polyline at given arc lengths from its start (clamped to its length).
+
+    Args:
+        path: ``[m, 2]`` waypoints.
+        arc_length: ``[k]`` distances along the path.
+
+    Returns:
+        ``[k, 2]``.
+    """
+    if path.dim() != 2 or path.shape[-1] != 2 or len(path) < 1:
+        raise ValueError(f"path must be [m, 2] waypoints with m >= 1, got {tuple(path.shape)}")
+    if len(path) == 1:
+        return path.expand(len(arc_length), 2).clone()
+    seg = (path[1:] - path[:-1]).norm(dim=-1)  # [m-1]
+    cum = torch.cat([seg.new_zeros(1), seg.cumsum(0)])  # [m]
+    s = arc_length.to(path.dtype).clamp(0.0, float(cum[-1]))
+    idx = torch.searchsorted(cum, s, right=True).clamp(1, len(path) - 1) - 1  # segment of each point
+    frac = ((s - cum[idx]) / seg[idx].clamp(min=torch.finfo(path.dtype).tiny)).clamp(0.0, 1.0)
+    return path[idx] + frac.unsqueeze(-1) * (path[idx + 1] - path[idx])
+
+
+def speed_profile(
+    num_points: int, dt: float, speed: float, accel: float | None = None, length: float | None = None
+) -> Tensor:
+    """Arc length travelled after each of ``num_points`` steps by a vehicle starting from rest.
+
+    It accelerates at ``accel`` up to ``speed`` and cruises; with ``length`` it also brakes at
+    ``accel`` so as to stop exactly at ``length`` (a trapezoidal, or triangular, speed
+    profile) and stays there. ``accel = None`` moves at ``speed`` from the first step (and
+    halts abruptly at ``length``).
+
+    Args:
+        num_points: ``H``.
+        dt: step length in seconds.
+        speed: cruising speed, ``> 0``.
+        accel: acceleration and braking, ``> 0``, or ``None``.
+        length: where to stop, ``>= 0``, or ``None`` (never stop).
+
+    Returns:
+        ``[H]`` float64 arc lengths.
+    """
+    for name, value in (("dt", dt), ("speed", speed)) + ((("accel", accel),) if accel is not None else ()):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ValueError(f"{name} must be a number > 0, got {value!r}")
+    if length is not None and not length >= 0:
+        raise ValueError(f"length must be >= 0 or None, got {length!r}")
+    t = torch.arange(1, num_points + 1, dtype=torch.float64) * dt
+    if accel is None:
+        s = speed * t
+        return s if length is None else s.clamp(max=length)
+
+    def from_rest(t: Tensor) -> Tensor:
+        t_ramp = speed / accel
+        return torch.where(t < t_ramp, 0.5 * accel * t**2, 0.5 * speed * t_ramp + speed * (t - t_ramp))
+
+    if length is None:
+        return from_rest(t)
+    if length >= speed**2 / accel:  # reaches the cruising speed
+        duration = length / speed + speed / accel
+    else:  # accelerates, then brakes at once
+        duration = 2.0 * math.sqrt(length / accel)
+    t = t.clamp(max=duration)
+    return torch.where(t <= duration / 2, from_rest(t), length - from_rest(duration - t)).clamp(0.0, length)
+
+
+def taut_path(path: Tensor, obstacles: Tensor, margin: float = 0.0) -> Tensor:
+    """The shortest polyline through a subsequence of ``path``'s points that stays collision-free.
+
+    Dynamic programming over the points in path order: ``cost[j] = min_{i < j, i sees j}
+    cost[i] + |p_j - p_i|``, where "sees" means the straight segment misses every box (grown by
+    ``margin``). On a :func:`densify`-ed path this pulls a wandering RRT path nearly taut
+    around the obstacles while keeping its way round them.
+
+    Args:
+        path: ``[m, 2]`` collision-free waypoints.
+        obstacles: ``[k, 4]`` boxes.
+        margin: clearance kept from the obstacles.
+
+    Returns:
+        ``[m', 2]`` with ``m' <= m``, same end points, collision-free, no longer than ``path``.
+    """
+    m = len(path)
+    if m <= 2:
+        return path.clone()
+    obstacles = obstacles.to(path.dtype)
+    visible = ~segments_hit_boxes(path.unsqueeze(1), path.unsqueeze(0), obstacles, margin)  # [m, m]
+    visible |= torch.eye(m, dtype=torch.bool).roll(1, dims=1)  # consecutive points: the path itself
+    dist = (path.unsqueeze(1) - path.unsqueeze(0)).norm(dim=-1)  # [m, m]
+    cost = torch.full((m,), math.inf, dtype=path.dtype)
+    parent = torch.zeros(m, dtype=torch.long)
+    cost[0] = 0.0
+    for j in range(1, m):
+        through = torch.where(visible[:j, j], cost[:j] + dist[:j, j], torch.full_like(cost[:j], math.inf))
+        parent[j] = int(torch.argmin(through))
+        cost[j] = through[parent[j]]
+    order, node = [m - 1], m - 1
+    while node != 0:
+        node = int(parent[node])
+        order.append(node)
+    return path[torch.tensor(order[::-1])]
+
+
 def resample_path(path: Tensor, num_points: int, spacing: float | None = None) -> Tensor:
     """Points at equal arc-length spacing along a polyline, excluding its first point.
 
@@ -173,18 +300,8 @@ def resample_path(path: Tensor, num_points: int, spacing: float | None = None) -
         raise ValueError(f"spacing must be a number > 0 or None, got {spacing!r}")
     if path.dim() != 2 or path.shape[-1] != 2 or len(path) < 1:
         raise ValueError(f"path must be [m, 2] waypoints with m >= 1, got {tuple(path.shape)}")
-    if len(path) == 1:
-        return path.expand(num_points, 2).clone()
-    seg = (path[1:] - path[:-1]).norm(dim=-1)  # [m-1]
-    cum = torch.cat([seg.new_zeros(1), seg.cumsum(0)])  # [m]
-    total = float(cum[-1])
-    if total == 0.0:
-        return path[-1].expand(num_points, 2).clone()
-    step = total / num_points if spacing is None else float(spacing)
-    s = (torch.arange(1, num_points + 1, dtype=path.dtype) * step).clamp(max=total)
-    idx = torch.searchsorted(cum, s, right=True).clamp(1, len(path) - 1) - 1  # segment of each point
-    frac = ((s - cum[idx]) / seg[idx].clamp(min=torch.finfo(path.dtype).tiny)).clamp(0.0, 1.0)
-    return path[idx] + frac.unsqueeze(-1) * (path[idx + 1] - path[idx])
+    step = path_length(path) / num_points if spacing is None else float(spacing)
+    return interpolate_path(path, torch.arange(1, num_points + 1, dtype=path.dtype) * step)
 
 
 def path_states(points: Tensor, start: Tensor, dt: float) -> Tensor:
@@ -209,7 +326,8 @@ def rrt_demo(
     model,
     horizon: int | None = None,
     speed: float | None = 2.0,
-    margin: float = 0.2,
+    accel: float | None = 2.0,
+    margin: float = 0.3,
     smooth: bool = True,
     generator: torch.Generator | None = None,
     seed: int | None = None,
@@ -218,17 +336,24 @@ def rrt_demo(
     """An RRT demonstration for a planar model such as :class:`dynamics.car.Car2D`.
 
     Runs :func:`rrt` from the model's start to its goal among its obstacles (kept ``margin``
-    away, so that a car tracking the demonstration loosely stays clear), shortens the path
-    with :func:`shortcut` when ``smooth`` and resamples it to one state per control step.
+    away, so that a car tracking the demonstration loosely stays clear). With ``smooth``
+    the path is pulled taut (:func:`densify` to 0.05 m, then :func:`taut_path`): the raw tree
+    path wanders, and a detour in the demonstration becomes a detour of the car. It is then
+    timed like a vehicle that starts and stops at rest (:func:`speed_profile`: ``accel`` up
+    to ``speed``, cruising, braking to a halt on the goal, waiting there) and sampled once
+    per control step.
+    The points ignore the car's heading and turning radius: the demonstration stays
+    dynamically infeasible, which is what section 5.2 of the paper is about.
 
     Args:
         model: has ``initial_state [>=2]``, ``goal [2]``, ``obstacles [k, 4]``, ``workspace [2, 2]``,
             ``horizon``, ``dt``, ``device`` and ``dtype``.
         horizon: number of demonstrated steps; default ``model.horizon``.
-        speed: the demonstration moves along the path at this constant speed, then waits
-            at the goal; ``None`` spreads the path over the whole horizon.
+        speed: cruising speed along the path (m/s); ``None`` spreads the path evenly over the
+            whole horizon (and ignores ``accel``).
+        accel: acceleration from rest (m/s^2); ``None`` moves at ``speed`` from the first step.
         margin: clearance from the obstacles.
-        smooth: shortcut the raw RRT path.
+        smooth: pull the raw RRT path taut.
         generator, seed: randomness of :func:`rrt`.
         **rrt_options: ``step_size``, ``max_iterations``, ``goal_bias`` (defaults: 0.2, 1000, 0.1).
 
@@ -237,14 +362,20 @@ def rrt_demo(
         [True, True, False, False, False]``) are meant to be trusted.
     """
     horizon = model.horizon if horizon is None else horizon
+    if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
+        raise ValueError(f"horizon must be an integer >= 1, got {horizon!r}")
     path = rrt(
         model.initial_state[:2], model.goal, model.obstacles, model.workspace, margin=margin,
         generator=generator, seed=seed, **rrt_options,
     )
     if smooth:
-        path = shortcut(path, model.obstacles.cpu().to(path.dtype), margin)
-    points = resample_path(path, horizon, None if speed is None else speed * model.dt)
-    return path_states(points, model.initial_state.cpu(), model.dt).to(model.device, model.dtype)
+        obstacles = model.obstacles.detach().cpu().to(path.dtype)
+        path = taut_path(densify(path, 0.05), obstacles, margin)
+    if speed is None:
+        points = resample_path(path, horizon)
+    else:
+        points = interpolate_path(path, speed_profile(horizon, model.dt, speed, accel, path_length(path)))
+    return path_states(points, model.initial_state.detach().cpu(), model.dt).to(model.device, model.dtype)
 
 
 # The state dimensions an RRT demonstration covers for the car: x and y.
@@ -261,4 +392,7 @@ def path_length(path: Tensor) -> float:
     return float((path[1:] - path[:-1]).norm(dim=-1).sum()) if len(path) > 1 else 0.0
 
 
-__all__ = ["PlanningError", "rrt", "shortcut", "resample_path", "path_states", "rrt_demo", "xy_mask", "path_length"]
+__all__ = [
+    "PlanningError", "rrt", "shortcut", "densify", "taut_path", "interpolate_path", "speed_profile", "resample_path",
+    "path_states", "rrt_demo", "xy_mask", "path_length",
+]

@@ -9,6 +9,10 @@ MJX backends.
 
 The paper's tasks (appendix A.4.1; rewards as in the official code, torso = the root body):
 
+The MBD temperature and sample count of the paper's Table 4 are the task's ``temperature``
+and ``num_samples``: 0.1 and 100 for all but half_cheetah (0.4, 100), humanoid_run (0.1, 300)
+and push_t (0.2, 200).
+
 ==================  ===========  =======  ===================================================
 name                frame_skip   horizon  reward per control step
 ==================  ===========  =======  ===================================================
@@ -34,6 +38,7 @@ from __future__ import annotations
 import ctypes.util
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
@@ -100,6 +105,8 @@ class Task:
         frame_skip: physics steps per control step (the control is held for all of them).
         horizon: default number of control steps ``H``.
         reset_noise_scale: half-width of the uniform noise :meth:`initial_state` adds when asked.
+        temperature: the recommended MBD temperature ``lambda`` (the paper's Table 4).
+        num_samples: the recommended samples per diffusion step ``n`` (Table 4).
         options: task parameters shown in ``repr`` (e.g. push-T's goal).
     """
 
@@ -109,17 +116,27 @@ class Task:
     frame_skip: int
     horizon: int
     reset_noise_scale: float = 5e-3
+    temperature: float = 0.1
+    num_samples: int = 100
     options: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        for attr in ("frame_skip", "horizon"):
+        for attr in ("frame_skip", "horizon", "num_samples"):
             value = getattr(self, attr)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"Task {attr} must be an integer >= 1, got {value!r}")
+        if isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float)) or not (
+            math.isfinite(self.temperature) and self.temperature > 0
+        ):
+            raise ValueError(f"Task temperature must be a finite number > 0, got {self.temperature!r}")
+        if not callable(self.build_spec) or not callable(self.reward):
+            raise TypeError("Task build_spec and reward must be callables")
 
     def compile(self):
         """The compiled ``mujoco.MjModel``."""
-        return self.build_spec().compile()
+        with warnings.catch_warnings():  # gymnasium's humanoidstandup.xml uses a deprecated attribute
+            warnings.filterwarnings("ignore", message=".*settotalmass.*")
+            return self.build_spec().compile()
 
     def initial_state(self, model, noise: float = 0.0, seed: int | None = None) -> tuple[Tensor, Tensor]:
         """The initial ``(qpos [nq], qvel [nv])`` (float64), with optional uniform reset noise.
@@ -190,9 +207,23 @@ def _gym_spec(filename: str, velocity: bool = False) -> Callable[[], object]:
     return build
 
 
-def _push_t_spec():
-    mujoco = import_mujoco()
-    return mujoco.MjSpec.from_file(str(ASSETS / "push_t.xml"))
+def _push_t_spec(goal_xy: tuple[float, float], goal_theta: float) -> Callable[[], object]:
+    """``push_t.xml`` plus a translucent, collision-free copy of the T at the goal (for videos)."""
+
+    def build():
+        mujoco = import_mujoco()
+        spec = mujoco.MjSpec.from_file(str(ASSETS / "push_t.xml"))
+        goal = spec.worldbody.add_body(
+            name="goal", pos=[goal_xy[0], goal_xy[1], 0.001], quat=[math.cos(goal_theta / 2), 0, 0, math.sin(goal_theta / 2)]
+        )
+        for geom in spec.body("block").geoms:
+            goal.add_geom(
+                name=f"goal_{geom.name}", type=geom.type, pos=list(geom.pos), size=[geom.size[0], geom.size[1], 0.001],
+                rgba=[0.2, 0.8, 0.3, 0.5], contype=0, conaffinity=0,
+            )
+        return spec
+
+    return build
 
 
 # ----------------------------------------------------------------------------- rewards
@@ -281,7 +312,7 @@ def half_cheetah() -> Task:
     """Half-cheetah (gymnasium's MJCF): run forward; frame_skip 5, horizon 50."""
     return Task(
         "half_cheetah", _gym_spec("half_cheetah.xml", velocity=True), half_cheetah_reward, frame_skip=5, horizon=50,
-        reset_noise_scale=0.1,
+        reset_noise_scale=0.1, temperature=0.4,
     )
 
 
@@ -302,7 +333,7 @@ def humanoid_run() -> Task:
     """Humanoid running (gymnasium's MJCF): run forward upright; frame_skip 7, horizon 50."""
     return Task(
         "humanoid_run", _gym_spec("humanoid.xml"), humanoid_run_reward, frame_skip=7, horizon=50,
-        reset_noise_scale=1e-2,
+        reset_noise_scale=1e-2, num_samples=300,
     )
 
 
@@ -314,8 +345,9 @@ def push_t(goal_seed: int | None = None) -> Task:
     """
     goal_xy, goal_theta = push_t_goal(goal_seed)
     return Task(
-        "push_t", _push_t_spec, push_t_reward(goal_xy, goal_theta), frame_skip=5, horizon=40,
-        reset_noise_scale=1e-3, options={"goal_xy": goal_xy, "goal_theta": goal_theta},
+        "push_t", _push_t_spec(goal_xy, goal_theta), push_t_reward(goal_xy, goal_theta), frame_skip=5, horizon=40,
+        reset_noise_scale=1e-3, temperature=0.2, num_samples=200,
+        options={"goal_xy": goal_xy, "goal_theta": goal_theta},
     )
 
 

@@ -120,6 +120,10 @@ def test_reference_maps_a_known_clip(model, tmp_path):
         dx, dy, dz = OFFSETS[name]
         rel = ref[:, i] - ref[:, 0]
         torch.testing.assert_close(rel, torch.tensor([dy, -dx, dz], dtype=torch.float64).expand_as(rel), atol=1e-6, rtol=0)
+    # other clip points, placed by the torso: the left hip is 0.1 m to the clip's left, 0.3 m below
+    hip = model.reference(path, clip_dt=CLIP_DT, scale=1.0, keys=("lhip",))
+    assert hip.shape == (model.horizon, 1, 3)
+    torch.testing.assert_close(hip[:, 0] - ref[:, 0], torch.tensor([0.0, 0.1, -0.3], dtype=torch.float64).expand(model.horizon, 3), atol=1e-6, rtol=0)
     # a dt stored in the file is used; the default scale is the leg-length ratio (clip legs: 0.85 m)
     np.savez(tmp_path / "with_dt.npz", dt=0.06, **synthetic_clip())
     slow = model.reference(tmp_path / "with_dt.npz", scale=1.0)

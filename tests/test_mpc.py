@@ -152,6 +152,21 @@ def test_reset_cold_starts_from_init():
     assert abs(float(model.seen[0].mean()) - 0.5) < 0.2  # sampled around init, not zeros
     with pytest.raises(ValueError, match="init"):
         controller.reset(torch.zeros(3, 1))
+    with pytest.raises(ValueError, match="init"):
+        controller.reset(warm=True)
+
+
+def test_reset_warm_refines_an_offline_plan_without_shifting_it():
+    model = Integrator(horizon=4)
+    controller = MPC(model, num_samples=8, initial_steps=5, diffusion_steps=2, warm_noise=1e-9, seed=0)
+    offline = torch.tensor([[0.1], [0.2], [0.3], [0.4]], dtype=torch.float64)
+    controller.reset(offline, warm=True)
+    action = controller(torch.zeros(1, dtype=torch.float64))
+    assert controller.last_step.warm and len(model.seen) == 2
+    torch.testing.assert_close(controller.actions, offline, atol=1e-7, rtol=0)  # not shifted
+    torch.testing.assert_close(action, offline[0], atol=1e-7, rtol=0)
+    controller(torch.zeros(1, dtype=torch.float64))  # and the next call shifts as usual
+    torch.testing.assert_close(controller.actions, shift_actions(offline), atol=1e-7, rtol=0)
 
 
 @pytest.mark.parametrize(

@@ -123,7 +123,7 @@ class _SampledGaussianOptimizer(MBDOptimizer):
         _check_mbd_only(options, self.method)
         super().__init__(params, **options)
         for group in self.param_groups:
-            if group["fraction"] != 1.0:
+            if group["fraction"] not in (1.0, "auto"):
                 raise ValueError(f"fraction: an MBD-only option, {self.method} perturbs every coordinate")
 
     def _initial_std(self, layout: dict, value: float | None) -> Tensor:
@@ -375,7 +375,7 @@ class CMAESOptimizer(MBDOptimizer):
             raise ValueError("Invalid num_samples: CMA-ES needs a population of at least 2, got 1")
         super().__init__(params, num_samples=num_samples, **options)
         for group in self.param_groups:
-            if group["fraction"] != 1.0:
+            if group["fraction"] not in (1.0, "auto"):
                 raise ValueError("fraction: an MBD-only option, cmaes perturbs every coordinate")
         self.sigma0 = sigma0
         self.cma_options = dict(cma_options or {})

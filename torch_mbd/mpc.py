@@ -222,6 +222,7 @@ class MPC:
         self.actions: Tensor | None = None
         self.last_step: MPCStep | None = None
         self._next_init: Tensor | None = None
+        self._next_warm = False
 
     def __repr__(self) -> str:
         return (
@@ -229,16 +230,27 @@ class MPC:
             f"warm_noise={self.warm_noise}, initial_steps={self.initial_steps}, shift={self.shift!r})"
         )
 
-    def reset(self, init: Tensor | None = None) -> None:
-        """Forget the plan: the next :meth:`act` cold-starts, from ``init [H, nu]`` (default zeros)."""
+    def reset(self, init: Tensor | None = None, warm: bool = False) -> None:
+        """Forget the plan; the next :meth:`act` starts from ``init [H, nu]`` (default zeros).
+
+        Args:
+            init: the control sequence to start from.
+            warm: ``False``: the next call cold-starts (``initial_steps`` steps at the full noise)
+                from ``init``. ``True``: it warm-starts from ``init`` as it is, without a shift
+                (``diffusion_steps`` steps from ``warm_noise``): to refine an offline plan, e.g.
+                one from :func:`torch_mbd.plan` for the same initial state, in closed loop.
+        """
         if init is not None:
             shape = (self.horizon, len(self.bounds[0]))
             if not isinstance(init, Tensor) or tuple(init.shape) != shape:
                 got = tuple(init.shape) if isinstance(init, Tensor) else type(init).__name__
                 raise ValueError(f"init must be a tensor of shape {shape} ([H, nu]), got {got}")
             init = init.detach().to(self.device, self.dtype).clone()
+        elif warm:
+            raise ValueError("warm=True needs an init plan to warm-start from")
         self.actions = None
         self._next_init = init
+        self._next_warm = bool(warm)
 
     def _state(self, state) -> Tensor:
         current = self.model.initial_state
@@ -260,14 +272,14 @@ class MPC:
         """
         start = time.perf_counter()
         self.model.initial_state = self._state(state)
-        warm = self.actions is not None
-        if warm:
+        warm = self.actions is not None or self._next_warm
+        if self.actions is not None:
             actions = shift_actions(self.actions, 1, self.shift)
-            steps, noise_scale = self.diffusion_steps, self.warm_noise_scale
+        elif self._next_init is not None:
+            actions = self._next_init.clone()
         else:
-            init = self._next_init
-            actions = torch.zeros(self.horizon, len(self.bounds[0]), dtype=self.dtype, device=self.device) if init is None else init.clone()
-            steps, noise_scale = self.initial_steps, 1.0
+            actions = torch.zeros(self.horizon, len(self.bounds[0]), dtype=self.dtype, device=self.device)
+        steps, noise_scale = (self.diffusion_steps, self.warm_noise_scale) if warm else (self.initial_steps, 1.0)
         optimizer = MBDOptimizer(
             [actions],
             num_samples=self.num_samples,

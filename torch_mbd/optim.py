@@ -47,6 +47,50 @@ class StepInfo(NamedTuple):
     samples: Tensor
 
 
+AUTO_NOISE_GAIN = 4.0
+"""``noise_scale="auto"`` of a network weight is ``AUTO_NOISE_GAIN / sqrt(fan_in)``."""
+AUTO_FRACTION_DIM = 1000
+"""``fraction="auto"`` of a network is ``min(1, AUTO_FRACTION_DIM / D)``: about this many coordinates per sample."""
+
+
+def auto_noise_scale(shape: Sequence[int], gain: float = AUTO_NOISE_GAIN) -> float:
+    """The automatic ``noise_scale`` of one network parameter tensor.
+
+    A layer weight ``[out, in, *kernel]`` (2 or more dimensions) gets ``gain / sqrt(fan_in)``,
+    ``fan_in = in * prod(kernel)``: a perturbation ``sigma * eps`` of it then moves each
+    pre-activation by about ``sigma * gain * rms(input)``, whatever the layer's width, so a wide
+    first layer (MNIST's 784 inputs) is not drowned in noise. Anything else (biases, norm
+    scales) gets ``1.0``.
+
+    Args:
+        shape: the tensor's shape.
+        gain: the multiplier of ``1 / sqrt(fan_in)``.
+
+    Returns:
+        The multiplier of ``sigma_i`` for this tensor.
+    """
+    if len(shape) < 2:
+        return 1.0
+    return gain / math.sqrt(max(math.prod(shape[1:]), 1))
+
+
+def auto_fraction(dim: int, full_dim: int = AUTO_FRACTION_DIM) -> float:
+    """The automatic ``fraction`` of coordinates perturbed per sample, for a network of ``dim`` parameters.
+
+    ``min(1, full_dim / dim)``: every coordinate up to ``full_dim`` parameters, about ``full_dim``
+    coordinates per sample above (a random-subspace step; the official MNIST script perturbs a
+    hand-picked 20%).
+
+    Args:
+        dim: total number of optimized coordinates ``D``.
+        full_dim: the dimension up to which every coordinate is perturbed.
+
+    Returns:
+        A fraction in ``(0, 1]``.
+    """
+    return min(1.0, full_dim / max(int(dim), 1))
+
+
 def _check_positive(name: str, value, allow_zero: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or math.isinf(value):
         raise ValueError(f"Invalid {name}: expected a finite number, got {value!r}")
@@ -94,8 +138,15 @@ class MBDOptimizer(Optimizer):
             ``"paper"`` (``sqrt(1/alpha_bar_i - 1)``); see :mod:`torch_mbd.schedule`.
         bounds: ``(lower, upper)``: floats or tensors broadcastable to each parameter's shape
             (without its batch dimensions); candidates are clipped to them.
-        noise_scale: per-group multiplier of ``sigma_i``.
-        fraction: per-group fraction of coordinates perturbed in each candidate, in ``(0, 1]``.
+        noise_scale: per-group multiplier of ``sigma_i``, a number ``>= 0`` or ``"auto"`` (default).
+            ``"auto"`` is ``1.0`` for plain tensors (control sequences, black-box vectors: the
+            paper's behaviour, unchanged) and in rollout mode; for an ``nn.Parameter`` (a network,
+            ``model.parameters()``) it is :func:`auto_noise_scale`: ``4 / sqrt(fan_in)`` for
+            layer weights, ``1.0`` for biases.
+        fraction: per-group fraction of coordinates perturbed in each candidate, in ``(0, 1]``, or
+            ``"auto"`` (default): ``1.0`` for plain tensors and in rollout mode; for
+            ``nn.Parameter`` tensors :func:`auto_fraction` of the total dimension ``D``,
+            ``min(1, 1000 / D)``.
         step_scale: multiple of the optimal score-ascent step ``1 - alpha_bar_i`` (``1`` moves
             to the weighted mean; smaller values move part of the way).
         rollout: the batched rollout callable described above, or ``None`` for closure mode.
@@ -138,8 +189,8 @@ class MBDOptimizer(Optimizer):
         beta1: float = 1e-2,
         noise: str = "official",
         bounds: tuple | None = None,
-        noise_scale: float = 1.0,
-        fraction: float = 1.0,
+        noise_scale: float | str = "auto",
+        fraction: float | str = "auto",
         step_scale: float = 1.0,
         rollout: Callable | None = None,
         demo: Tensor | None = None,
@@ -210,10 +261,11 @@ class MBDOptimizer(Optimizer):
     def add_param_group(self, param_group: dict) -> None:
         super().add_param_group(param_group)
         group = self.param_groups[-1]
-        group["noise_scale"] = _check_positive("noise_scale", group["noise_scale"], allow_zero=True)
+        if group["noise_scale"] != "auto":
+            group["noise_scale"] = _check_positive("noise_scale", group["noise_scale"], allow_zero=True)
         frac = group["fraction"]
-        if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not (0.0 < frac <= 1.0):
-            raise ValueError(f"Invalid fraction: expected a number in (0, 1], got {frac!r}")
+        if frac != "auto" and (isinstance(frac, bool) or not isinstance(frac, (int, float)) or not (0.0 < frac <= 1.0)):
+            raise ValueError(f"Invalid fraction: expected a number in (0, 1] or 'auto', got {frac!r}")
         group["bounds"] = self._check_bounds(group["bounds"], group["params"])
         if hasattr(self, "_params"):  # a group added after construction
             self._params = [p for g in self.param_groups for p in g["params"]]
@@ -297,6 +349,7 @@ class MBDOptimizer(Optimizer):
         segments, scales, fracs, lowers, uppers = [], [], [], [], []
         nbatch = len(self.batch_shape)
         offset = 0
+        total = sum(math.prod(p.shape[nbatch:]) for p in self._params)
         for group in self.param_groups:
             for p in group["params"]:
                 shape = tuple(p.shape[nbatch:])
@@ -304,8 +357,15 @@ class MBDOptimizer(Optimizer):
                 segments.append((offset, numel, shape))
                 offset += numel
                 kw = dict(dtype=self.dtype, device=self.device)
-                scales.append(torch.full((numel,), group["noise_scale"], **kw))
-                fracs.append(torch.full((numel,), group["fraction"], **kw))
+                # "auto": network rules for nn.Parameter tensors in closure mode, the paper's 1.0 otherwise.
+                network = self.rollout is None and isinstance(p, torch.nn.Parameter)
+                scale, frac = group["noise_scale"], group["fraction"]
+                if scale == "auto":
+                    scale = auto_noise_scale(shape) if network else 1.0
+                if frac == "auto":
+                    frac = auto_fraction(total) if network else 1.0
+                scales.append(torch.full((numel,), scale, **kw))
+                fracs.append(torch.full((numel,), frac, **kw))
                 lo, hi = group["bounds"] if group["bounds"] is not None else (None, None)
                 lo = -math.inf if lo is None else lo
                 hi = math.inf if hi is None else hi

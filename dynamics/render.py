@@ -1,0 +1,204 @@
+"""Videos of MuJoCo rollouts: ``render(model, actions, path)`` writes a GIF or an MP4.
+
+Frames come from ``mujoco.Renderer``, offscreen. It needs an OpenGL backend chosen through
+``MUJOCO_GL`` before ``mujoco`` is imported (:func:`dynamics.tasks.import_mujoco` picks ``egl``
+on machines with an NVIDIA device and ``osmesa`` where Debian's ``libosmesa6`` is installed).
+A GIF is written with pillow (which matplotlib already brings); an MP4 needs ``imageio`` and
+``imageio-ffmpeg`` (``pip install 'torch-mbd[video]'``).
+
+The rollout is replayed on the CPU with plain ``mujoco.mj_step`` from the model's initial
+state, one frame per control step (plus the initial frame), so the video shows exactly what
+the model's ``rollout`` scores, whatever backend produced the actions.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from torch import Tensor
+
+from .tasks import import_mujoco
+
+VIDEO_SUFFIXES = (".gif", ".mp4")
+# cameras tried, in order, when none is given: gymnasium's locomotion models have "track",
+# push-T has "top"; otherwise MuJoCo's free camera
+DEFAULT_CAMERAS = ("track", "top")
+
+
+def _as_mujoco_model(model):
+    """A :class:`~dynamics.model.MujocoModel` from a model, a task name or a ``Task``."""
+    from .model import MujocoModel
+    from .tasks import Task
+
+    if isinstance(model, MujocoModel):
+        return model
+    if isinstance(model, (str, Task)):
+        return MujocoModel(model, backend="mujoco")
+    raise TypeError(f"model must be a MujocoModel, a Task or a task name, got {type(model).__name__}")
+
+
+def simulate_qpos(model, actions: Tensor) -> np.ndarray:
+    """Replay ``actions [H, nu]`` (in ``[-1, 1]``) on the CPU: ``qpos [H + 1, nq]`` from the initial state.
+
+    Args:
+        model: a :class:`~dynamics.model.MujocoModel`.
+        actions: ``[H, nu]`` control sequence.
+    """
+    mujoco = import_mujoco()
+    if not isinstance(actions, Tensor):
+        raise TypeError(f"actions must be a tensor, got {type(actions).__name__}")
+    if actions.dim() != 2 or actions.shape[-1] != model.action_dim:
+        raise ValueError(f"actions must have shape [H, {model.action_dim}] ([H, nu]), got {tuple(actions.shape)}")
+    ctrl = model.controls(actions.detach().to(model.device, model.dtype)).cpu().double().numpy()
+    data = mujoco.MjData(model.mj_model)
+    data.qpos[:], data.qvel[:] = model.qpos0.numpy(), model.qvel0.numpy()
+    mujoco.mj_forward(model.mj_model, data)
+    qpos = [data.qpos.copy()]
+    for u in ctrl:
+        data.ctrl[:] = u
+        mujoco.mj_step(model.mj_model, data, nstep=model.frame_skip)
+        qpos.append(data.qpos.copy())
+    return np.stack(qpos)
+
+
+def _qpos_of_states(model, states: Tensor) -> np.ndarray:
+    if not isinstance(states, Tensor):
+        raise TypeError(f"states must be a tensor, got {type(states).__name__}")
+    if states.dim() != 2 or states.shape[-1] not in (model.state_dim, model.nq + model.nv, model.nq):
+        raise ValueError(
+            f"states must have shape [T, {model.state_dim}] ([T, state_dim]), [T, nq + nv] or [T, nq], "
+            f"got {tuple(states.shape)}"
+        )
+    return states[:, : model.nq].detach().cpu().double().numpy()
+
+
+def _camera_id(mj_model, camera) -> int | str:
+    mujoco = import_mujoco()
+    if camera is not None:
+        if isinstance(camera, str) and mujoco.mj_name2id(mj_model, mujoco.mjtObj.mjOBJ_CAMERA, camera) < 0:
+            raise ValueError(f"camera {camera!r} is not a camera of the model")
+        return camera
+    for name in DEFAULT_CAMERAS:
+        if mujoco.mj_name2id(mj_model, mujoco.mjtObj.mjOBJ_CAMERA, name) >= 0:
+            return name
+    return -1
+
+
+def _renderer(mj_model, width: int, height: int):
+    """A ``mujoco.Renderer``, or an error saying which OpenGL backend to install."""
+    mujoco = import_mujoco()
+    mj_model.vis.global_.offwidth = max(mj_model.vis.global_.offwidth, width)
+    mj_model.vis.global_.offheight = max(mj_model.vis.global_.offheight, height)
+    try:
+        return mujoco.Renderer(mj_model, height=height, width=width)
+    except Exception as err:
+        gl = os.environ.get("MUJOCO_GL", "<unset>")
+        raise RuntimeError(
+            f"offscreen MuJoCo rendering failed with MUJOCO_GL={gl} ({err}). Rendering needs an OpenGL "
+            "backend chosen before mujoco is imported: MUJOCO_GL=egl on a machine with an NVIDIA GPU, or "
+            "MUJOCO_GL=osmesa with OSMesa installed (Debian/Ubuntu: apt-get install libosmesa6)"
+        ) from err
+
+
+def render_frames(model, qpos: np.ndarray, width: int = 480, height: int = 360, camera=None) -> np.ndarray:
+    """Frames ``[T, height, width, 3]`` uint8 of the configurations ``qpos [T, nq]``."""
+    mujoco = import_mujoco()
+    mj_model = model.mj_model
+    camera = _camera_id(mj_model, camera)
+    data = mujoco.MjData(mj_model)
+    renderer = _renderer(mj_model, width, height)
+    try:
+        frames = np.empty((len(qpos), height, width, 3), dtype=np.uint8)
+        for t, q in enumerate(qpos):
+            data.qpos[:] = q
+            mujoco.mj_forward(mj_model, data)
+            renderer.update_scene(data, camera=camera)
+            frames[t] = renderer.render()
+    finally:
+        renderer.close()
+    return frames
+
+
+def write_video(frames: np.ndarray, path: str | Path, fps: float) -> Path:
+    """Write ``frames [T, height, width, 3]`` uint8 as a GIF (pillow) or an MP4 (imageio-ffmpeg)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".gif":
+        from PIL import Image
+
+        images = [Image.fromarray(frame) for frame in frames]
+        duration = max(int(round(1000.0 / fps)), 20)  # ms per frame; viewers ignore < 20 ms
+        images[0].save(path, save_all=True, append_images=images[1:], duration=duration, loop=0)
+    elif suffix == ".mp4":
+        try:
+            import imageio.v2 as imageio
+            import imageio_ffmpeg  # noqa: F401  (the ffmpeg binary imageio writes MP4 with)
+        except ImportError as err:
+            raise ImportError(
+                "writing an MP4 needs imageio and imageio-ffmpeg: pip install 'torch-mbd[video]' "
+                "(or write a .gif, which needs only pillow)"
+            ) from err
+        with imageio.get_writer(path, fps=fps, codec="libx264", macro_block_size=2) as writer:
+            for frame in frames:
+                writer.append_data(frame)
+    else:
+        raise ValueError(f"path must end in {' or '.join(VIDEO_SUFFIXES)}, got {str(path)!r}")
+    return path
+
+
+def render(
+    model,
+    actions: Tensor | None,
+    path: str | Path,
+    fps: float | None = None,
+    width: int = 480,
+    height: int = 360,
+    camera: str | int | None = None,
+    states: Tensor | None = None,
+) -> Path:
+    """Write a video of ``actions`` played on ``model`` (or of given ``states``) to ``path``.
+
+    Args:
+        model: a :class:`~dynamics.model.MujocoModel` (any backend; the video is replayed on the
+            CPU from its ``initial_state``, with its edited ``mj_model``), a ``Task`` or a task name.
+        actions: ``[H, nu]`` control sequence in ``[-1, 1]`` (e.g. ``plan(...).actions``); ``None``
+            when ``states`` is given.
+        path: the output file, ending in ``.gif`` (pillow) or ``.mp4`` (imageio-ffmpeg).
+        fps: frames per second; default real time, one frame per control step
+            (``1 / (timestep * frame_skip)``).
+        width, height: frame size in pixels.
+        camera: a camera name or id of the model; default its ``"track"`` or ``"top"`` camera when
+            it has one, else MuJoCo's free camera.
+        states: ``[T, state_dim]`` (or ``[T, nq + nv]``, ``[T, nq]``) states to show instead of
+            simulating ``actions``.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: for a bad path suffix, shape, size or camera.
+        RuntimeError: when no offscreen OpenGL backend works (the message says what to install).
+        ImportError: for an MP4 without imageio-ffmpeg.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise ValueError(f"path must end in {' or '.join(VIDEO_SUFFIXES)}, got {str(path)!r}")
+    for name, value in (("width", width), ("height", height)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 16 <= value <= 4096:
+            raise ValueError(f"{name} must be an integer in [16, 4096], got {value!r}")
+    if path.suffix.lower() == ".mp4" and (width % 2 or height % 2):
+        raise ValueError(f"an MP4 needs an even width and height, got {width}x{height}")
+    if (actions is None) == (states is None):
+        raise ValueError("give exactly one of actions [H, nu] and states [T, state_dim]")
+    model = _as_mujoco_model(model)
+    control_dt = float(model.mj_model.opt.timestep) * model.frame_skip
+    fps = 1.0 / control_dt if fps is None else fps
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps < 1000:
+        raise ValueError(f"fps must be a number in (0, 1000), got {fps!r}")
+    qpos = simulate_qpos(model, actions) if states is None else _qpos_of_states(model, states)
+    frames = render_frames(model, qpos, width=width, height=height, camera=camera)
+    return write_video(frames, path, fps)
+

@@ -1,0 +1,315 @@
+"""Train the paper's MNIST MLP without gradients (MBD paper, appendix A.2.1).
+
+A 784-32-32-10 ReLU MLP with the cross-entropy loss, optimized by ``torch_mbd.MBDOptimizer``
+alone: each step scores 256 candidate parameter sets on a fresh minibatch (one batched call
+built by ``torch_mbd.batched_closure``) and moves to their reward-weighted mean. No
+``backward()`` anywhere.
+
+The defaults follow the authors' script (``mbd/blackbox/mbd_mnist.py``): 256 samples, 500
+diffusion steps, betas 3e-5 to 1e-3, temperature 0.3, a fresh minibatch of 256 images per step
+(the script's ``batch_size = 128`` is unused: it draws ``Nsample`` images), 20% of the
+coordinates perturbed per sample and 10x smaller noise on the first layer's weight.
+``--auto`` drops those two hand tricks and uses ``MBDOptimizer``'s automatic per-tensor
+defaults instead (``noise_scale="auto"``, ``fraction="auto"``; see docs/training.md).
+
+Data: ``torchvision.datasets.MNIST`` when torchvision imports and finds (or, with
+``--download``, fetches) the data under ``--data``; otherwise the four gzipped IDX files in
+``--data`` (default ``../shared/data/mnist`` next to the repository), read by
+:func:`read_idx` below.
+
+Run::
+
+    python examples/mnist_mlp.py                       # the official settings, ~1-2 min on a 2-core CPU
+    python examples/mnist_mlp.py --auto                # automatic defaults, no per-layer tuning
+    python examples/mnist_mlp.py --sgd --plot mnist.png   # + SGD-momentum baseline for the same wall time
+    python examples/mnist_mlp.py --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import math
+import struct
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mnist"
+FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+# IDX type byte -> numpy dtype (multi-byte types are big-endian).
+IDX_DTYPES = {0x08: np.dtype("u1"), 0x09: np.dtype("i1"), 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+
+
+# --------------------------------------------------------------------------- data
+def read_idx(path: str | Path) -> Tensor:
+    """Read an IDX file (gzipped when the name ends in ``.gz``) into a tensor.
+
+    The format: a magic number ``0x0000TTNN`` (``TT`` the element type, ``NN`` the number of
+    dimensions), ``NN`` big-endian uint32 sizes, then the data.
+
+    Args:
+        path: the file.
+
+    Returns:
+        A tensor of the file's shape, e.g. ``uint8 [60000, 28, 28]`` for MNIST training images.
+
+    Raises:
+        ValueError: the file is not IDX (wrong magic number), is truncated, or has trailing bytes.
+    """
+    path = Path(path)
+    try:
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
+            data = f.read()
+    except (EOFError, gzip.BadGzipFile) as err:
+        raise ValueError(f"{path}: damaged or truncated gzip file ({err})") from err
+    if len(data) < 4:
+        raise ValueError(f"{path}: truncated IDX file: {len(data)} bytes, expected at least a 4-byte magic number")
+    magic = struct.unpack(">I", data[:4])[0]
+    type_code, ndim = data[2], data[3]
+    if data[0] != 0 or data[1] != 0 or type_code not in IDX_DTYPES or ndim == 0:
+        raise ValueError(
+            f"{path}: wrong magic number 0x{magic:08x}: not an IDX file (expected 0x0000TTNN with type TT in "
+            f"{sorted(hex(t) for t in IDX_DTYPES)} and NN >= 1 dimensions)"
+        )
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise ValueError(f"{path}: truncated IDX file: header needs {header} bytes, the file has {len(data)}")
+    shape = struct.unpack(f">{ndim}I", data[4:header])
+    dtype = IDX_DTYPES[type_code]
+    expected = math.prod(shape) * dtype.itemsize
+    if len(data) - header != expected:
+        kind = "truncated" if len(data) - header < expected else "has trailing bytes"
+        raise ValueError(f"{path}: IDX file {kind}: shape {shape} needs {expected} data bytes, found {len(data) - header}")
+    array = np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
+    return torch.from_numpy(array.astype(dtype.newbyteorder("="), copy=True))
+
+
+def _find(data_dir: Path, stem: str) -> Path:
+    for name in (stem + ".gz", stem):
+        if (data_dir / name).is_file():
+            return data_dir / name
+    raise FileNotFoundError(f"MNIST file {stem}[.gz] not found in {data_dir} (pass --data DIR holding the four IDX files)")
+
+
+def read_mnist_idx(data_dir: str | Path) -> dict[str, Tensor]:
+    """The four MNIST IDX files of ``data_dir`` as ``{"train_images": uint8 [60000, 28, 28], ...}``.
+
+    Raises:
+        FileNotFoundError: a file is missing.
+        ValueError: a file is not valid IDX, or images and labels do not match.
+    """
+    data_dir = Path(data_dir)
+    out = {key: read_idx(_find(data_dir, stem)) for key, stem in FILES.items()}
+    for split in ("train", "test"):
+        images, labels = out[f"{split}_images"], out[f"{split}_labels"]
+        if images.dim() != 3 or labels.dim() != 1 or images.shape[0] != labels.shape[0]:
+            raise ValueError(
+                f"{data_dir}: {split} images {tuple(images.shape)} and labels {tuple(labels.shape)} do not match "
+                "(expected [N, 28, 28] and [N])"
+            )
+    return out
+
+
+def load_mnist(data_dir: str | Path = DEFAULT_DATA, download: bool = False, device="cpu") -> dict[str, Tensor]:
+    """MNIST as float images in ``[0, 1]`` flattened to ``[N, 784]`` and int64 labels ``[N]``.
+
+    Uses ``torchvision.datasets.MNIST`` when torchvision imports and finds (or downloads) the
+    data under ``data_dir``, else :func:`read_mnist_idx`.
+
+    Returns:
+        ``{"train_x": [60000, 784], "train_y": [60000], "test_x": [10000, 784], "test_y": [10000]}``.
+    """
+    raw = None
+    try:
+        import torchvision  # optional: cannot import next to a CPU-only torch on some machines
+
+        raw = {}
+        for split, train in (("train", True), ("test", False)):
+            ds = torchvision.datasets.MNIST(str(data_dir), train=train, download=download)
+            raw[f"{split}_images"], raw[f"{split}_labels"] = ds.data, ds.targets
+    except Exception:  # not installed, broken next to this torch, or no data in its layout
+        raw = None
+    if raw is None:
+        raw = read_mnist_idx(data_dir)
+    out = {}
+    for split in ("train", "test"):
+        out[f"{split}_x"] = raw[f"{split}_images"].reshape(-1, 784).to(device=device, dtype=torch.float32) / 255.0
+        out[f"{split}_y"] = raw[f"{split}_labels"].to(device=device, dtype=torch.int64)
+    return out
+
+
+# --------------------------------------------------------------------------- model
+def mlp(seed: int = 0, device="cpu") -> nn.Sequential:
+    """The paper's 784-32-32-10 ReLU MLP (26,506 parameters), PyTorch's default initialization."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 10)).to(device)
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: Tensor, y: Tensor, chunk: int = 10_000) -> float:
+    """Fraction of ``x [N, 784]`` classified as ``y [N]``."""
+    correct = sum(int((model(x[i : i + chunk]).argmax(-1) == y[i : i + chunk]).sum()) for i in range(0, len(x), chunk))
+    return correct / len(x)
+
+
+def official_param_groups(model: nn.Sequential, fraction: float = 0.2, first_layer_scale: float = 0.1) -> list[dict]:
+    """The authors' two hand tricks as parameter groups: ``fraction`` everywhere, smaller noise on layer 1's weight."""
+    first = model[0].weight
+    rest = [p for p in model.parameters() if p is not first]
+    return [
+        {"params": [first], "noise_scale": first_layer_scale, "fraction": fraction},
+        {"params": rest, "noise_scale": 1.0, "fraction": fraction},
+    ]
+
+
+# --------------------------------------------------------------------------- training
+def train_mbd(model, data, args, on_eval=None) -> dict:
+    """Train ``model`` with MBD; returns ``{"times", "steps", "test_acc", "loss"}`` curves."""
+    import torch_mbd
+
+    params = model.parameters() if args.auto else official_param_groups(model)
+    opt = torch_mbd.MBDOptimizer(
+        params,
+        num_samples=args.samples,
+        num_steps=args.steps,
+        temperature=args.temperature,
+        beta0=args.beta0,
+        beta1=args.beta1,
+        seed=args.seed,
+    )
+    return _loop(model, data, args, args.steps, lambda xb, yb: opt.step(torch_mbd.batched_closure(model, F.cross_entropy, xb, yb)), None, on_eval)
+
+
+def train_sgd(model, data, args, seconds: float, on_eval=None) -> dict:
+    """SGD with momentum on minibatches of ``args.sgd_batch`` for ``seconds`` of wall time."""
+    opt = torch.optim.SGD(model.parameters(), lr=args.sgd_lr, momentum=0.9)
+
+    def step(xb, yb):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(xb), yb)
+        loss.backward()
+        opt.step()
+        return loss.detach()
+
+    return _loop(model, data, args, None, step, seconds, on_eval, batch_size=args.sgd_batch)
+
+
+def _loop(model, data, args, num_steps, step, seconds, on_eval, batch_size=None) -> dict:
+    """Minibatch loop: ``num_steps`` steps, or as many as fit in ``seconds``; evaluates every ``args.eval_every``."""
+    from torch_mbd.progress import progress_bar
+
+    batch_size = batch_size or args.batch_size
+    train_x, train_y = data["train_x"][: args.train_size], data["train_y"][: args.train_size]
+    g = torch.Generator(device="cpu").manual_seed(args.seed)
+    curve = {"times": [0.0], "steps": [0], "test_acc": [accuracy(model, data["test_x"], data["test_y"])], "loss": [math.nan]}
+    eval_time = 0.0  # evaluation is excluded from the training time
+    start = time.perf_counter()
+    total = num_steps if num_steps is not None else 10**9
+    label = "MBD" if num_steps is not None else "SGD"
+    with progress_bar(num_steps or 0, label, enabled=not args.quiet) as bar:
+        k = 0
+        while k < total:
+            idx = torch.randperm(len(train_x), generator=g)[:batch_size].to(train_x.device)
+            loss = float(step(train_x[idx], train_y[idx]))
+            k += 1
+            bar.update()
+            elapsed = time.perf_counter() - start - eval_time
+            done = k == total or (seconds is not None and elapsed >= seconds)
+            if k % args.eval_every == 0 or done:
+                t0 = time.perf_counter()
+                acc = accuracy(model, data["test_x"], data["test_y"])
+                if model.parameters().__next__().is_cuda:
+                    torch.cuda.synchronize()
+                eval_time += time.perf_counter() - t0
+                for key, value in (("times", elapsed), ("steps", k), ("test_acc", acc), ("loss", loss)):
+                    curve[key].append(value)
+                bar.set_postfix(loss=f"{loss:.3f}", test_acc=f"{acc:.3f}")
+                if on_eval is not None:
+                    on_eval(curve)
+            if done:
+                break
+    return curve
+
+
+def plot(curves: dict[str, dict], path: str) -> None:
+    """Test accuracy against wall time, one line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, curve in curves.items():
+        ax.plot(curve["times"], [100 * a for a in curve["test_acc"]], label=label)
+    ax.set_xlabel("training wall time [s]")
+    ax.set_ylabel("test accuracy [%]")
+    ax.set_title("MNIST 784-32-32-10 MLP")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=str(DEFAULT_DATA), help="folder with the MNIST IDX files (default: %(default)s)")
+    p.add_argument("--download", action="store_true", help="let torchvision download MNIST into --data")
+    p.add_argument("--samples", type=int, default=256, help="candidates per step (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=500, help="diffusion steps (default: %(default)s)")
+    p.add_argument("--temperature", type=float, default=0.3)
+    p.add_argument("--beta0", type=float, default=3e-5)
+    p.add_argument("--beta1", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=256, help="images per MBD step (default: %(default)s, as the authors' code)")
+    p.add_argument("--train-size", type=int, default=60_000, help="use the first N training images")
+    p.add_argument("--auto", action="store_true", help="automatic noise_scale/fraction instead of the authors' hand tricks")
+    p.add_argument("--sgd", action="store_true", help="also train SGD with momentum for the same wall time")
+    p.add_argument("--sgd-lr", type=float, default=0.1)
+    p.add_argument("--sgd-batch", type=int, default=128)
+    p.add_argument("--eval-every", type=int, default=10, help="steps between test-accuracy evaluations")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--plot", metavar="PATH", help="write the test-accuracy curve to PATH (needs matplotlib)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    for name in ("samples", "steps", "batch_size", "train_size", "eval_every", "sgd_batch"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    return args
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    data = load_mnist(args.data, args.download, args.device)
+    model = mlp(args.seed, args.device)
+    curves = {"MBD" + (" (auto)" if args.auto else ""): train_mbd(model, data, args)}
+    mbd_time = next(iter(curves.values()))["times"][-1]
+    train_acc = accuracy(model, data["train_x"], data["train_y"])
+    print(f"MBD: train accuracy {100 * train_acc:.2f}%, test accuracy {100 * next(iter(curves.values()))['test_acc'][-1]:.2f}%, "
+          f"{mbd_time:.1f} s of training on {args.device}")
+    if args.sgd:
+        sgd_model = mlp(args.seed, args.device)
+        curves["SGD momentum"] = train_sgd(sgd_model, data, args, seconds=mbd_time)
+        sgd = curves["SGD momentum"]
+        print(f"SGD: train accuracy {100 * accuracy(sgd_model, data['train_x'], data['train_y']):.2f}%, test accuracy "
+              f"{100 * sgd['test_acc'][-1]:.2f}%, {sgd['times'][-1]:.1f} s, {sgd['steps'][-1]} steps")
+    if args.plot:
+        plot(curves, args.plot)
+        print(f"wrote {args.plot}")
+    return curves
+
+
+if __name__ == "__main__":
+    main()

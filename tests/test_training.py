@@ -1,0 +1,225 @@
+"""Gradient-free training: automatic noise_scale / fraction, MBD-only training runs, the MNIST IDX reader.
+
+The IDX reader lives in ``examples/mnist_mlp.py`` (the example is meant to be copied as one
+file); ``examples/`` is not a package, so the module is loaded from its path.
+"""
+
+import gzip
+import importlib.util
+import math
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from torch_mbd import MBDOptimizer, batched_closure
+from torch_mbd.optim import auto_fraction, auto_noise_scale
+
+ROOT = Path(__file__).resolve().parent.parent
+MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"
+
+
+def load_example():
+    spec = importlib.util.spec_from_file_location("mnist_mlp_example", ROOT / "examples" / "mnist_mlp.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+example = load_example()
+
+
+# --------------------------------------------------------------------------- automatic defaults
+def test_auto_noise_scale_and_fraction_rules():
+    assert auto_noise_scale((32, 784)) == pytest.approx(4 / 28)
+    assert auto_noise_scale((8, 3, 5, 5)) == pytest.approx(4 / math.sqrt(75))  # conv: fan_in = in * kernel
+    assert auto_noise_scale((32,)) == 1.0 and auto_noise_scale(()) == 1.0
+    assert auto_fraction(500) == 1.0 and auto_fraction(1000) == 1.0
+    assert auto_fraction(26506) == pytest.approx(1000 / 26506)
+
+
+def perturbation_stats(params, **kwargs):
+    """Per-tensor (std, fraction non-zero) of the first step's perturbations."""
+    opt = MBDOptimizer(params, num_samples=256, num_steps=10, seed=0, **kwargs)
+    base = [p.detach().clone() for p in opt._params]
+    seen = []
+    opt.step(lambda c: seen.extend(t.clone() for t in c) or torch.zeros(256))
+    sigma = opt.last_step.sigma
+    out = []
+    for c, b in zip(seen, base):
+        d = c - b
+        nz = d != 0
+        out.append((float(d[nz].std()) / sigma, float(nz.double().mean())))
+    return out
+
+
+def test_auto_resolves_per_parameter_for_a_network():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(784, 8), nn.ReLU(), nn.Linear(8, 10))  # D = 6370
+    stats = perturbation_stats(model.parameters())
+    frac = 1000 / 6370
+    expected_scale = [4 / 28, 1.0, 4 / math.sqrt(8), 1.0]
+    for (std, nonzero), scale in zip(stats, expected_scale):
+        assert std == pytest.approx(scale, rel=0.15)
+    assert stats[0][1] == pytest.approx(frac, rel=0.05)  # 401k draws: tight
+
+
+def test_auto_is_the_papers_behaviour_for_plain_tensors_and_rollouts():
+    # Plain tensors (black-box vectors, control sequences): "auto" is exactly noise_scale=1, fraction=1.
+    def run(**kwargs):
+        x = torch.zeros(3, 40)
+        opt = MBDOptimizer([x], num_samples=32, num_steps=5, seed=4, **kwargs)
+        for _ in range(5):
+            opt.step(lambda c: (c[0] - 0.3).square().sum((1, 2)))
+        return x
+
+    assert torch.equal(run(), run(noise_scale=1.0, fraction=1.0))
+    # Rollout mode, even when the action tensor is an nn.Parameter.
+    actions = nn.Parameter(torch.zeros(10, 2))
+    stats = perturbation_stats_rollout(actions)
+    assert stats == (pytest.approx(1.0, rel=0.1), 1.0)
+
+
+def perturbation_stats_rollout(actions):
+    from torch_mbd import Trajectory
+
+    seen = []
+
+    def rollout(a):
+        seen.append(a.clone())
+        return Trajectory(states=a, rewards=-a.square().sum(-1), feasible=None)
+
+    opt = MBDOptimizer([actions], num_samples=64, num_steps=10, rollout=rollout, seed=0)
+    opt.step()
+    d = seen[0]  # the samples of a zero estimate are the perturbations themselves
+    return float(d.std()) / opt.last_step.sigma, float((d != 0).double().mean())
+
+
+def test_auto_options_validated():
+    with pytest.raises(ValueError, match="noise_scale"):
+        MBDOptimizer([torch.zeros(3)], noise_scale="automatic")
+    with pytest.raises(ValueError, match="fraction"):
+        MBDOptimizer([torch.zeros(3)], fraction="half")
+
+
+# --------------------------------------------------------------------------- training without gradients
+class NoGradGuard:
+    """Fails the test if autograd computes a gradient for any of ``params``."""
+
+    def __init__(self, params):
+        self.params = list(params)
+        self.handles = [p.register_hook(self._fail) for p in self.params]
+
+    @staticmethod
+    def _fail(grad):
+        raise AssertionError("a gradient was computed")
+
+    def check(self):
+        for h in self.handles:
+            h.remove()
+        assert all(p.grad is None for p in self.params)
+
+
+def train_mbd(model, x, y, steps, batch, seed=0, **options):
+    opt = MBDOptimizer(model.parameters(), num_samples=128, num_steps=steps, temperature=0.3, beta0=3e-5, beta1=1e-3, seed=seed, **options)
+    guard = NoGradGuard(model.parameters())
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        idx = torch.randperm(len(x), generator=g)[:batch]
+        loss = opt.step(batched_closure(model, F.cross_entropy, x[idx], y[idx]))
+        assert not loss.requires_grad
+    guard.check()
+    return model
+
+
+def test_mlp_learns_synthetic_classes_without_gradients():
+    g = torch.Generator().manual_seed(0)
+    centers = torch.randn(4, 20, generator=g) * 1.5
+    labels = torch.randint(0, 4, (600,), generator=g)
+    x = centers[labels] + torch.randn(600, 20, generator=g)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 16), nn.ReLU(), nn.Linear(16, 4))
+    chance_acc = float((model(x[400:]).argmax(-1) == labels[400:]).double().mean())
+    train_mbd(model, x[:400], labels[:400], steps=80, batch=100)
+    acc = float((model(x[400:]).argmax(-1) == labels[400:]).double().mean())
+    assert acc > 0.8, (chance_acc, acc)  # chance: 0.25
+
+
+@pytest.mark.skipif(not MNIST_DIR.is_dir(), reason=f"MNIST IDX files not found in {MNIST_DIR}")
+def test_mnist_mlp_well_above_chance_without_gradients():
+    data = example.read_mnist_idx(MNIST_DIR)
+    x = data["train_images"][:500].reshape(-1, 784).float() / 255
+    y = data["train_labels"][:500].long()
+    xt = data["test_images"][:1000].reshape(-1, 784).float() / 255
+    yt = data["test_labels"][:1000].long()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(784, 16), nn.ReLU(), nn.Linear(16, 10))
+    train_mbd(model, x, y, steps=100, batch=128)  # automatic defaults only, no per-layer tuning
+    acc = example.accuracy(model, xt, yt)
+    assert acc > 0.5, acc  # chance: 0.1
+
+
+# --------------------------------------------------------------------------- the IDX reader
+def idx_bytes(array: np.ndarray, type_code: int) -> bytes:
+    header = struct.pack(">HBB", 0, type_code, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + array.tobytes()
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_read_idx_round_trip(tmp_path, compress):
+    images = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    floats = np.linspace(-1, 1, 6).astype(">f4").reshape(3, 2)
+    for name, array, code in (("img", images, 0x08), ("flt", floats, 0x0D)):
+        raw = idx_bytes(array, code)
+        path = tmp_path / (name + (".gz" if compress else ""))
+        path.write_bytes(gzip.compress(raw) if compress else raw)
+        out = example.read_idx(path)
+        assert out.shape == array.shape
+        np.testing.assert_array_equal(out.numpy(), array.astype(array.dtype.newbyteorder("=")))
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda raw: b"\x12\x34" + raw[2:], "wrong magic number"),
+        (lambda raw: raw[:2] + b"\x07" + raw[3:], "wrong magic number"),  # unknown type byte
+        (lambda raw: raw[:3] + b"\x00" + raw[4:], "wrong magic number"),  # zero dimensions
+        (lambda raw: raw[:3], "truncated"),
+        (lambda raw: raw[:10], "truncated"),  # header cut
+        (lambda raw: raw[:-5], "truncated"),  # data cut
+        (lambda raw: raw + b"\x00", "trailing bytes"),
+    ],
+)
+def test_read_idx_rejects_bad_files(tmp_path, make, match):
+    raw = idx_bytes(np.zeros((2, 3, 4), dtype=np.uint8), 0x08)
+    path = tmp_path / "bad"
+    path.write_bytes(make(raw))
+    with pytest.raises(ValueError, match=match):
+        example.read_idx(path)
+
+
+def test_read_idx_rejects_truncated_gzip(tmp_path):
+    raw = gzip.compress(idx_bytes(np.zeros((50, 28, 28), dtype=np.uint8), 0x08))
+    path = tmp_path / "cut.gz"
+    path.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ValueError, match="truncated"):
+        example.read_idx(path)
+    path.write_bytes(b"not gzip at all")
+    with pytest.raises(ValueError, match="gzip"):
+        example.read_idx(path)
+
+
+def test_read_mnist_idx_checks_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train-images"):
+        example.read_mnist_idx(tmp_path)
+    stems = example.FILES
+    (tmp_path / (stems["train_images"] + ".gz")).write_bytes(gzip.compress(idx_bytes(np.zeros((3, 28, 28), np.uint8), 8)))
+    (tmp_path / (stems["train_labels"] + ".gz")).write_bytes(gzip.compress(idx_bytes(np.zeros(4, np.uint8), 8)))
+    (tmp_path / stems["test_images"]).write_bytes(idx_bytes(np.zeros((2, 28, 28), np.uint8), 8))
+    (tmp_path / stems["test_labels"]).write_bytes(idx_bytes(np.zeros(2, np.uint8), 8))
+    with pytest.raises(ValueError, match="do not match"):
+        example.read_mnist_idx(tmp_path)
