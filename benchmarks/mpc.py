@@ -2,21 +2,28 @@
 
 For each task, one open-loop plan is made with :func:`torch_mbd.plan` on the nominal model
 (the car: a box beside the straight path to its goal). Then a "real" system (the CPU MuJoCo
-simulator, stepped with ``mj_step``; the car's own dynamics) runs one episode per condition:
+simulator, stepped with ``mj_step`` on its own copy of the model; the car: its own dynamics) runs
+one episode per condition:
 
 * ``nominal``: nothing unexpected;
-* ``pushes``: a random velocity kick every ``--kick-every`` control steps (the first after half that) (MuJoCo: on the
-  torso's root joints, push-T: on the block; the car: its heading and speed);
+* ``pushes``: a random velocity kick every ``--kick-every`` control steps (the first after half
+  that): on the torso's root joints (hopper, walker2d), on the block (push-T), on the car's
+  heading and speed;
 * ``heavier``: model mismatch, the real torso 1.5x as heavy (mass and inertia; push-T: the block
   2x; the car: a motor 0.6x as strong) while the planner keeps the nominal model;
 
 once replaying the open-loop plan and once with :class:`torch_mbd.MPC`, which starts from that
 same plan (``reset(plan, warm=True)``) and re-plans from the measured state at every step.
 Both see the same kicks. Reported: the mean step reward over the episode (the task's reward,
-as the planner scores it), the car's collisions and goal, and the MPC control rate on this
-machine (warm control steps per second, rollouts included).
+as the planner scores it), for the car whether it collides and whether it enters the goal
+region, and the MPC control rate (control steps per second, all rollouts included) on the
+planner's device. Sizes take a default and per-task overrides (``--samples 32 push_t=128``):
+a control step of hopper costs ~30x one of push-T on the CPU.
 
-    python -m benchmarks.mpc --tasks car2d hopper walker2d push_t --samples 64 --horizon 20 --diffusion-steps 2
+    python -m benchmarks.mpc                                    # the defaults: 8 min on 2 shared cores
+    python -m benchmarks.mpc --tasks hopper --device cuda --backend warp   # the planner on a GPU
+
+The real system always runs on the CPU; ``--device``/``--backend`` move only the planner.
 """
 
 from __future__ import annotations
@@ -65,8 +72,8 @@ class MujocoSystem:
             self.model.body_mass[b] *= mass_scale
             self.model.body_inertia[b] *= mass_scale
         self.data = mujoco.MjData(self.model)
-        self.data.qpos[:] = planner.qpos0.numpy()
-        self.data.qvel[:] = planner.qvel0.numpy()
+        self.data.qpos[:] = planner.qpos0.cpu().numpy()
+        self.data.qvel[:] = planner.qvel0.cpu().numpy()
         mujoco.mj_forward(self.model, self.data)
 
     def state(self) -> torch.Tensor:
@@ -79,7 +86,8 @@ class MujocoSystem:
     def step(self, action: torch.Tensor) -> float:
         """Apply ``action [nu]`` in ``[-1, 1]`` for one control step; return the task's step reward."""
         action = action.detach().to("cpu", torch.float64).clamp(-1.0, 1.0)
-        self.data.ctrl[:] = self.planner.controls(action.to(self.planner.dtype)).double().numpy()
+        ctrl = self.planner.controls(action.to(self.planner.device, self.planner.dtype))
+        self.data.ctrl[:] = ctrl.cpu().double().numpy()
         for _ in range(self.planner.frame_skip):
             self.mujoco.mj_step(self.model, self.data)
         qpos = torch.from_numpy(self.data.qpos.copy())[None]
@@ -100,12 +108,13 @@ class CarSystem:
         self.car = Car2D(
             horizon=planner.horizon, dt=planner.dt, wheelbase=planner.wheelbase,
             max_accel=planner.max_accel * accel_scale, max_steer_rate=planner.max_steer_rate,
-            max_speed=planner.max_speed, max_steer=planner.max_steer, start=planner.initial_state.tolist(),
-            goal=planner.goal.tolist(), goal_radius=planner.goal_radius, control_weight=planner.control_weight,
-            clearance=planner.clearance, clearance_weight=planner.clearance_weight, obstacles=planner.obstacles,
+            max_speed=planner.max_speed, max_steer=planner.max_steer, start=planner.initial_state.cpu().tolist(),
+            goal=planner.goal.cpu().tolist(), goal_radius=planner.goal_radius, control_weight=planner.control_weight,
+            clearance=planner.clearance, clearance_weight=planner.clearance_weight, obstacles=planner.obstacles.cpu(),
         )
         self.current = self.car.initial_state.clone()
         self.collided = False
+        self.closest = math.inf  # closest distance to the goal so far
 
     def state(self) -> torch.Tensor:
         return self.current.clone()
@@ -118,52 +127,43 @@ class CarSystem:
         nxt = self.car.step(self.current, action)
         self.collided |= bool(self.hit_test(self.current[:2], nxt[:2], self.car.obstacles))
         self.current = nxt
+        self.closest = min(self.closest, float((nxt[:2] - self.car.goal).norm()))
         reward = self.car.state_reward(nxt[None])[0] - self.car.control_weight * action.square().sum()
         return float(reward)
 
     def reached_goal(self) -> bool:
-        return bool((self.current[:2] - self.car.goal).norm() <= self.car.goal_radius)
+        """Whether the car has entered the goal region at some control step."""
+        return self.closest <= self.car.goal_radius
 
 
 # ----------------------------------------------------------------------------- planners
-class SettableStart:
-    """A MujocoModel whose ``initial_state`` can be set, for versions of ``dynamics`` without the property.
-
-    Setting ``initial_state`` (``[nq + nv]`` or ``[state_dim]``) sets the ``qpos0`` / ``qvel0`` the
-    model's rollout starts from.
-    """
-
-    def __init__(self, model):
-        self.model = model
-        for attr in ("action_dim", "state_dim", "action_bounds", "horizon", "device", "dtype"):
-            setattr(self, attr, getattr(model, attr))
-        self._state = model.initial_state
-
-    @property
-    def initial_state(self) -> torch.Tensor:
-        return self._state
-
-    @initial_state.setter
-    def initial_state(self, state: torch.Tensor) -> None:
-        nq, nv = self.model.nq, self.model.nv
-        self.model.qpos0 = state[:nq].detach().to("cpu", torch.float64).clone()
-        self.model.qvel0 = state[nq : nq + nv].detach().to("cpu", torch.float64).clone()
-        self._state = state
-
-    def rollout(self, actions):
-        return self.model.rollout(actions)
+def per_task(text: list[str]) -> dict[str, int]:
+    """``["32", "push_t=128"]`` -> ``{"default": 32, "push_t": 128}``: a size with per-task overrides."""
+    sizes = {}
+    for item in text:
+        task, _, value = item.rpartition("=")
+        if task and task not in TASKS:
+            raise argparse.ArgumentTypeError(f"unknown task {task!r} in {item!r}; tasks: {', '.join(TASKS)}")
+        try:
+            sizes[task or "default"] = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected N or TASK=N, got {item!r}") from None
+    if "default" not in sizes:
+        raise argparse.ArgumentTypeError(f"give a default N besides the TASK=N overrides, got {text}")
+    return sizes
 
 
-def settable(model):
-    """``model`` itself when its ``initial_state`` is a settable property, else a :class:`SettableStart`."""
-    if not hasattr(model, "qpos0"):  # not a MujocoModel: initial_state is a plain attribute (the car)
-        return model
-    prop = getattr(type(model), "initial_state", None)
-    return model if isinstance(prop, property) and prop.fset is not None else SettableStart(model)
+def size_of(sizes: dict[str, int], task: str) -> int:
+    return sizes.get(task, sizes["default"])
+
+
+def size_text(sizes: dict[str, int]) -> str:
+    """``{"default": 32, "push_t": 128}`` -> ``"32 push_t=128"`` (as given on the command line)."""
+    return " ".join([str(sizes["default"])] + [f"{k}={v}" for k, v in sizes.items() if k != "default"])
 
 
 def build_task(name: str, args):
-    """``(planner model factory, open-loop plan options)`` for a task."""
+    """A factory of the nominal planner model of a task, on ``args.device`` (MuJoCo: ``args.backend``)."""
     if name == "car2d":
         from dynamics.car import Car2D
 
@@ -174,13 +174,13 @@ def build_task(name: str, args):
             return Car2D(
                 horizon=40, dt=0.1, wheelbase=0.3, max_accel=2.0, max_steer_rate=2.0, max_speed=3.0,
                 max_steer=0.6, start=(-2.0, 0.0, 0.0, 0.0, 0.0), goal=(1.5, 0.0), goal_radius=0.3,
-                control_weight=0.01, clearance=0.15, clearance_weight=1.0, obstacles=CAR_BOXES,
+                control_weight=0.01, clearance=0.15, clearance_weight=1.0, obstacles=CAR_BOXES, device=args.device,
             )
 
-        return car, {}
+        return car
     from dynamics.model import MujocoModel
 
-    return (lambda: MujocoModel(name, backend="mujoco")), {}
+    return lambda: MujocoModel(name, backend=args.backend, device=args.device)
 
 
 def make_system(name: str, planner, condition: str):
@@ -216,31 +216,34 @@ def run_episode(system, policy, episode: int, kicks: dict) -> tuple[float, list[
 
 
 def evaluate(name: str, args) -> list[dict]:
-    factory, plan_options = build_task(name, args)
+    factory = build_task(name, args)
     nominal = factory()
-    episode = nominal.horizon
+    episode = min(nominal.horizon, args.episode) if args.episode else nominal.horizon
     torch.manual_seed(args.seed)
     open_loop = plan(nominal, horizon=episode, num_samples=args.plan_samples, num_steps=args.plan_steps,
-                     seed=args.seed, progress=not args.quiet, **plan_options)
+                     seed=args.seed, progress=not args.quiet)
+    plan_actions = open_loop.actions.cpu()
     results = []
     for condition in args.conditions:
         kicks = kicks_for(name, condition, episode, args.kick_every, args.seed)
         replay_system = make_system(name, nominal, condition)
-        replay, _ = run_episode(replay_system, lambda t, s: open_loop.actions[t], episode, kicks)
+        replay, _ = run_episode(replay_system, lambda t, s: plan_actions[t], episode, kicks)
 
-        planner = settable(factory())
-        horizon = args.car_horizon if name == "car2d" else args.horizon
-        controller = MPC(planner, horizon=min(horizon, episode), num_samples=args.samples,
-                         diffusion_steps=args.diffusion_steps, warm_noise=args.warm_noise, seed=args.seed)
+        planner = factory()
+        controller = MPC(planner, horizon=min(size_of(args.horizon, name), episode),
+                         num_samples=size_of(args.samples, name), diffusion_steps=size_of(args.diffusion_steps, name),
+                         warm_noise=args.warm_noise, seed=args.seed)
         controller.reset(open_loop.actions[: controller.horizon], warm=True)
         times = []
         with progress_bar(episode, f"MPC {name} {condition}", not args.quiet) as bar:
 
             def policy(t, state):
-                action = controller(state)
+                action = controller(state.to(controller.device))
+                if controller.device.type == "cuda":
+                    torch.cuda.synchronize(controller.device)
                 times.append(controller.last_step.time)
                 bar.update()
-                return action
+                return action.cpu()
 
             mpc_system = make_system(name, nominal, condition)
             closed, _ = run_episode(mpc_system, policy, episode, kicks)
@@ -257,7 +260,7 @@ def evaluate(name: str, args) -> list[dict]:
 
 def car_note(flags) -> str:
     collided, reached = flags
-    return ("collides" if collided else "no collision") + (", at goal" if reached else ", misses goal")
+    return ("collides" if collided else "no collision") + (", reaches goal" if reached else ", misses goal")
 
 
 def figure(results, path) -> None:
@@ -283,53 +286,88 @@ def figure(results, path) -> None:
     plt.close(fig)
 
 
+def sizes(args) -> str:
+    """The run's sizes, one line."""
+    episode = f"{args.episode} control steps at most" if args.episode else "the task's horizon"
+    return (
+        f"open-loop plan: {args.plan_samples} samples x {args.plan_steps} diffusion steps over the episode; "
+        f"MPC: samples {size_text(args.samples)}, diffusion steps per control step {size_text(args.diffusion_steps)}, "
+        f"horizon {size_text(args.horizon)}, warm noise {args.warm_noise}; episode: {episode}; "
+        f"a push every {args.kick_every} steps; planner on {args.device} ({args.backend} backend for MuJoCo)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     parser.add_argument("--conditions", nargs="+", default=list(CONDITIONS), choices=CONDITIONS)
-    parser.add_argument("--samples", type=int, default=64, help="MPC rollouts per diffusion step")
-    parser.add_argument("--horizon", type=int, default=20, help="MPC planning horizon (control steps)")
-    parser.add_argument("--car-horizon", type=int, default=20, help="MPC planning horizon of the car")
-    parser.add_argument("--diffusion-steps", type=int, default=2, help="MPC diffusion steps per control step")
+    parser.add_argument("--samples", nargs="+", default=["32", "push_t=128", "car2d=64"],
+                        help="MPC rollouts per diffusion step: N [TASK=N ...] (a default and per-task overrides)")
+    parser.add_argument("--horizon", nargs="+", default=["20", "car2d=30"],
+                        help="MPC planning horizon in control steps: N [TASK=N ...]")
+    parser.add_argument("--diffusion-steps", nargs="+", default=["2", "push_t=3", "car2d=3"],
+                        help="MPC diffusion steps per control step: N [TASK=N ...]")
     parser.add_argument("--warm-noise", type=float, default=0.2, help="MPC warm-start noise level")
-    parser.add_argument("--plan-samples", type=int, default=128, help="open-loop plan: rollouts per step")
-    parser.add_argument("--plan-steps", type=int, default=50, help="open-loop plan: diffusion steps")
+    parser.add_argument("--plan-samples", type=int, default=64, help="open-loop plan: rollouts per step")
+    parser.add_argument("--plan-steps", type=int, default=30, help="open-loop plan: diffusion steps")
+    parser.add_argument("--episode", type=int, default=0, help="control steps per episode (0: the task's horizon)")
     parser.add_argument("--kick-every", type=int, default=10, help="control steps between pushes")
+    parser.add_argument("--device", default="cpu", help="where the planner runs: cpu or cuda[:i]")
+    parser.add_argument("--backend", default="mujoco", choices=("mujoco", "warp", "mjx"),
+                        help="planner's MuJoCo backend (on a GPU: warp); the real system is always CPU MuJoCo")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--no-write", action="store_true", help="print only; do not update docs/results.md")
     args = parser.parse_args()
+    try:
+        args.samples, args.horizon, args.diffusion_steps = (
+            per_task(args.samples), per_task(args.horizon), per_task(args.diffusion_steps)
+        )
+    except argparse.ArgumentTypeError as err:
+        parser.error(str(err))
+    if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is available")
+    where = "GPU" if torch.device(args.device).type == "cuda" else "CPU"
 
+    print(sizes(args), flush=True)
     start = time.perf_counter()
     results = [row for name in args.tasks for row in evaluate(name, args)]
+    total = time.perf_counter() - start
     rows = []
     for r in results:
         note = ""
         if "mpc_car" in r:
             note = f"replay: {car_note(r['replay_car'])}; MPC: {car_note(r['mpc_car'])}"
-        rows.append([r["task"], r["condition"], f"{r['planned']:.3f}", f"{r['replay']:.3f}", f"{r['mpc']:.3f}",
-                     f"{r['rate']:.2f}", note])
+        rows.append([r["task"], r["condition"], str(r["episode"]), f"{r['planned']:.3f}", f"{r['replay']:.3f}",
+                     f"{r['mpc']:.3f}", f"{r['rate']:.2f}", note])
     table = markdown_table(
-        ["task", "condition", "plan (model)", "open-loop replay", "MPC", "MPC steps/s (CPU)", "car"], rows
+        ["task", "condition", "steps", "plan (model)", "open-loop replay", "MPC", f"MPC steps/s ({where})", "car"],
+        rows,
     )
     print(table)
-    print(f"total {time.perf_counter() - start:.0f} s")
+    print(f"total {total:.0f} s")
     if args.no_write:
         return
     path = figure_path("mpc.png")
     figure(results, path)
     cmd = (
         f"python -m benchmarks.mpc --tasks {' '.join(args.tasks)} --conditions {' '.join(args.conditions)} "
-        f"--samples {args.samples} --horizon {args.horizon} --car-horizon {args.car_horizon} --diffusion-steps {args.diffusion_steps} "
-        f"--warm-noise {args.warm_noise} --plan-samples {args.plan_samples} --plan-steps {args.plan_steps} "
-        f"--kick-every {args.kick_every} --seed {args.seed}"
+        f"--samples {size_text(args.samples)} --horizon {size_text(args.horizon)} "
+        f"--diffusion-steps {size_text(args.diffusion_steps)} --warm-noise {args.warm_noise} --plan-samples {args.plan_samples} "
+        f"--plan-steps {args.plan_steps} --episode {args.episode} --kick-every {args.kick_every} "
+        f"--device {args.device} --backend {args.backend} --seed {args.seed}"
     )
+    gpu = ("" if where == "GPU" else
+           " GPU control rate: not measured (no GPU was lent to this run; the `--device cuda --backend warp` "
+           "path exists but has not been run).")
     write_section(
         "mpc",
-        f"## Receding-horizon MPC vs the open-loop plan\n\n`{cmd}` on {machine()}, CPU MuJoCo backend "
-        "(shared cores: rates are indicative). Mean step reward over one episode of the task's horizon; "
-        "the open-loop plan is replayed on the real system, MPC starts from the same plan and re-plans "
-        "every step. GPU control rate: unmeasured (no GPU was available).\n\n"
+        f"## Receding-horizon MPC vs the open-loop plan\n\n`{cmd}` on {machine()}; the real system is the CPU "
+        f"MuJoCo simulator (the car: its own dynamics). Sizes: {sizes(args)}. Total wall time {total:.0f} s.\n\n"
+        "Mean step reward over one episode (the task's reward, higher is better). The open-loop MBD plan, made "
+        "once on the nominal model, is replayed on the real system; MPC starts from the same plan and re-plans "
+        "from the measured state at every control step. Both meet the same pushes. Control rates count a whole "
+        f"control step (all its rollouts) on cores shared with other work: they are indicative.{gpu}\n\n"
         f"{table}\n\n![MPC vs open loop](figures/mpc.png)\n",
     )
 

@@ -36,22 +36,16 @@ docs/results.md, docs/figures/trajopt_rewards.png and docs/figures/trajopt_conve
 
 from __future__ import annotations
 
-import os
+# One OpenBLAS thread (fair CMA-ES timings) is set by benchmarks/__init__.py, before numpy loads.
 
-# pycma's eigendecomposition runs in OpenBLAS; on a small shared machine OpenBLAS's worker
-# threads contend with the simulator's and a 100 x 100 `eigh` takes 70x longer (measured:
-# 0.35 s vs 5 ms on 2 busy cores). One BLAS thread is what a fair CMA-ES timing needs. Set
-# before numpy is imported; a value the user exported wins.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import torch  # noqa: E402
+import torch
 
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))

@@ -35,6 +35,9 @@ U_MAZE_BOXES = (
     (-0.8, -1.2, 0.7, -0.9),  # lower arm
 )
 
+# Standard deviation (metres) of the RRT demonstration's likelihood, per coordinate.
+DEFAULT_DEMO_SIGMA = 0.1
+
 
 def u_maze(dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> Tensor:
     """The default U-shaped obstacle, ``[3, 4]`` boxes ``(xmin, ymin, xmax, ymax)``."""
@@ -182,13 +185,14 @@ class Car2D:
         max_steer: ``|delta|`` saturation (rad).
         start: initial state ``[x, y, theta, v, delta]``.
         goal: goal position ``[x, y]``.
-        goal_radius: a path "reaches the goal" when its final position is this close.
+        goal_radius: a path "reaches the goal" when one of its positions is this close.
         control_weight: weight of the control cost.
         clearance: distance from the obstacles below which the clearance cost applies (0 disables it).
         clearance_weight: the clearance cost at the wall.
         obstacles: ``[k, 4]`` boxes ``(xmin, ymin, xmax, ymax)``; default :func:`u_maze`.
         workspace: ``((xmin, ymin), (xmax, ymax))``, the map (where RRT samples, what figures show).
-        device, dtype: where and in which precision the rollouts run.
+        device: where the rollouts run.
+        dtype: the floating-point precision of the rollouts.
     """
 
     action_dim = 2
@@ -238,7 +242,7 @@ class Car2D:
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError("device='cuda' was asked for but torch.cuda.is_available() is False")
         self.dtype = dtype
-        kw = dict(dtype=dtype, device=self.device)
+        kw = {"dtype": dtype, "device": self.device}
         self.horizon, self.dt, self.wheelbase = horizon, float(dt), float(wheelbase)
         self.max_accel, self.max_steer_rate = float(max_accel), float(max_steer_rate)
         self.max_speed, self.max_steer = float(max_speed), float(max_steer)
@@ -325,14 +329,57 @@ class Car2D:
             reward = reward - self.clearance_weight * (1.0 - gap / self.clearance).clamp(min=0.0)
         return reward
 
+    def demonstration(
+        self,
+        source: str = "rrt",
+        seed: int | None = None,
+        horizon: int | None = None,
+        demo_sigma: float = DEFAULT_DEMO_SIGMA,
+        demo_reward: float | None = None,
+        **rrt_options,
+    ) -> dict:
+        """An RRT demonstration (section 5.2) as options for :func:`torch_mbd.plan` / ``MBDOptimizer``.
+
+        Args:
+            source: ``"rrt"`` (the only source).
+            seed: seed of the RRT.
+            horizon: ``H``; default :attr:`horizon`.
+            demo_sigma: standard deviation (metres) of the demonstration likelihood per coordinate.
+            demo_reward: ``p_J(Y_demo)``; default :meth:`state_reward` of the demonstration, averaged.
+            **rrt_options: options of :func:`dynamics.planning.rrt_demo` (``speed``, ``margin``,
+                ``step_size``, ``max_iterations``, ...).
+
+        Returns:
+            ``dict(demo=[H, 5], demo_mask=[5] bool (x, y), demo_reward=float, demo_sigma=float)`` on
+            the model's device, in its dtype.
+
+        Raises:
+            ValueError: an unknown ``source``.
+            dynamics.planning.PlanningError: RRT found no path.
+        """
+        from .planning import rrt_demo, xy_mask
+
+        if source != "rrt":
+            raise ValueError(f"source must be 'rrt' for {type(self).__name__}, got {source!r}")
+        demo = rrt_demo(self, horizon=horizon, seed=seed, **rrt_options)
+        if demo_reward is None:
+            demo_reward = float(self.state_reward(demo).mean())
+        return {
+            "demo": demo, "demo_mask": xy_mask(self.device), "demo_reward": float(demo_reward), "demo_sigma": float(demo_sigma)
+        }
+
     def path_feasible(self, states: Tensor) -> Tensor:
         """Whether a state path ``[..., H, nx]`` stays out of the obstacles: ``[...]`` boolean."""
         hits = path_hits_boxes(self.initial_state[:2], states[..., :2], self.obstacles)
         return ~hits & torch.isfinite(states).all(-1).all(-1)
 
     def reached_goal(self, states: Tensor) -> Tensor:
-        """Whether the final position of ``states[..., H, nx]`` is within :attr:`goal_radius`: ``[...]``."""
-        return torch.linalg.vector_norm(states[..., -1, :2] - self.goal, dim=-1) <= self.goal_radius
+        """Whether the path ``states[..., H, nx]`` enters the goal region (within :attr:`goal_radius`) at some step: ``[...]``."""
+        return self.goal_distance(states).amin(-1) <= self.goal_radius
+
+    def goal_distance(self, states: Tensor) -> Tensor:
+        """Distance of each state's position to the goal: ``[..., H, nx] -> [..., H]``."""
+        return torch.linalg.vector_norm(states[..., :2] - self.goal, dim=-1)
 
     def positions(self, states: Tensor) -> Tensor:
         """The planar positions ``[..., H, 2]`` of states ``[..., H, nx]`` (what figures draw)."""

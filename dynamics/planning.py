@@ -61,7 +61,8 @@ def rrt(
     ends when a node can connect straight to the goal within ``step_size``.
 
     Args:
-        start, goal: ``[2]`` positions.
+        start: ``[2]`` start position.
+        goal: ``[2]`` goal position.
         obstacles: ``[k, 4]`` boxes ``(xmin, ymin, xmax, ymax)``.
         workspace: ``[2, 2]`` ``((xmin, ymin), (xmax, ymax))`` where points are sampled.
         step_size: longest edge (the paper: 0.2).
@@ -354,7 +355,8 @@ def rrt_demo(
         accel: acceleration from rest (m/s^2); ``None`` moves at ``speed`` from the first step.
         margin: clearance from the obstacles.
         smooth: pull the raw RRT path taut.
-        generator, seed: randomness of :func:`rrt`.
+        generator: a CPU ``torch.Generator`` for :func:`rrt`.
+        seed: seed of :func:`rrt` when ``generator`` is ``None``.
         **rrt_options: ``step_size``, ``max_iterations``, ``goal_bias`` (defaults: 0.2, 1000, 0.1).
 
     Returns:

@@ -112,10 +112,34 @@ def test_demo_log_likelihood_partial_mask():
 
 
 def test_demo_max_rule():
-    logp_model = torch.tensor([[-2.0, 0.0, 2.0, float("-inf")]])
-    loglik = torch.tensor([[0.0, -10.0, 0.0, -0.1]])
+    logp_model = torch.tensor([[-2.0, 0.0, 2.0, 1.5]])
+    loglik = torch.tensor([[-1.0, -11.0, -1.0, -1.1]])
     mean, std = torch.tensor([0.0]), torch.tensor([1.0])
-    # demo reward 1.0 at temperature 1: log w_demo = loglik + 1
+    # demo reward 1.0 at temperature 1: log w_demo = (loglik - max loglik) + 1
     logp, wins = denoise.demo_log_weights(logp_model, loglik, 1.0, mean, std, 1.0)
-    assert wins.tolist() == [[True, False, False, True]]
-    assert logp[0].tolist() == pytest.approx([1.0, 0.0, 2.0, 0.9])
+    assert wins.tolist() == [[True, False, False, False]]
+    assert logp[0].tolist() == pytest.approx([1.0, 0.0, 2.0, 1.5])
+
+
+def test_demo_likelihood_is_relative_to_the_closest_sample():
+    """Shifting every log-likelihood by a constant (samples farther from the demo) changes nothing."""
+    logp_model = torch.tensor([[-2.0, 0.0, 2.0], [0.5, -1.0, 0.0]])
+    loglik = torch.tensor([[-3.0, -4.0, -9.0], [-0.5, -0.2, -7.0]])
+    mean, std = torch.zeros(2), torch.ones(2)
+    near, wins_near = denoise.demo_log_weights(logp_model, loglik, 1.0, mean, std, 0.5)
+    far, wins_far = denoise.demo_log_weights(logp_model, loglik - 50.0, 1.0, mean, std, 0.5)
+    torch.testing.assert_close(near, far)
+    assert torch.equal(wins_near, wins_far)
+    # the closest sample of each problem gets exactly the demonstration's own weight
+    assert near[0, 0].item() == pytest.approx(2.0) and near[1, 1].item() == pytest.approx(2.0)
+
+
+def test_infeasible_samples_get_no_demo_weight():
+    """A sample with w_model = 0 (infeasible, NaN reward) stays at weight 0, however close to the demo."""
+    logp_model = torch.tensor([[float("-inf"), -1.0, float("-inf")], [float("-inf")] * 3])
+    loglik = torch.tensor([[0.0, -5.0, -0.1], [0.0, -1.0, -2.0]])
+    logp, wins = denoise.demo_log_weights(logp_model, loglik, 3.0, torch.zeros(2), torch.ones(2), 1.0)
+    assert logp[0, 0].item() == float("-inf") and logp[0, 2].item() == float("-inf")
+    # the closest *feasible* sample is the reference: it gets the demonstration's weight 3
+    assert logp[0, 1].item() == pytest.approx(3.0) and wins[0].tolist() == [False, True, False]
+    assert torch.isneginf(logp[1]).all() and not wins[1].any()

@@ -250,3 +250,20 @@ def test_car_closed_loop_recovers_from_a_push_where_the_open_loop_plan_collides(
     controller = MPC(make_car(20), num_samples=32, initial_steps=20, diffusion_steps=2, warm_noise=0.3, seed=0)
     collided, closest = drive(real, lambda t, s: controller(s), steps, push_at=8, push=push)
     assert not collided and closest < real.goal_radius
+
+
+# --------------------------------------------------------------------------- a MuJoCo model
+def test_mpc_plans_a_mujoco_model_from_the_measured_state():
+    pytest.importorskip("mujoco")
+    from dynamics.model import MujocoModel
+
+    model = MujocoModel("hopper", backend="mujoco", horizon=3)
+    controller = MPC(model, num_samples=4, initial_steps=2, diffusion_steps=1, warm_noise=0.1, seed=0)
+    state = torch.cat([model.qpos0, model.qvel0])  # [nq + nv], as a simulator reports it
+    state[model.nq] = 0.5  # moving forward
+    action = controller(state)
+    assert action.shape == (model.action_dim,) and bool(action.abs().le(1.0).all())
+    assert torch.equal(model.qvel0, state[model.nq :])  # the rollouts start where the system is
+    assert not controller.last_step.warm
+    controller(state.numpy())  # a NumPy state works too
+    assert controller.last_step.warm and controller.last_step.diffusion_steps == 1

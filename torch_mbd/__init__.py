@@ -6,6 +6,7 @@ from the model itself. Use :class:`MBDOptimizer` like any ``torch.optim`` optimi
 with any :class:`RolloutModel`.
 """
 
+from .baselines import CEMOptimizer, CMAESOptimizer, MPPIOptimizer
 from .closure import batched_closure
 from .denoise import (
     demo_log_likelihood,
@@ -27,6 +28,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "MBDOptimizer",
+    "CEMOptimizer",
+    "MPPIOptimizer",
+    "CMAESOptimizer",
     "batched_closure",
     "StepInfo",
     "minimize",

@@ -117,7 +117,7 @@ def build_model(task: str, backend: str | None, device: str):
         if backend is not None:
             raise CommandError(f"--backend {backend}: car2d is analytic torch dynamics and has no simulator backend")
         return dynamics.make(task, device=device)
-    options = dict(device=device)
+    options = {"device": device}
     if backend is not None:
         options["backend"] = backend
     return dynamics.make(task, **options)
@@ -127,10 +127,13 @@ def demonstration_options(model, source: str, seed: int, horizon: int | None) ->
     """``model.demonstration(source, seed=seed[, horizon=...])``: optimizer options (``demo``, ...)."""
     if not hasattr(model, "demonstration"):
         raise CommandError(f"--demo: the task {type(model).__name__} has no demonstrations")
-    kwargs = dict(seed=seed)
+    kwargs = {"seed": seed}
     if horizon is not None and "horizon" in inspect.signature(model.demonstration).parameters:
         kwargs["horizon"] = horizon
-    options = model.demonstration(source, **kwargs)
+    try:
+        options = model.demonstration(source, **kwargs)
+    except RuntimeError as err:  # e.g. dynamics.planning.PlanningError: RRT found no path
+        raise CommandError(f"--demo {source}: {err}") from err
     if not isinstance(options, dict) or "demo" not in options:
         raise CommandError(f"{type(model).__name__}.demonstration must return a dict with 'demo', got {type(options).__name__}")
     return options
@@ -142,16 +145,16 @@ def _numpy(x):
 
 def write_npz(path: Path, result, demo=None) -> Path:
     """Save a :class:`~torch_mbd.plan.PlanResult` (and the demonstration) to ``path``."""
-    arrays = dict(
-        actions=_numpy(result.actions),
-        states=_numpy(result.states),
-        rewards=_numpy(result.rewards),
-        feasible=_numpy(result.feasible),
-        reward=np.float64(result.reward),
-        history=_numpy(result.history),
-        reward_history=_numpy(result.reward_history),
-        time=np.float64(result.time),
-    )
+    arrays = {
+        "actions": _numpy(result.actions),
+        "states": _numpy(result.states),
+        "rewards": _numpy(result.rewards),
+        "feasible": _numpy(result.feasible),
+        "reward": np.float64(result.reward),
+        "history": _numpy(result.history),
+        "reward_history": _numpy(result.reward_history),
+        "time": np.float64(result.time),
+    }
     if demo is not None:
         arrays["demo"] = _numpy(demo)
     np.savez(path, **arrays)
@@ -266,6 +269,8 @@ def run_plan(args) -> int:
     if hasattr(model, "reached_goal"):
         reached = bool(torch.as_tensor(model.reached_goal(result.states)).all())
         print(f"goal reached: {'yes' if reached else 'no'}")
+    if hasattr(model, "goal_distance"):
+        print(f"final distance to the goal: {float(model.goal_distance(result.states)[..., -1].max()):.2f}")
     print(f"time: {elapsed:.1f} s")
     if out is not None:
         demo = options.get("demo")

@@ -145,12 +145,25 @@ def demo_log_weights(
     """The max rule of Eq. (13): ``w = max(w_model, w_demo)``.
 
     ``log w_demo = log p_demo(Y) + log p_J(Y_demo)``, with ``p_J(Y_demo)`` normalized exactly as
-    the model rewards are (same mean, spread and temperature), and ``p_g(Y_demo) = 1``.
-    Early on, when samples are worse than the demonstration, samples near the demonstration
-    get its weight; once a sample's own model weight exceeds that, the model decides.
+    the model rewards are (same mean, spread and temperature) and ``p_g(Y_demo) = 1``. Two
+    choices the paper leaves open, made as the authors' code makes the first:
+
+    * ``p_demo`` is known up to a constant (``p_demo(Y) ∝ N(Y | Y_demo, sigma^2)``); it is
+      normalized over each step's samples so that the sample closest to the demonstration has
+      ``p_demo = 1``. Without this the demonstration's pull depends on how far the samples
+      happen to be from it: metres away early on, an absolute Gaussian likelihood is so small
+      that the demonstration never wins, and it can only steer with a ``sigma`` too wide to
+      tell nearby samples apart.
+    * A sample the model rules out (``w_model = 0``: infeasible, ``p_g(Y) = 0``, or a non-finite
+      reward) gets no demonstration weight either, so the estimate is a mean of feasible
+      samples only. (On the car of ``dynamics.car``, letting infeasible samples near the
+      demonstration weigh in gave final plans that clip the obstacle in half the seeds.)
+
+    Early on, when samples are worse than the demonstration, samples near it get its weight;
+    once a sample's own model weight exceeds that, the model decides.
 
     Args:
-        logp_model: ``[B, n]`` from :func:`normalized_log_weights`.
+        logp_model: ``[B, n]`` from :func:`normalized_log_weights` (``-inf`` where ``w_model = 0``).
         demo_loglik: ``[B, n]`` from :func:`demo_log_likelihood`.
         demo_reward: reward of the demonstration, a float or ``[B]``, in the units of the
             per-sample rewards.
@@ -162,6 +175,11 @@ def demo_log_weights(
         ``(logp, demo_wins)``: combined log-weights ``[B, n]`` and the boolean ``[B, n]`` mask of
         samples whose weight came from the demonstration.
     """
+    allowed = torch.isfinite(logp_model)
+    neg_inf = torch.full_like(demo_loglik, float("-inf"))
+    demo_loglik = torch.where(allowed, demo_loglik, neg_inf)
+    best = demo_loglik.amax(-1, keepdim=True)
+    demo_loglik = demo_loglik - torch.where(torch.isfinite(best), best, torch.zeros_like(best))
     demo_reward = torch.as_tensor(demo_reward, dtype=logp_model.dtype, device=logp_model.device)
     logp_demo = demo_loglik + ((demo_reward - mean) / (std * temperature)).unsqueeze(-1)
     demo_wins = logp_demo > logp_model

@@ -155,7 +155,9 @@ class MPC:
             normalized to ``model.action_bounds``, usually ``[-1, 1]``).
         initial_steps: diffusion steps of a cold start (the paper plans with 100).
         shift: how the shifted plan is padded: ``"repeat"`` the last action or ``"zero"``.
-        beta0, beta1, noise: the linear schedule and noise convention of both kinds of start.
+        beta0: first beta of the linear schedule (both kinds of start).
+        beta1: last beta of the linear schedule.
+        noise: the noise convention, ``"official"`` or ``"paper"``.
         seed: seed of the sampling generator when ``generator`` is ``None``.
         generator: a ``torch.Generator`` on the model's device.
         process_group: spread each step's rollouts over ``torch.distributed`` ranks (every rank

@@ -13,7 +13,7 @@ current estimate ``Ybar`` at step ``i`` (DESIGN.md, paper Eq. 8):
   of ``phi_i`` in Eq. (8) and Algorithm 1.
 
 Both shrink to ``sqrt(beta0)`` at the last step; with the default schedule they start at 0.63
-(official) and 0.82 (paper). ``benchmarks/noise_convention.py`` compares them; docs/results.md
+(official) and 0.81 (paper). ``benchmarks/noise_convention.py`` compares them; docs/results.md
 records why ``"official"`` is the default.
 """
 

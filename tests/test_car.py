@@ -1,0 +1,297 @@
+"""The bicycle car in the U-maze, RRT demonstrations, the demonstration term, ``plan`` and the CLI."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from dynamics.car import Car2D, bicycle_derivative, path_hits_boxes, rk4_step, segments_hit_boxes
+from dynamics.planning import PlanningError, rrt, rrt_demo, xy_mask
+from torch_mbd import MBDOptimizer, plan
+from torch_mbd.cli import build_parser, main
+
+DT, L, MAX_STEER = 0.1, 0.3, 0.6
+
+
+# ----------------------------------------------------------------------------- dynamics
+def hand_derivative(s, u):
+    """``[v cos th, v sin th, v / L tan(delta), a, delta_rate]`` in plain floats."""
+    _, _, th, v, d = s
+    return [v * math.cos(th), v * math.sin(th), v / L * math.tan(d), u[0], u[1]]
+
+
+def hand_rk4(s, u):
+    add = lambda a, b, h: [ai + h * bi for ai, bi in zip(a, b)]
+    k1 = hand_derivative(s, u)
+    k2 = hand_derivative(add(s, k1, DT / 2), u)
+    k3 = hand_derivative(add(s, k2, DT / 2), u)
+    k4 = hand_derivative(add(s, k3, DT), u)
+    return [si + DT / 6 * (a + 2 * b + 2 * c + d) for si, a, b, c, d in zip(s, k1, k2, k3, k4)]
+
+
+def test_one_rk4_step_matches_a_hand_computation():
+    s, u = [0.5, -0.2, 0.3, 1.2, 0.1], [0.8, -0.5]
+    got = rk4_step(torch.tensor(s, dtype=torch.float64), torch.tensor(u, dtype=torch.float64), DT, L, MAX_STEER)
+    np.testing.assert_allclose(got.numpy(), hand_rk4(s, u), rtol=0, atol=1e-12)
+    # The derivative itself, entry by entry.
+    der = bicycle_derivative(torch.tensor(s, dtype=torch.float64), torch.tensor(u, dtype=torch.float64), L, MAX_STEER)
+    np.testing.assert_allclose(der.numpy(), hand_derivative(s, u), rtol=0, atol=1e-15)
+
+
+def test_car_step_scales_the_normalized_action():
+    car = Car2D(dtype=torch.float64)  # max_accel = max_steer_rate = 2
+    s = torch.tensor([0.5, -0.2, 0.3, 1.2, 0.1], dtype=torch.float64)
+    got = car.step(s, torch.tensor([0.4, -0.25], dtype=torch.float64))
+    np.testing.assert_allclose(got.numpy(), hand_rk4(s.tolist(), [0.8, -0.5]), rtol=0, atol=1e-12)
+
+
+def test_straight_driving_matches_the_closed_form():
+    theta, v = 0.7, 1.5
+    car = Car2D(start=(-2.0, 0.5, theta, v, 0.0), dtype=torch.float64, obstacles=torch.zeros(0, 4))
+    states = car.simulate(torch.zeros(30, 2, dtype=torch.float64))  # coast: a = 0, delta_rate = 0
+    t = torch.arange(1, 31, dtype=torch.float64) * car.dt
+    np.testing.assert_allclose(states[:, 0].numpy(), (-2.0 + v * t * math.cos(theta)).numpy(), atol=1e-12)
+    np.testing.assert_allclose(states[:, 1].numpy(), (0.5 + v * t * math.sin(theta)).numpy(), atol=1e-12)
+    assert bool((states[:, 2] == theta).all()) and bool((states[:, 3] == v).all())
+    # Constant acceleration from rest: RK4 is exact for x = a t^2 / 2 (below the speed limit).
+    car = Car2D(dtype=torch.float64, obstacles=torch.zeros(0, 4))
+    states = car.simulate(torch.tensor([[0.5, 0.0]], dtype=torch.float64).expand(10, 2))  # a = 1 m/s^2
+    t = torch.arange(1, 11, dtype=torch.float64) * car.dt
+    np.testing.assert_allclose(states[:, 0].numpy(), (-2.0 + 0.5 * t**2).numpy(), atol=1e-12)
+    np.testing.assert_allclose(states[:, 3].numpy(), t.numpy(), atol=1e-12)
+
+
+def test_action_bounds_are_respected():
+    car = Car2D(dtype=torch.float64)
+    lower, upper = car.action_bounds
+    assert lower.tolist() == [-1.0, -1.0] and upper.tolist() == [1.0, 1.0]
+    # Actions beyond [-1, 1] act as the bound itself.
+    wild = torch.tensor([[[5.0, -7.0]] * 20], dtype=torch.float64)
+    np.testing.assert_array_equal(car.simulate(wild).numpy(), car.simulate(wild.clamp(-1, 1)).numpy())
+    # Full throttle and steering saturate at max_speed and max_steer.
+    states = car.simulate(torch.ones(40, 2, dtype=torch.float64))
+    assert float(states[0, 3]) == pytest.approx(car.max_accel * car.dt)
+    assert float(states[:, 3].max()) == pytest.approx(car.max_speed) and float(states[:, 4].max()) == pytest.approx(
+        car.max_steer
+    )
+    # The control cost reads the clipped action.
+    traj = car.rollout(wild.expand(3, 20, 2))
+    assert traj.states.shape == (3, 20, 5) and traj.rewards.shape == (3, 20) and traj.feasible.shape == (3,)
+
+
+# ----------------------------------------------------------------------------- obstacle
+def test_the_obstacle_test_flags_a_path_through_the_u_and_passes_one_around_it():
+    car = Car2D()
+    start = car.initial_state[:2]
+    through = torch.stack([torch.linspace(-1.9, 2.0, 50), torch.zeros(50)], dim=-1)  # straight at the goal
+    corners = torch.tensor([[-2.0, -2.0], [2.0, -2.0], [2.0, 0.0]])
+    around = torch.cat(
+        [
+            torch.linspace(0, 1, 20)[1:, None] * (b - a) + a
+            for a, b in zip(torch.cat([start[None], corners[:-1]]), corners)
+        ]
+    )
+    assert not bool(car.path_feasible(through)) and bool(car.path_feasible(around))
+    assert bool(path_hits_boxes(start, through, car.obstacles)) and not bool(
+        path_hits_boxes(start, around, car.obstacles)
+    )
+    # One long step straight through the 0.3 m wall is still caught (no tunnelling).
+    assert bool(segments_hit_boxes(torch.tensor([0.2, 0.0]), torch.tensor([1.5, 0.0]), car.obstacles))
+    # A rollout that drives full speed into the cup is infeasible; standing still is feasible.
+    assert not bool(car.rollout(torch.tensor([[[1.0, 0.0]] * 50])).feasible)
+    assert bool(car.rollout(torch.zeros(1, 50, 2)).feasible)
+
+
+# ----------------------------------------------------------------------------- RRT
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
+def test_rrt_returns_a_collision_free_path_from_start_to_goal(seed):
+    car = Car2D()
+    path = rrt(car.initial_state[:2], car.goal, car.obstacles, car.workspace, seed=seed)
+    assert torch.equal(path[0], car.initial_state[:2]) and torch.equal(path[-1], car.goal)
+    assert not bool(segments_hit_boxes(path[:-1], path[1:], car.obstacles).any())
+    assert float((path[1:] - path[:-1]).norm(dim=-1).max()) <= 0.2 + 1e-6  # the paper's max step
+    demo = rrt_demo(car, seed=seed)
+    assert demo.shape == (car.horizon, 5) and demo.dtype == car.dtype
+    assert bool(car.path_feasible(demo)), "the demonstration's x, y path must miss the obstacle"
+    assert float((demo[-1, :2] - car.goal).norm()) < 1e-5
+
+
+def test_rrt_fails_with_a_clear_error_when_the_goal_is_unreachable():
+    walls = torch.tensor([[1.5, -0.6, 2.5, -0.5], [1.5, 0.5, 2.5, 0.6], [1.5, -0.6, 1.6, 0.6], [2.4, -0.6, 2.5, 0.6]])
+    workspace = torch.tensor([[-3.0, -3.0], [3.0, 3.0]])
+    begin = time.perf_counter()
+    with pytest.raises(PlanningError, match="no path .* 1000 iterations"):
+        rrt(torch.tensor([-2.0, 0.0]), torch.tensor([2.0, 0.0]), walls, workspace, seed=0)
+    assert time.perf_counter() - begin < 30.0
+    with pytest.raises(ValueError, match="goal .* inside an obstacle"):
+        rrt(torch.tensor([-2.0, 0.0]), torch.tensor([0.5, 0.0]), Car2D().obstacles, workspace)
+
+
+def test_car_demonstration_options():
+    car = Car2D()
+    opts = car.demonstration("rrt", seed=0)
+    assert set(opts) == {"demo", "demo_mask", "demo_reward", "demo_sigma"}
+    assert opts["demo"].shape == (car.horizon, 5) and opts["demo_mask"].tolist() == xy_mask().tolist()
+    assert opts["demo_reward"] == pytest.approx(float(car.state_reward(opts["demo"]).mean()))
+    assert car.demonstration("rrt", seed=0, horizon=20)["demo"].shape == (20, 5)
+    with pytest.raises(ValueError, match="source"):
+        car.demonstration("mocap")
+
+
+# ----------------------------------------------------------------------------- demonstration term (Fig. 6)
+OPTIMUM, DEMO, LOCAL = -2.35, -2.0, 0.9
+
+
+def fig6_loss(y: torch.Tensor) -> torch.Tensor:
+    """A non-convex 1-D loss with the constraint ``||y| - 0.4| > 0.3`` (infinite loss where violated).
+
+    Global minimum at -2.35 (narrow), a broad suboptimal basin around the demonstration -2.0,
+    and a broad local minimum at +0.9 that plain MBD starting from 0 tends to fall into.
+    """
+    loss = (
+        1.0
+        - 0.85 * torch.exp(-(((y - DEMO) / 0.3) ** 2))
+        - 0.9 * torch.exp(-(((y - OPTIMUM) / 0.1) ** 2))
+        - 0.75 * torch.exp(-(((y - LOCAL) / 0.4) ** 2))
+    )
+    return torch.where(((y.abs() - 0.4).abs() <= 0.3), torch.full_like(loss, math.inf), loss)
+
+
+def run_fig6(seed: int, demo: float | None) -> list[float]:
+    x = torch.zeros(1)
+    kwargs = (
+        {}
+        if demo is None
+        else {"demo": torch.tensor([demo]), "demo_sigma": 0.3, "demo_reward": -float(fig6_loss(torch.tensor(demo)))}
+    )
+    opt = MBDOptimizer([x], num_samples=64, num_steps=100, temperature=0.1, seed=seed, **kwargs)
+    estimates = []
+    for _ in range(100):
+        opt.step(lambda cands: fig6_loss(cands[0][:, 0]))
+        estimates.append(float(x))
+    return estimates
+
+
+def test_demonstration_steers_to_the_optimum_not_to_the_demo():
+    # The demonstration is suboptimal (worse than the optimum, better than the local minimum).
+    assert (
+        float(fig6_loss(torch.tensor(OPTIMUM)))
+        < float(fig6_loss(torch.tensor(DEMO)))
+        < float(fig6_loss(torch.tensor(LOCAL)))
+    )
+    free_local = 0
+    for seed in range(4):
+        with_demo = run_fig6(seed, DEMO)
+        assert abs(with_demo[-1] - OPTIMUM) < 0.05, (seed, with_demo[-1])
+        assert abs(with_demo[-1] - DEMO) > 0.25  # the model took over: not stuck on the demonstration
+        assert with_demo[4] < -1.5  # the first steps were pulled to the demonstration's side
+        free_local += abs(run_fig6(seed, None)[-1] - LOCAL) < 0.05
+    assert free_local >= 2, "without the demonstration MBD should mostly fall into the local minimum"
+
+
+# ----------------------------------------------------------------------------- plan and the CLI
+def test_plan_on_the_car_is_quick_and_feasible():
+    car = Car2D()
+    begin = time.perf_counter()
+    res = plan(car, num_samples=64, num_steps=20, seed=0, progress=False)
+    assert time.perf_counter() - begin < 30.0
+    assert res.actions.shape == (50, 2) and res.states.shape == (50, 5) and res.history.shape == (20, 50, 2)
+    assert bool(res.feasible) and bool(car.path_feasible(res.states))
+    standing = float(car.rollout(torch.zeros(1, 50, 2)).rewards.mean())
+    assert res.reward > standing + 0.5
+    assert bool(((res.actions >= -1) & (res.actions <= 1)).all())
+
+
+def test_plan_with_the_rrt_demo_follows_it_and_stays_feasible():
+    car = Car2D()
+    opts = car.demonstration("rrt", seed=1)
+    res = plan(car, num_samples=128, num_steps=60, seed=1, progress=False, **opts)
+    free = plan(car, num_samples=128, num_steps=60, seed=1, progress=False)
+    assert res.history.shape == (60, 50, 2)
+
+    def gap(actions):  # mean distance of the rollout's x, y to the demonstration
+        return float((car.rollout(actions[None]).states[0, :, :2] - opts["demo"][:, :2]).norm(dim=-1).mean())
+
+    assert gap(res.actions) < 0.6 * gap(free.actions)
+    assert bool(res.feasible)  # infeasible samples never weigh in through the demonstration
+
+
+def test_cli_writes_its_figure_and_arrays(tmp_path, capsys):
+    out = tmp_path / "car.png"
+    argv = [
+        "plan",
+        "car2d",
+        "--demo",
+        "rrt",
+        "--samples",
+        "32",
+        "--steps",
+        "4",
+        "--seed",
+        "1",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    for line in ("final reward:", "feasible:", "goal reached:", f"wrote: {out}", f"wrote: {out.with_suffix('.npz')}"):
+        assert line in text
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+    arrays = np.load(out.with_suffix(".npz"))
+    assert arrays["actions"].shape == (50, 2) and arrays["states"].shape == (50, 5)
+    assert arrays["history"].shape == (4, 50, 2) and arrays["demo"].shape == (50, 5)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["plan", "car2d", "--samples", "0"], "--samples: expected an integer >= 1"),
+        (["plan", "car2d", "--temperature", "-1"], "--temperature: expected a finite number > 0"),
+        (["plan", "car2d", "--device", "tpu"], "invalid choice: 'tpu'"),
+        (["plan", "car2d", "--bogus"], "unrecognized arguments: --bogus"),
+        (["plan"], "the following arguments are required: TASK"),
+    ],
+)
+def test_bad_flags_exit_non_zero_with_a_message(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["plan", "no_such_task"], "unknown task 'no_such_task'"),
+        (["plan", "car2d", "--backend", "mujoco"], "car2d is analytic torch dynamics"),
+        (["plan", "car2d", "--demo", "mocap", "--steps", "1"], "source must be 'rrt'"),
+        (["plan", "car2d", "--out", "car.txt"], "expected a figure"),
+        (["plan", "car2d", "--out", "/no/such/folder/car.png"], "does not exist"),
+    ],
+)
+def test_bad_values_exit_non_zero_with_a_message(argv, message, capsys):
+    assert main(argv + ["--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("torch-mbd: error:") and message in err
+
+
+def test_help_documents_every_flag(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["plan", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    plan_parser = build_parser()._subparsers._group_actions[0].choices["plan"]
+    flags = [s for action in plan_parser._actions for s in action.option_strings]
+    assert {"--demo", "--samples", "--steps", "--temperature", "--seed", "--device", "--out"} <= set(flags)
+    for action in plan_parser._actions:
+        for flag in action.option_strings:
+            assert flag in text
+        assert action.help, f"{action.option_strings or action.dest} has no help text"
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "plan" in capsys.readouterr().out
