@@ -12,6 +12,8 @@ extras = {
     "docs": ["mkdocs>=1.5", "mkdocs-material>=9", "mkdocstrings[python]>=0.24"],
     # MuJoCo on the CPU (mujoco.rollout); gymnasium ships the locomotion MJCF files.
     "mujoco": ["mujoco>=3.3", "gymnasium>=1.0"],
+    # Videos of MuJoCo plans: pillow writes GIFs, imageio with its ffmpeg binary writes MP4s.
+    "video": ["pillow>=9", "imageio>=2.9", "imageio-ffmpeg>=0.4"],
 }
 extras["warp"] = extras["mujoco"] + ["mujoco-warp>=3.8", "warp-lang>=1.8"]
 extras["mjx"] = extras["mujoco"] + ["mujoco-mjx>=3.3", "jax>=0.5"]
@@ -22,6 +24,7 @@ extras["test"] = sorted(
     | set(extras["examples"])
     | set(extras["warp"])
     | set(extras["mjx"])
+    | set(extras["video"])
 )
 extras["all"] = sorted({req for reqs in extras.values() for req in reqs})
 

@@ -7,10 +7,16 @@ contact model on a CPU the first time) and reuses it afterwards. Tensors cross b
 torch and JAX through DLPack, without a copy where both live on the same device.
 
 MJX computes in float32 unless JAX's ``jax_enable_x64`` is set by the user; this backend
-never changes JAX's global configuration.
+never changes JAX's global configuration. On a GPU, JAX by default grabs 75% of the device's
+memory when it starts, leaving little to torch in the same process: a model built on CUDA
+before JAX is first imported sets ``XLA_PYTHON_CLIENT_PREALLOCATE=false`` (unless the user
+set it), so that JAX allocates what it uses.
 """
 
 from __future__ import annotations
+
+import os
+import sys
 
 import torch
 from torch import Tensor
@@ -65,6 +71,8 @@ class MjxRollout:
         self.device = torch.device(device)
         if self.device.type not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda[:i]' for the mjx backend, got {device!r}")
+        if self.device.type == "cuda" and "jax" not in sys.modules:
+            os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # share the GPU with torch
         jax, mjx = import_mjx()
         self.jax_device = _jax_device(jax, self.device)
         self._jax = jax

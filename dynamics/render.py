@@ -4,7 +4,7 @@ Frames come from ``mujoco.Renderer``, offscreen. It needs an OpenGL backend chos
 ``MUJOCO_GL`` before ``mujoco`` is imported (:func:`dynamics.tasks.import_mujoco` picks ``egl``
 on machines with an NVIDIA device and ``osmesa`` where Debian's ``libosmesa6`` is installed).
 A GIF is written with pillow (which matplotlib already brings); an MP4 needs ``imageio`` and
-``imageio-ffmpeg`` (``pip install 'torch-mbd[video]'``).
+``imageio-ffmpeg`` (``pip install imageio imageio-ffmpeg``; the ffmpeg binary comes with it).
 
 The rollout is replayed on the CPU with plain ``mujoco.mj_step`` from the model's initial
 state, one frame per control step (plus the initial frame), so the video shows exactly what
@@ -121,31 +121,49 @@ def render_frames(model, qpos: np.ndarray, width: int = 480, height: int = 360, 
     return frames
 
 
-def write_video(frames: np.ndarray, path: str | Path, fps: float) -> Path:
-    """Write ``frames [T, height, width, 3]`` uint8 as a GIF (pillow) or an MP4 (imageio-ffmpeg)."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".gif":
-        from PIL import Image
+def video_writer(suffix: str):
+    """The encoder module of a video suffix: pillow's ``Image`` for ``.gif``, ``imageio.v2`` for ``.mp4``.
 
-        images = [Image.fromarray(frame) for frame in frames]
-        duration = max(int(round(1000.0 / fps)), 20)  # ms per frame; viewers ignore < 20 ms
-        images[0].save(path, save_all=True, append_images=images[1:], duration=duration, loop=0)
-    elif suffix == ".mp4":
+    Raises:
+        ValueError: for another suffix.
+        ImportError: naming what to install when the encoder is missing.
+    """
+    suffix = suffix.lower()
+    if suffix == ".gif":
+        try:
+            from PIL import Image
+        except ImportError as err:
+            raise ImportError("writing a GIF needs pillow: pip install pillow") from err
+        return Image
+    if suffix == ".mp4":
         try:
             import imageio.v2 as imageio
             import imageio_ffmpeg  # noqa: F401  (the ffmpeg binary imageio writes MP4 with)
         except ImportError as err:
             raise ImportError(
-                "writing an MP4 needs imageio and imageio-ffmpeg: pip install 'torch-mbd[video]' "
+                "writing an MP4 needs imageio and imageio-ffmpeg: pip install imageio imageio-ffmpeg "
                 "(or write a .gif, which needs only pillow)"
             ) from err
-        with imageio.get_writer(path, fps=fps, codec="libx264", macro_block_size=2) as writer:
+        return imageio
+    raise ValueError(f"path must end in {' or '.join(VIDEO_SUFFIXES)}, got suffix {suffix!r}")
+
+
+def write_video(frames: np.ndarray, path: str | Path, fps: float) -> Path:
+    """Write ``frames [T, height, width, 3]`` uint8 as a GIF (pillow) or an MP4 (imageio-ffmpeg, H.264)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in VIDEO_SUFFIXES:
+        raise ValueError(f"path must end in {' or '.join(VIDEO_SUFFIXES)}, got {str(path)!r}")
+    encoder = video_writer(suffix)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".gif":
+        images = [encoder.fromarray(frame) for frame in frames]
+        duration = max(int(round(1000.0 / fps)), 20)  # ms per frame; viewers ignore < 20 ms
+        images[0].save(path, save_all=True, append_images=images[1:], duration=duration, loop=0)
+    else:
+        with encoder.get_writer(path, fps=fps, codec="libx264", macro_block_size=2) as writer:
             for frame in frames:
                 writer.append_data(frame)
-    else:
-        raise ValueError(f"path must end in {' or '.join(VIDEO_SUFFIXES)}, got {str(path)!r}")
     return path
 
 
@@ -181,7 +199,7 @@ def render(
     Raises:
         ValueError: for a bad path suffix, shape, size or camera.
         RuntimeError: when no offscreen OpenGL backend works (the message says what to install).
-        ImportError: for an MP4 without imageio-ffmpeg.
+        ImportError: for an MP4 without imageio-ffmpeg (a GIF without pillow), before rendering.
     """
     path = Path(path)
     if path.suffix.lower() not in VIDEO_SUFFIXES:
@@ -193,6 +211,7 @@ def render(
         raise ValueError(f"an MP4 needs an even width and height, got {width}x{height}")
     if (actions is None) == (states is None):
         raise ValueError("give exactly one of actions [H, nu] and states [T, state_dim]")
+    video_writer(path.suffix)  # a missing encoder fails here, before any simulation or rendering
     model = _as_mujoco_model(model)
     control_dt = float(model.mj_model.opt.timestep) * model.frame_skip
     fps = 1.0 / control_dt if fps is None else fps

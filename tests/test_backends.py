@@ -97,13 +97,17 @@ def cartpoles():
     return {}
 
 
-@pytest.fixture(params=BACKENDS)
-def cartpole(request, cartpoles):
-    backend = request.param
+def cartpole_model(backend: str, cartpoles: dict) -> MujocoModel:
+    """The module's cart-pole on ``backend`` (built on first use; skips when the backend is missing)."""
     pytest.importorskip(PACKAGES[backend])
     if backend not in cartpoles:
         cartpoles[backend] = MujocoModel(cartpole_task(), backend=backend)
     return cartpoles[backend]
+
+
+@pytest.fixture(params=BACKENDS)
+def cartpole(request, cartpoles):
+    return cartpole_model(request.param, cartpoles)
 
 
 def test_shapes_dtypes_device(cartpole):
@@ -200,6 +204,48 @@ def test_bad_device_is_a_value_error(backend):
         MujocoModel(cartpole_task(), backend=backend, device="meta")
 
 
+# ----------------------------------------------------------------------------- cross-backend agreement
+LONG_H = 40  # control steps of the agreement test: 160 physics steps, 1.6 s of swinging
+
+
+@pytest.mark.slow
+def test_backends_agree_on_a_contact_free_model(cartpoles):
+    """CPU, warp and MJX give the same cart-pole trajectories over a long horizon, to float32 precision.
+
+    The pole starts hanging 0.8 rad off the vertical and random pushes keep it swinging: a
+    stable, contact-free motion, so the only difference between the backends is float32
+    (warp, MJX) against float64 (CPU) round-off, which stays below 1e-5 here.
+    """
+    models = {backend: cartpole_model(backend, cartpoles) for backend in ("mujoco", "warp", "mjx")}
+    gen = torch.Generator().manual_seed(1)
+    actions = torch.zeros(N, LONG_H, 2)
+    actions[..., 0] = 2 * torch.rand(N, LONG_H, generator=gen) - 1
+    start = torch.tensor([0.0, np.pi - 0.8, 0.0, 0.0])  # [qpos, qvel]: cart at 0, pole hanging, tilted
+    trajectories = {}
+    for backend, model in models.items():
+        saved = model.initial_state.clone()
+        try:
+            model.initial_state = start
+            trajectories[backend] = model.rollout(actions)
+        finally:
+            model.initial_state = saved
+    reference = trajectories["mujoco"]
+    assert bool(reference.feasible.all())
+    # the motion is large (the pole swings through more than a radian): agreement is not trivial
+    assert float(reference.states[..., 1].amax() - reference.states[..., 1].amin()) > 1.0
+    names = list(trajectories)
+    for i, first in enumerate(names):
+        for second in names[i + 1 :]:
+            a, b = trajectories[first], trajectories[second]
+            where = f"{first} vs {second}"
+            assert bool(b.feasible.all()), where
+            for part in ("states", "rewards"):
+                label = f"{where}, {part}"
+                torch.testing.assert_close(
+                    getattr(a, part), getattr(b, part), atol=1e-4, rtol=0, msg=lambda m, label=label: f"{label}: {m}"
+                )
+
+
 def _has(module: str) -> bool:
     try:
         __import__(module)
@@ -234,7 +280,10 @@ def test_hopper_backends_agree_and_rank_alike(hopper_trajectories, backend):
     assert bool(other.feasible.all())
     # contacts make float32 and float64 drift apart slowly: compare the first control steps tightly
     torch.testing.assert_close(other.states[:, :3], cpu.states[:, :3], atol=5e-3, rtol=0)
+    torch.testing.assert_close(other.rewards[:, :3], cpu.rewards[:, :3], atol=5e-3, rtol=0)
     torch.testing.assert_close(other.states, cpu.states, atol=0.1, rtol=0)
+    # and the planner sees the same ranking: the good sequence clearly ahead on both backends
     cpu_total, other_total = cpu.rewards.sum(-1), other.rewards.sum(-1)
-    assert float(cpu_total[0] - cpu_total[1]) > 0.5  # the good sequence is clearly better
+    assert float(cpu_total[0] - cpu_total[1]) > 0.5
     assert float(other_total[0] - other_total[1]) > 0.5
+    assert torch.equal(cpu_total.argsort(), other_total.argsort())

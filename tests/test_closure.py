@@ -126,19 +126,19 @@ def test_drives_mbd_optimizer_step():
 @pytest.mark.parametrize(
     "kwargs, inputs, error, match",
     [
-        (dict(model="not a module"), None, TypeError, "model"),
-        (dict(loss_fn=3), None, TypeError, "loss_fn"),
-        (dict(), (), ValueError, "inputs"),
-        (dict(chunk_size=0), None, ValueError, "chunk_size"),
-        (dict(chunk_size=2.5), None, ValueError, "chunk_size"),
-        (dict(params=torch.zeros(3)), None, TypeError, "params"),
-        (dict(params=[torch.zeros(3)]), None, ValueError, "not a parameter"),
-        (dict(params=["w"]), None, TypeError, "params"),
+        ({"model": "not a module"}, None, TypeError, "model"),
+        ({"loss_fn": 3}, None, TypeError, "loss_fn"),
+        ({}, (), ValueError, "inputs"),
+        ({"chunk_size": 0}, None, ValueError, "chunk_size"),
+        ({"chunk_size": 2.5}, None, ValueError, "chunk_size"),
+        ({"params": torch.zeros(3)}, None, TypeError, "params"),
+        ({"params": [torch.zeros(3)]}, None, ValueError, "not a parameter"),
+        ({"params": ["w"]}, None, TypeError, "params"),
     ],
 )
 def test_bad_arguments(kwargs, inputs, error, match):
     model = small_net()
-    args = dict(model=model, loss_fn=F.cross_entropy)
+    args = {"model": model, "loss_fn": F.cross_entropy}
     args.update(kwargs)
     inputs = (torch.randn(4, 5), torch.randint(0, 3, (4,))) if inputs is None else inputs
     with pytest.raises(error, match=match):

@@ -240,6 +240,10 @@ def run_plan(args) -> int:
     model = build_model(args.task, args.backend, args.device)
     if out is not None and out.suffix.lower() in VIDEO_SUFFIXES and getattr(model, "mj_model", None) is None:
         raise CommandError(f"--out {out}: {args.task} cannot render a video; write a figure (.png) instead")
+    if out is not None and out.suffix.lower() in VIDEO_SUFFIXES:
+        from dynamics.render import video_writer
+
+        video_writer(out.suffix)  # a missing encoder fails now, not after the whole plan
     options = {}
     if args.demo is not None:
         options = demonstration_options(model, args.demo, args.seed, args.horizon)

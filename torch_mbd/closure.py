@@ -10,7 +10,7 @@ and convolutional layers vmap turns the per-candidate products into batched matr
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -93,7 +93,7 @@ def batched_closure(
     names = _optimized_names(model, params)
     if not names:
         raise ValueError("params: the model has no parameters to optimize")
-    shapes = dict((name, tuple(p.shape)) for name, p in model.named_parameters())
+    shapes = {name: tuple(p.shape) for name, p in model.named_parameters()}
     model_inputs, target = (inputs[:-1], inputs[-1]) if len(inputs) > 1 else (inputs, None)
 
     def one(candidate: dict, buffers: dict) -> Tensor:

@@ -1,0 +1,138 @@
+"""Videos of MuJoCo rollouts (:mod:`dynamics.render`): a few small frames to a GIF and an MP4.
+
+Rendering needs an offscreen OpenGL backend (``MUJOCO_GL=osmesa`` with Debian's ``libosmesa6``
+on a CPU machine, which CI installs; ``egl`` on a GPU machine). The rendering tests skip, with
+the reason, only when no such context can be created; the argument checks run everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from dynamics.model import MujocoModel
+from dynamics.render import render, render_frames, simulate_qpos
+from dynamics.tasks import import_mujoco
+
+mujoco = import_mujoco()
+
+W, H = 64, 48  # small frames: fast on OSMesa's software rasterizer
+STEPS = 3  # control steps: STEPS + 1 frames
+
+
+@pytest.fixture(scope="module")
+def gl():
+    """Skip the module's rendering tests when no offscreen OpenGL context can be made."""
+    model = mujoco.MjModel.from_xml_string("<mujoco><worldbody><geom size='1'/></worldbody></mujoco>")
+    try:
+        renderer = mujoco.Renderer(model, height=H, width=W)
+    except Exception as err:  # which exception depends on the GL backend
+        pytest.skip(
+            f"no offscreen OpenGL backend (MUJOCO_GL={os.environ.get('MUJOCO_GL', '<unset>')}): {err}; "
+            "install libosmesa6 (Debian/Ubuntu) or run on a machine with EGL"
+        )
+    renderer.close()
+
+
+@pytest.fixture(scope="module")
+def hopper():
+    return MujocoModel("hopper", horizon=STEPS)
+
+
+def hopper_actions() -> torch.Tensor:
+    return torch.full((STEPS, 3), 0.8)  # the hopper moves: the frames differ
+
+
+def test_gif_of_actions(gl, hopper, tmp_path):
+    from PIL import Image
+
+    path = render(hopper, hopper_actions(), tmp_path / "sub" / "hopper.gif", width=W, height=H)
+    assert path == tmp_path / "sub" / "hopper.gif" and path.stat().st_size > 0
+    with Image.open(path) as gif:
+        assert gif.size == (W, H) and gif.n_frames == STEPS + 1
+        frames = []
+        for i in range(gif.n_frames):
+            gif.seek(i)
+            frames.append(np.asarray(gif.convert("RGB"), dtype=np.float64))
+        # real time by default: one frame per control step of 0.002 s x 20
+        assert gif.info["duration"] == 40
+    assert all(frame.std() > 1.0 for frame in frames)  # a scene, not a blank image
+    assert np.abs(frames[-1] - frames[0]).mean() > 0.5  # the hopper moved
+
+
+def test_frames_follow_the_simulated_configurations(gl, hopper):
+    qpos = simulate_qpos(hopper, hopper_actions())
+    assert qpos.shape == (STEPS + 1, hopper.nq)
+    np.testing.assert_allclose(qpos[0], hopper.qpos0.numpy())
+    # the replay is the CPU backend's rollout
+    states = hopper.rollout(hopper_actions()[None]).states[0]
+    np.testing.assert_allclose(qpos[1:], states[:, : hopper.nq].double().numpy(), atol=1e-5)
+    frames = render_frames(hopper, qpos, width=W, height=H)
+    assert frames.shape == (STEPS + 1, H, W, 3) and frames.dtype == np.uint8
+    again = render_frames(hopper, qpos[[0, 0]], width=W, height=H)
+    assert np.array_equal(again[0], again[1]) and np.array_equal(again[0], frames[0])  # deterministic
+
+
+def test_gif_of_states_and_of_a_task_name(gl, hopper, tmp_path):
+    from PIL import Image
+
+    states = hopper.rollout(hopper_actions()[None]).states[0]  # [STEPS, state_dim]
+    path = render(hopper, None, tmp_path / "states.gif", states=states, width=W, height=H, fps=10)
+    with Image.open(path) as gif:
+        assert gif.n_frames == STEPS and gif.info["duration"] == 100
+    # a task name works too (push-T, seen through its "top" camera); the pusher moves, so no two
+    # frames are equal (pillow merges equal consecutive frames of a GIF into one longer frame)
+    path = render("push_t", torch.ones(2, 2), tmp_path / "push_t.gif", width=W, height=H)
+    with Image.open(path) as gif:
+        assert gif.n_frames == 3
+
+
+def test_mp4(gl, hopper, tmp_path):
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg", reason="MP4 needs imageio-ffmpeg")
+    pytest.importorskip("imageio", reason="MP4 needs imageio")
+    path = render(hopper, hopper_actions(), tmp_path / "hopper.mp4", width=W, height=H)
+    assert path.read_bytes()[4:8] == b"ftyp"  # an ISO media file
+    reader = imageio_ffmpeg.read_frames(str(path))
+    meta = next(reader)
+    assert tuple(meta["size"]) == (W, H) and meta["fps"] == pytest.approx(25.0)
+    frames = [np.frombuffer(frame, dtype=np.uint8) for frame in reader]
+    assert len(frames) == STEPS + 1 and frames[0].size == H * W * 3
+
+
+def test_mp4_without_encoder_is_an_import_error_before_rendering(hopper, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # as if not installed
+    with pytest.raises(ImportError, match="pip install imageio imageio-ffmpeg"):
+        render(hopper, hopper_actions(), tmp_path / "hopper.mp4", width=W, height=H)
+    assert not (tmp_path / "hopper.mp4").exists()
+
+
+def test_bad_arguments(hopper, tmp_path):
+    actions = hopper_actions()
+    with pytest.raises(ValueError, match=r"\.gif or \.mp4"):
+        render(hopper, actions, tmp_path / "hopper.png")
+    with pytest.raises(ValueError, match="exactly one of actions"):
+        render(hopper, actions, tmp_path / "a.gif", states=torch.zeros(2, hopper.state_dim))
+    with pytest.raises(ValueError, match="exactly one of actions"):
+        render(hopper, None, tmp_path / "a.gif")
+    with pytest.raises(ValueError, match=r"actions must have shape \[H, 3\]"):
+        render(hopper, torch.zeros(STEPS, 2), tmp_path / "a.gif", width=W, height=H)
+    with pytest.raises(ValueError, match="states must have shape"):
+        render(hopper, None, tmp_path / "a.gif", states=torch.zeros(STEPS, 5), width=W, height=H)
+    with pytest.raises(ValueError, match="width must be an integer"):
+        render(hopper, actions, tmp_path / "a.gif", width=8)
+    with pytest.raises(ValueError, match="even width and height"):
+        render(hopper, actions, tmp_path / "a.mp4", width=65, height=48)
+    with pytest.raises(ValueError, match="fps must be"):
+        render(hopper, actions, tmp_path / "a.gif", fps=0, width=W, height=H)
+    with pytest.raises(TypeError, match="model must be a MujocoModel"):
+        render(42, actions, tmp_path / "a.gif")
+    assert not any(tmp_path.iterdir())
+
+
+def test_unknown_camera(hopper, tmp_path):
+    with pytest.raises(ValueError, match="camera 'nope'"):
+        render(hopper, hopper_actions(), tmp_path / "a.gif", camera="nope", width=W, height=H)
