@@ -238,9 +238,9 @@ def run_plan(args) -> int:
         if not out.parent.exists():
             raise CommandError(f"--out {out}: the folder {out.parent} does not exist")
     model = build_model(args.task, args.backend, args.device)
-    if out is not None and out.suffix.lower() in VIDEO_SUFFIXES and getattr(model, "mj_model", None) is None:
-        raise CommandError(f"--out {out}: {args.task} cannot render a video; write a figure (.png) instead")
     if out is not None and out.suffix.lower() in VIDEO_SUFFIXES:
+        if getattr(model, "mj_model", None) is None:
+            raise CommandError(f"--out {out}: {args.task} cannot render a video; write a figure (.png) instead")
         from dynamics.render import video_writer
 
         video_writer(out.suffix)  # a missing encoder fails now, not after the whole plan
