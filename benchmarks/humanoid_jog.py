@@ -12,10 +12,13 @@ Eq. (13). Metrics of the final plan's rollout (per seed):
 * torso height variance over the horizon (``torso_pos`` z, m^2);
 * upright: fraction of the horizon with the root height in gymnasium's healthy range [1, 2] m.
 
-Run (defaults: about 25 minutes on a shared 2-core CPU; the paper uses n = 300, 100 steps)::
+Run (defaults: about 3 minutes on a quiet 2-core CPU; the paper uses n = 300, 100 steps)::
 
     python -m benchmarks.humanoid_jog
     python -m benchmarks.humanoid_jog --seeds 2 --samples 16 --steps 5 --no-write   # quick look
+    python -m benchmarks.humanoid_jog --axes z --no-write           # the demo covers heights only
+    python -m benchmarks.humanoid_jog --first-seed 5 --no-write     # held-out seeds 5-9
+    python -m benchmarks.humanoid_jog --frame-skip 10 --no-write    # the authors' 0.03 s control step
 
 Writes the section ``humanoid_jog`` of docs/results.md and docs/figures/humanoid_jog.png.
 """
@@ -65,8 +68,8 @@ def evaluate(model: HumanoidJog, states: torch.Tensor, rewards: torch.Tensor, re
 
 def run(args) -> tuple[dict, torch.Tensor, HumanoidJog]:
     """``{arm: [metrics per seed]}``, the reference ``[H, 5, 3]`` and the model."""
-    model = HumanoidJog(horizon=args.horizon)
-    demo = model.demonstration(args.clip, demo_sigma=args.demo_sigma)
+    model = HumanoidJog(horizon=args.horizon, frame_skip=args.frame_skip)
+    demo = model.demonstration(args.clip, demo_sigma=args.demo_sigma, axes=args.axes)
     if args.demo_reward == "first-best":  # the optimizer takes the first step's best sample reward
         demo.pop("demo_reward")
     elif args.demo_reward != "reference":
@@ -74,7 +77,7 @@ def run(args) -> tuple[dict, torch.Tensor, HumanoidJog]:
     reference = model.reference(args.clip)
     results = {arm: [] for arm in ARMS}
     with progress_bar(len(args.arms) * args.seeds, "humanoid_jog runs", not args.quiet) as bar:
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             for arm in args.arms:
                 options = demo if arm == "demo" else {}
                 res = plan(
@@ -116,10 +119,10 @@ def tables(results: dict, args) -> tuple[str, str, dict]:
         )
     summary = markdown_table(header, rows)
     per_seed_rows = []
-    for seed in range(args.seeds):
-        a, b = results["no demo"][seed], results["demo"][seed]
+    for i in range(args.seeds):
+        a, b = results["no demo"][i], results["demo"][i]
         per_seed_rows.append(
-            [str(seed)]
+            [str(args.first_seed + i)]
             + [f"{a[m]:.3f} → {b[m]:.3f}" for m in METRICS]
         )
     per_seed = markdown_table(["seed", "task reward", "distance (m)", "height variance (m²)", "upright"], per_seed_rows)
@@ -135,7 +138,7 @@ def tables(results: dict, args) -> tuple[str, str, dict]:
     return summary, per_seed, wins
 
 
-def figure(results: dict, reference: torch.Tensor, model: HumanoidJog, path: Path) -> Path:
+def figure(results: dict, reference: torch.Tensor, model: HumanoidJog, path: Path, first_seed: int = 0) -> Path:
     """Torso height and forward position over time per seed, both arms, against the reference."""
     import matplotlib
 
@@ -170,7 +173,7 @@ def figure(results: dict, reference: torch.Tensor, model: HumanoidJog, path: Pat
     axes[2].set_xlabel("seed")
     axes[2].set_ylabel("mean distance to reference (m)")
     axes[2].set_title("torso/thigh/shin distance to the reference")
-    axes[2].set_xticks(seeds)
+    axes[2].set_xticks(seeds, [str(first_seed + int(i)) for i in seeds])
     axes[2].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -181,9 +184,11 @@ def figure(results: dict, reference: torch.Tensor, model: HumanoidJog, path: Pat
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--first-seed", type=int, default=0, help="seeds FIRST .. FIRST + SEEDS - 1 (held-out checks)")
     p.add_argument("--samples", type=int, default=64)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--horizon", type=int, default=50)
+    p.add_argument("--frame-skip", type=int, default=7, help="physics steps per control step (10: the authors' 0.03 s)")
     p.add_argument("--temperature", type=float, default=0.1)
     p.add_argument("--demo-sigma", type=float, default=DEFAULT_DEMO_SIGMA, help="demo likelihood std (m)")
     p.add_argument(
@@ -192,6 +197,7 @@ def parse_args(argv=None):
         help="p_J(Y_demo): 'reference' (the task reward of the reference's torso path), 'first-best' "
         "(the best sample reward of the first step) or a number",
     )
+    p.add_argument("--axes", default="xyz", help="world axes of the tracked points the demo covers (e.g. z)")
     p.add_argument("--clip", default=str(DEFAULT_CLIP), help="mocap .npz in the layout of jog_xref.npz")
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS, help="run only these arms (tuning)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -218,17 +224,23 @@ def main(argv=None) -> None:
     print(f"total {total:.0f} s on {machine()}")
     if args.no_write:
         return
-    fig = figure(results, reference, model, figure_path("humanoid_jog.png"))
+    fig = figure(results, reference, model, figure_path("humanoid_jog.png"), args.first_seed)
+    seed_text = "" if args.first_seed == 0 else f" ({args.first_seed} to {args.first_seed + args.seeds - 1})"
+    axes_text = "" if args.axes == "xyz" else f" ({', '.join(args.axes)} coordinates only)"
+    reward_text = {
+        "reference": "the task reward of the torso path the reference implies",
+        "first-best": "the best sample reward of the first diffusion step",
+    }.get(args.demo_reward, args.demo_reward)
     text = f"""## Humanoid jogging: partial-state mocap demonstration
 
 `{command.strip()}` on {machine()} ({total / 60:.0f} min in all).
 
 MBD plans the `humanoid_jog` task (gymnasium's humanoid, H = {args.horizon} control steps of
 {model.control_dt:.3f} s, humanoid-running reward) with and without the demonstration of
-torso, thigh and shin positions from `jog_xref.npz` (Eq. 13, `demo_sigma = {args.demo_sigma}` m,
-`demo_reward` = the task reward of the torso path the reference implies). Equal budget:
+torso, thigh and shin positions{axes_text} from `{Path(args.clip).name}` (Eq. 13, `demo_sigma = {args.demo_sigma}` m,
+`demo_reward` = {reward_text}). Equal budget:
 n = {args.samples} rollouts per step, {args.steps} diffusion steps, temperature {args.temperature},
-the same {args.seeds} sampling seeds (the paper: n = 300, 100 steps, out of reach of a shared
+the same {args.seeds} sampling seeds{seed_text} (the paper: n = 300, 100 steps, out of reach of a shared
 2-core CPU at about 60 ms per humanoid rollout). Mean ± std over seeds:
 
 {summary}

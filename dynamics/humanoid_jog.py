@@ -90,10 +90,16 @@ def humanoid_jog_spec():
     return spec
 
 
-def humanoid_jog() -> Task:
-    """Humanoid jogging: :func:`~dynamics.tasks.humanoid_run` plus the tracked-point sensors."""
+def humanoid_jog(frame_skip: int = 7) -> Task:
+    """Humanoid jogging: :func:`~dynamics.tasks.humanoid_run` plus the tracked-point sensors.
+
+    Args:
+        frame_skip: physics steps (0.003 s each) per control step; 7 as humanoid_run, 10 for
+            the authors' 0.03 s control step (one clip frame per step, a 1.5 s horizon).
+    """
     return Task(
-        "humanoid_jog", humanoid_jog_spec, humanoid_run_reward, frame_skip=7, horizon=50, reset_noise_scale=1e-2
+        "humanoid_jog", humanoid_jog_spec, humanoid_run_reward, frame_skip=frame_skip, horizon=50,
+        reset_noise_scale=1e-2,
     )
 
 
@@ -227,6 +233,7 @@ class HumanoidJog(MujocoModel):
     Args:
         backend: ``"mujoco"``, ``"warp"`` or ``"mjx"`` (see :class:`~dynamics.model.MujocoModel`).
         device: where the tensors live.
+        frame_skip: physics steps per control step (:func:`humanoid_jog`).
         **options: any other :class:`~dynamics.model.MujocoModel` option (``horizon``, ``reset_noise``, ...).
 
     Attributes:
@@ -235,8 +242,8 @@ class HumanoidJog(MujocoModel):
         demo_mask: ``[nx]`` boolean, True at ``track_index``.
     """
 
-    def __init__(self, backend: str = "mujoco", device: str | torch.device = "cpu", **options):
-        super().__init__(humanoid_jog(), backend=backend, device=device, **options)
+    def __init__(self, backend: str = "mujoco", device: str | torch.device = "cpu", frame_skip: int = 7, **options):
+        super().__init__(humanoid_jog(frame_skip), backend=backend, device=device, **options)
         self.control_dt = float(self.mj_model.opt.timestep) * self.frame_skip
         offset = self.state_slices["sensordata"].start
         index = []
@@ -322,6 +329,7 @@ class HumanoidJog(MujocoModel):
         horizon: int | None = None,
         demo_sigma: float = DEFAULT_DEMO_SIGMA,
         demo_reward: float | None = None,
+        axes: str = "xyz",
         **reference_options,
     ) -> dict:
         """The partial-state demonstration for :func:`torch_mbd.plan` / ``MBDOptimizer``.
@@ -332,19 +340,32 @@ class HumanoidJog(MujocoModel):
             horizon: ``H``; default ``self.horizon``.
             demo_sigma: standard deviation (metres) of the demo likelihood per coordinate.
             demo_reward: ``p_J(Y_demo)``; default :meth:`reference_reward` of the reference.
+            axes: the world axes of the tracked points the demonstration covers, e.g. ``"z"``
+                for the heights only (the others are left to the model, a partial demonstration
+                in space as well as in the body).
             **reference_options: ``clip_dt``, ``scale``, ``start_frame`` (:meth:`reference`).
 
         Returns:
-            ``dict(demo=[H, 15], demo_mask=[nx] bool, demo_reward=float, demo_sigma=float)``, the
-            demo in the model's dtype and on its device.
+            ``dict(demo=[H, 5 * len(axes)], demo_mask=[nx] bool, demo_reward=float, demo_sigma=float)``,
+            the demo in the model's dtype and on its device (columns in ``TRACKED`` order, then
+            ``axes`` in x y z order).
+
+        Raises:
+            ValueError: for ``axes`` that is not a non-empty subset of ``"xyz"``, and as
+                :meth:`reference`.
         """
         del seed
+        if not isinstance(axes, str) or not axes or set(axes) - set("xyz") or len(set(axes)) != len(axes):
+            raise ValueError(f"axes must be a non-empty string of distinct letters from 'xyz', got {axes!r}")
+        columns = [k for k, axis in enumerate("xyz") if axis in axes]
         reference = self.reference(source, horizon=horizon, **reference_options)
         if demo_reward is None:
             demo_reward = self.reference_reward(reference)
+        mask = torch.zeros_like(self.demo_mask)
+        mask[self.track_index.view(len(TRACKED), 3)[:, columns]] = True
         return dict(
-            demo=reference.flatten(-2).to(self.device, self.dtype),
-            demo_mask=self.demo_mask.clone(),
+            demo=reference[..., columns].flatten(-2).to(self.device, self.dtype),
+            demo_mask=mask,
             demo_reward=float(demo_reward),
             demo_sigma=float(demo_sigma),
         )

@@ -158,6 +158,36 @@ def test_demonstration_dict_and_mask(model, tmp_path):
     assert demo["demo_reward"] > float(model.rollout(torch.zeros(1, model.horizon, 17)).rewards.mean())
 
 
+def test_demonstration_on_a_subset_of_axes(model, tmp_path):
+    path = save(tmp_path, synthetic_clip())
+    ref = model.reference(path, clip_dt=CLIP_DT, scale=1.0)
+    full = model.demonstration(path, clip_dt=CLIP_DT, scale=1.0)
+    heights = model.demonstration(path, clip_dt=CLIP_DT, scale=1.0, axes="z")
+    assert heights["demo"].shape == (model.horizon, 5)
+    assert int(heights["demo_mask"].sum()) == 5 and bool((heights["demo_mask"] <= full["demo_mask"]).all())
+    # the heights-only demo puts each point's z where a state following the reference has it
+    states = torch.zeros(model.horizon, model.state_dim, dtype=model.dtype)
+    states[:, heights["demo_mask"]] = heights["demo"]
+    torch.testing.assert_close(model.tracked_points(states)[..., 2], ref[..., 2].to(model.dtype))
+    assert not model.tracked_points(states)[..., :2].any()
+    # "zx" is the same set as "xz": columns always come in x y z order
+    xz = model.demonstration(path, clip_dt=CLIP_DT, scale=1.0, axes="zx")
+    torch.testing.assert_close(xz["demo"], ref[..., [0, 2]].flatten(-2).to(model.dtype))
+    assert heights["demo_reward"] == full["demo_reward"]
+    for bad in ("", "w", "xx", 3):
+        with pytest.raises(ValueError, match="axes"):
+            model.demonstration(path, clip_dt=CLIP_DT, scale=1.0, axes=bad)
+
+
+def test_frame_skip_sets_the_control_step():
+    slow = HumanoidJog(horizon=5, frame_skip=10)
+    assert slow.control_dt == pytest.approx(10 * float(slow.mj_model.opt.timestep))
+    assert slow.control_dt == pytest.approx(CLIP_DT)  # the authors' rate: one clip frame per control step
+    assert slow.state_dim == HumanoidJog(horizon=5).state_dim
+    with pytest.raises(ValueError, match="frame_skip"):
+        HumanoidJog(horizon=5, frame_skip=0)
+
+
 def test_real_clip_maps_onto_the_robot(model):
     if not DEFAULT_CLIP.exists():
         pytest.skip("../shared/data/mocap/jog_xref.npz is not available")
