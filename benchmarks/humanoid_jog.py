@@ -202,7 +202,10 @@ def parse_args(argv=None):
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS, help="run only these arms (tuning)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--no-write", action="store_true", help="print the tables only; leave docs/ alone")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.seeds < 1 or args.first_seed < 0:
+        p.error(f"--seeds must be >= 1 and --first-seed >= 0, got {args.seeds} and {args.first_seed}")
+    return args
 
 
 def main(argv=None) -> None:

@@ -316,3 +316,23 @@ def test_the_demo_stops_mattering_once_samples_beat_it():
     for a, b in zip(low_estimates, free_estimates):
         assert torch.equal(a, b)
     assert math.isfinite(float(point_rollout(low_estimates[-1][None]).rewards.mean()))
+
+
+def test_benchmark_runs_held_out_seeds_on_a_tiny_budget(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "humanoid_jog.py"
+    spec = importlib.util.spec_from_file_location("humanoid_jog_benchmark", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    argv = ["--seeds", "2", "--first-seed", "3", "--samples", "4", "--steps", "2", "--horizon", "5"]
+    bench.main(argv + ["--axes", "z", "--frame-skip", "10", "--quiet", "--no-write"])
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| 3 |") or line.startswith("| 4 |")]
+    assert len(rows) == 2  # the per-seed table names the seeds that ran
+    assert "/2 seeds" in out and "| MBD, demo |" in out
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--first-seed", "-1"])
+    with pytest.raises(ValueError, match="axes"):
+        bench.main(argv + ["--axes", "q", "--quiet", "--no-write"])
