@@ -50,6 +50,7 @@ def worker(rank, world, port, args, out):
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     x, elapsed = optimize(args, dist.group.WORLD)
     torch.save({"x": x, "time": elapsed}, os.path.join(out, f"rank{rank}.pt"))
+    dist.barrier()  # tearing gloo down while the other rank still talks to it can abort the process
     dist.destroy_process_group()
 
 

@@ -53,6 +53,7 @@ def _worker(rank, world, port, out):
         car_actions, car_rewards, car_count = run_car(dist.group.WORLD)
         result = {"x": x, "count": count, "car_actions": car_actions, "car_rewards": car_rewards, "car_count": car_count}
         torch.save(result, os.path.join(out, f"rank{rank}.pt"))
+        dist.barrier()  # no rank tears gloo down while another still talks to it
     finally:
         dist.destroy_process_group()
 
