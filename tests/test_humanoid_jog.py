@@ -319,13 +319,9 @@ def test_the_demo_stops_mattering_once_samples_beat_it():
 
 
 def test_benchmark_runs_held_out_seeds_on_a_tiny_budget(capsys):
-    import importlib.util
-    from pathlib import Path
+    from _scripts import load_script
 
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "humanoid_jog.py"
-    spec = importlib.util.spec_from_file_location("humanoid_jog_benchmark", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("benchmarks/humanoid_jog.py", "humanoid_jog_benchmark")
     argv = ["--seeds", "2", "--first-seed", "3", "--samples", "4", "--steps", "2", "--horizon", "5"]
     bench.main(argv + ["--axes", "z", "--frame-skip", "10", "--quiet", "--no-write"])
     out = capsys.readouterr().out

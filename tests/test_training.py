@@ -5,7 +5,6 @@ file); ``examples/`` is not a package, so the module is loaded from its path.
 """
 
 import gzip
-import importlib.util
 import math
 import struct
 from pathlib import Path
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from _scripts import load_script
 from torch import nn
 
 from torch_mbd import MBDOptimizer, batched_closure
@@ -23,14 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"
 
 
-def load_example():
-    spec = importlib.util.spec_from_file_location("mnist_mlp_example", ROOT / "examples" / "mnist_mlp.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-example = load_example()
+example = load_script("examples/mnist_mlp.py", "mnist_mlp_example")
 
 
 # --------------------------------------------------------------------------- automatic defaults
@@ -273,9 +266,7 @@ def test_example_rejects_bad_flags(tmp_path):
 
 
 def test_mnist_benchmark_runs_on_a_tiny_budget(tmp_path):
-    spec = importlib.util.spec_from_file_location("mnist_benchmark", ROOT / "benchmarks" / "mnist.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("benchmarks/mnist.py", "mnist_benchmark")
     fake_mnist(tmp_path)
     args = bench.parse_args(["--steps", "2", "--samples", "4", "--eval-every", "1", "--methods", "mbd", "auto", "sgd", "--data", str(tmp_path)])
     data = bench.example.load_mnist(args.data)
