@@ -39,6 +39,7 @@ from benchmarks._report import figure_path, machine, markdown_table, write_secti
 from dynamics.humanoid_jog import (  # noqa: E402
     DEFAULT_CLIP,
     DEFAULT_DEMO_SIGMA,
+    DEFAULT_HEIGHT_SIGMA,
     HumanoidJog,
     reference_distance,
     upright_fraction,
@@ -69,7 +70,13 @@ def evaluate(model: HumanoidJog, states: torch.Tensor, rewards: torch.Tensor, re
 def run(args) -> tuple[dict, torch.Tensor, HumanoidJog]:
     """``{arm: [metrics per seed]}``, the reference ``[H, 5, 3]`` and the model."""
     model = HumanoidJog(horizon=args.horizon, frame_skip=args.frame_skip)
-    demo = model.demonstration(args.clip, demo_sigma=args.demo_sigma, axes=args.axes)
+    demo = model.demonstration(
+        args.clip,
+        demo_sigma=args.demo_sigma,
+        height_sigma=args.height_sigma,
+        demo_units=args.demo_units,
+        axes=args.axes,
+    )
     if args.demo_reward == "first-best":  # the optimizer takes the first step's best sample reward
         demo.pop("demo_reward")
     elif args.demo_reward != "reference":
@@ -190,7 +197,11 @@ def parse_args(argv=None):
     p.add_argument("--horizon", type=int, default=50)
     p.add_argument("--frame-skip", type=int, default=7, help="physics steps per control step (10: the authors' 0.03 s)")
     p.add_argument("--temperature", type=float, default=0.1)
-    p.add_argument("--demo-sigma", type=float, default=DEFAULT_DEMO_SIGMA, help="demo likelihood std (m)")
+    p.add_argument("--demo-sigma", type=float, default=DEFAULT_DEMO_SIGMA, help="demo likelihood std of x and y (m)")
+    p.add_argument("--height-sigma", type=float, default=DEFAULT_HEIGHT_SIGMA, help="demo likelihood std of z (m)")
+    p.add_argument(
+        "--demo-units", default="reward", choices=("reward", "logit"), help="how Eq. 13 scales the demo likelihood"
+    )
     p.add_argument(
         "--demo-reward",
         default="reference",
@@ -205,6 +216,8 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.seeds < 1 or args.first_seed < 0:
         p.error(f"--seeds must be >= 1 and --first-seed >= 0, got {args.seeds} and {args.first_seed}")
+    if not (args.demo_sigma > 0 and args.height_sigma > 0):
+        p.error(f"--demo-sigma and --height-sigma must be > 0, got {args.demo_sigma} and {args.height_sigma}")
     return args
 
 
@@ -230,6 +243,8 @@ def main(argv=None) -> None:
     fig = figure(results, reference, model, figure_path("humanoid_jog.png"), args.first_seed)
     seed_text = "" if args.first_seed == 0 else f" ({args.first_seed} to {args.first_seed + args.seeds - 1})"
     axes_text = "" if args.axes == "xyz" else f" ({', '.join(args.axes)} coordinates only)"
+    runs = [r for arm in ARMS for r in results[arm]]
+    per_rollout = sum(r["time"] for r in runs) / (len(runs) * args.samples * args.steps)  # seconds
     reward_text = {
         "reference": "the task reward of the torso path the reference implies",
         "first-best": "the best sample reward of the first diffusion step",
@@ -240,11 +255,12 @@ def main(argv=None) -> None:
 
 MBD plans the `humanoid_jog` task (gymnasium's humanoid, H = {args.horizon} control steps of
 {model.control_dt:.3f} s, humanoid-running reward) with and without the demonstration of
-torso, thigh and shin positions{axes_text} from `{Path(args.clip).name}` (Eq. 13, `demo_sigma = {args.demo_sigma}` m,
+torso, thigh and shin positions{axes_text} from `{Path(args.clip).name}` (Eq. 13, `demo_units = "{args.demo_units}"`,
+`demo_sigma` = {args.demo_sigma} m for x and y and {args.height_sigma} m for z,
 `demo_reward` = {reward_text}). Equal budget:
 n = {args.samples} rollouts per step, {args.steps} diffusion steps, temperature {args.temperature},
-the same {args.seeds} sampling seeds{seed_text} (the paper: n = 300, 100 steps, out of reach of a shared
-2-core CPU at about 60 ms per humanoid rollout). Mean ± std over seeds:
+the same {args.seeds} sampling seeds{seed_text}. A rollout took {1000 * per_rollout:.1f} ms here, so the paper's
+n = 300 and 100 steps would take about {300 * 100 * per_rollout / 60:.0f} min per seed and arm. Mean ± std over seeds:
 
 {summary}
 

@@ -30,7 +30,14 @@ import torch
 if __package__ in (None, ""):  # run from a checkout: make `torch_mbd` and `dynamics` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dynamics.humanoid_jog import DEFAULT_CLIP, DEFAULT_DEMO_SIGMA, HumanoidJog, reference_distance, upright_fraction  # noqa: E402
+from dynamics.humanoid_jog import (  # noqa: E402
+    DEFAULT_CLIP,
+    DEFAULT_DEMO_SIGMA,
+    DEFAULT_HEIGHT_SIGMA,
+    HumanoidJog,
+    reference_distance,
+    upright_fraction,
+)
 from torch_mbd import plan  # noqa: E402
 
 ANKLES = ("left_foot", "right_foot")  # robot bodies whose origins are the ankles
@@ -99,7 +106,8 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=20, help="diffusion steps (paper: 100)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--clip", default=str(DEFAULT_CLIP), help="mocap .npz in the layout of jog_xref.npz")
-    p.add_argument("--demo-sigma", type=float, default=DEFAULT_DEMO_SIGMA, help="demo likelihood std (m)")
+    p.add_argument("--demo-sigma", type=float, default=DEFAULT_DEMO_SIGMA, help="demo likelihood std of x and y (m)")
+    p.add_argument("--height-sigma", type=float, default=DEFAULT_HEIGHT_SIGMA, help="demo likelihood std of z (m)")
     p.add_argument("--out", default="humanoid_jog", help="output prefix")
     p.add_argument("--video", default="gif", choices=["gif", "mp4", "none"])
     return p.parse_args(argv)
@@ -110,7 +118,7 @@ def main(argv=None) -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     model = HumanoidJog()
-    demo = model.demonstration(args.clip, demo_sigma=args.demo_sigma)
+    demo = model.demonstration(args.clip, demo_sigma=args.demo_sigma, height_sigma=args.height_sigma)
     reference = model.reference(args.clip)
     results, actions = {}, {}
     for arm, options in (("no demo", {}), ("demo", demo)):

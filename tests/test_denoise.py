@@ -111,6 +111,22 @@ def test_demo_log_likelihood_partial_mask():
     assert ll[0, 2].item() == float("-inf")  # a non-finite covered feature
 
 
+def test_demo_log_likelihood_per_entry_sigma():
+    """A tensor sigma is a diagonal covariance: each entry's error is divided by its own sigma."""
+    features = torch.tensor([[[1.0, 2.0], [0.0, 0.0]], [[3.0, 3.0], [1.0, 1.0]]])  # [B=2, n=2, F=2]
+    demo = torch.tensor([0.0, 0.0])
+    sigma = torch.tensor([1.0, 0.5])
+    ll = denoise.demo_log_likelihood(features, demo, None, sigma)
+    expected = -0.5 * ((features / sigma) ** 2).mean(-1)
+    torch.testing.assert_close(ll, expected)
+    assert ll[0, 0].item() == pytest.approx(-0.5 * (1.0 + 16.0) / 2)
+    # one sigma row per problem, [B, F]
+    per_problem = torch.tensor([[1.0, 0.5], [2.0, 2.0]])
+    ll2 = denoise.demo_log_likelihood(features, demo, None, per_problem)
+    torch.testing.assert_close(ll2[0], expected[0])
+    torch.testing.assert_close(ll2[1], -0.5 * ((features[1] / 2.0) ** 2).mean(-1))
+
+
 def test_demo_max_rule():
     logp_model = torch.tensor([[-2.0, 0.0, 2.0, 1.5]])
     loglik = torch.tensor([[-1.0, -11.0, -1.0, -1.1]])
@@ -132,6 +148,47 @@ def test_demo_likelihood_is_relative_to_the_closest_sample():
     assert torch.equal(wins_near, wins_far)
     # the closest sample of each problem gets exactly the demonstration's own weight
     assert near[0, 0].item() == pytest.approx(2.0) and near[1, 1].item() == pytest.approx(2.0)
+
+
+def test_demo_reward_units_follow_the_authors_formula():
+    """units="reward": log p_demo joins the rewards before normalization, then the logits are re-standardized."""
+    logp_model = torch.tensor([[-2.0, 0.0, 2.0, float("-inf"), 1.0]], dtype=torch.float64)
+    loglik = torch.tensor([[-0.1, -2.0, -0.5, 0.0, -0.3]], dtype=torch.float64)
+    mean, std, temperature = torch.tensor([0.2], dtype=torch.float64), torch.tensor([0.5], dtype=torch.float64), 0.1
+    logp, wins = denoise.demo_log_weights(logp_model, loglik, 0.4, mean, std, temperature, units="reward")
+    # by hand: the closest allowed sample is the first (-0.1); the infeasible one takes no part
+    demo = (loglik - (-0.1) + 0.4 - 0.2) / (0.5 * 0.1)
+    combined = torch.where(demo > logp_model, demo, logp_model)
+    assert wins.tolist() == [[True, False, False, False, False]]
+    finite = combined[0, [0, 1, 2, 4]]
+    standardized = (finite - finite.mean()) / finite.std(unbiased=False) / temperature
+    torch.testing.assert_close(logp[0, [0, 1, 2, 4]], standardized)
+    assert logp[0, 3].item() == float("-inf")
+    # the combined log-weights have the spread of model-only ones, 1 / temperature
+    assert logp[0, [0, 1, 2, 4]].std(unbiased=False).item() == pytest.approx(1 / temperature)
+    with pytest.raises(ValueError, match="units"):
+        denoise.demo_log_weights(logp_model, loglik, 0.4, mean, std, temperature, units="nats")
+
+
+def test_reward_units_keep_the_weights_sharp_as_samples_converge():
+    """When the demonstration leads, "logit" weights flatten as the samples' spread shrinks; "reward" ones do not."""
+    torch.manual_seed(0)
+    n = 64
+    logp_model, _, _ = denoise.normalized_log_weights(torch.randn(1, n, dtype=torch.float64), 0.1)
+    distance = torch.rand(1, n, dtype=torch.float64)
+
+    def ess(units, spread):
+        loglik = -0.5 * (spread * distance) ** 2
+        zero, one = torch.zeros(1, dtype=torch.float64), torch.ones(1, dtype=torch.float64)
+        logp, wins = denoise.demo_log_weights(logp_model, loglik, 1e4, zero, one, 0.1, units)  # demo far ahead
+        assert wins.all()
+        w = torch.softmax(logp, -1)
+        return float(1 / (w**2).sum())
+
+    # early (samples spread far from the demo) vs late (100x closer together)
+    assert ess("logit", 50.0) < 5 and ess("logit", 0.1) > 0.99 * n
+    assert ess("reward", 50.0) == pytest.approx(ess("reward", 0.1), rel=1e-3)
+    assert ess("reward", 0.1) < n / 4
 
 
 def test_infeasible_samples_get_no_demo_weight():

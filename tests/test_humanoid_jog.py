@@ -15,6 +15,8 @@ pytest.importorskip("gymnasium")
 from dynamics import make  # noqa: E402
 from dynamics.humanoid_jog import (  # noqa: E402
     DEFAULT_CLIP,
+    DEFAULT_DEMO_SIGMA,
+    DEFAULT_HEIGHT_SIGMA,
     TRACKED,
     HumanoidJog,
     load_clip,
@@ -136,7 +138,19 @@ def test_reference_maps_a_known_clip(model, tmp_path):
 def test_demonstration_dict_and_mask(model, tmp_path):
     path = save(tmp_path, synthetic_clip())
     demo = model.demonstration(path, seed=3, clip_dt=CLIP_DT, scale=1.0)
-    assert set(demo) == {"demo", "demo_mask", "demo_reward", "demo_sigma"}
+    assert set(demo) == {"demo", "demo_mask", "demo_reward", "demo_sigma", "demo_units"}
+    assert demo["demo_units"] == "reward"
+    # one sigma per demo column: x, y get demo_sigma, z the tighter height_sigma
+    sigma = demo["demo_sigma"]
+    assert sigma.shape == (15,) and sigma.dtype == model.dtype
+    expected_sigma = torch.tensor([DEFAULT_DEMO_SIGMA, DEFAULT_DEMO_SIGMA, DEFAULT_HEIGHT_SIGMA] * 5, dtype=model.dtype)
+    torch.testing.assert_close(sigma, expected_sigma)
+    assert DEFAULT_HEIGHT_SIGMA < DEFAULT_DEMO_SIGMA
+    same = model.demonstration(path, clip_dt=CLIP_DT, scale=1.0, demo_sigma=0.2, height_sigma=None, demo_units="logit")
+    assert bool((same["demo_sigma"] == 0.2).all()) and same["demo_units"] == "logit"
+    for bad in (dict(demo_sigma=0.0), dict(height_sigma=-1.0), dict(demo_sigma=float("nan")), dict(height_sigma="1")):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            model.demonstration(path, clip_dt=CLIP_DT, scale=1.0, **bad)
     assert demo["demo"].shape == (model.horizon, 15) and demo["demo"].dtype == model.dtype
     mask = demo["demo_mask"]
     assert mask.shape == (model.state_dim,) and mask.dtype == torch.bool and int(mask.sum()) == 15
@@ -173,6 +187,9 @@ def test_demonstration_on_a_subset_of_axes(model, tmp_path):
     # "zx" is the same set as "xz": columns always come in x y z order
     xz = model.demonstration(path, clip_dt=CLIP_DT, scale=1.0, axes="zx")
     torch.testing.assert_close(xz["demo"], ref[..., [0, 2]].flatten(-2).to(model.dtype))
+    xz_sigma = torch.tensor([DEFAULT_DEMO_SIGMA, DEFAULT_HEIGHT_SIGMA] * 5, dtype=model.dtype)
+    torch.testing.assert_close(xz["demo_sigma"], xz_sigma)
+    assert bool((heights["demo_sigma"] == DEFAULT_HEIGHT_SIGMA).all()) and heights["demo_sigma"].shape == (5,)
     assert heights["demo_reward"] == full["demo_reward"]
     for bad in ("", "w", "xx", 3):
         with pytest.raises(ValueError, match="axes"):
@@ -330,5 +347,9 @@ def test_benchmark_runs_held_out_seeds_on_a_tiny_budget(capsys):
     assert "/2 seeds" in out and "| MBD, demo |" in out
     with pytest.raises(SystemExit):
         bench.parse_args(["--first-seed", "-1"])
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--height-sigma", "0"])
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--demo-units", "nats"])
     with pytest.raises(ValueError, match="axes"):
         bench.main(argv + ["--axes", "q", "--quiet", "--no-write"])

@@ -197,6 +197,50 @@ def test_demo_pulls_toward_demonstration_in_closure_mode():
     assert not opt.last_step.demo_wins.any()
 
 
+def test_per_coordinate_demo_sigma_in_closure_mode():
+    """A huge sigma on one coordinate is the same as leaving it out of the demonstration's mask."""
+    demo = torch.tensor([0.6, -0.4], dtype=torch.float64)
+
+    def run(**options):
+        x = torch.zeros(2, dtype=torch.float64)
+        opt = MBDOptimizer([x], num_samples=64, num_steps=20, demo=demo, demo_reward=1.0, seed=0, **options)
+        for _ in range(20):
+            opt.step(lambda c: torch.zeros(c[0].shape[0], dtype=torch.float64))  # flat: the demo leads throughout
+        return x
+
+    loose = torch.tensor([0.05, 1e6], dtype=torch.float64)
+    only_first = torch.tensor([True, False])
+    # the mean over 2 covered entries halves the log-likelihood: sigma * sqrt(2) over 1 entry
+    for units in ("logit", "reward"):
+        a = run(demo_sigma=loose, demo_units=units)
+        b = run(demo_sigma=0.05 * 2**0.5, demo_mask=only_first, demo_units=units)
+        torch.testing.assert_close(a, b, atol=1e-9, rtol=0)
+        assert abs(a[0] - 0.6) < 0.05, units
+        # the same float sigma on both coordinates pulls the second one too
+        both = run(demo_sigma=0.05, demo_units=units)
+        assert abs(both[1] + 0.4) < abs(a[1] + 0.4), units
+
+
+def test_tensor_demo_sigma_equal_to_a_float_changes_nothing():
+    """Rollout mode with a partial [H, k] demo: a constant sigma tensor gives the float's result bit for bit."""
+    H = 6
+
+    def rollout(actions):
+        states = actions.cumsum(-2)  # [n, H, 2]
+        return states[..., 0], states, None
+
+    demo, mask = torch.full((H, 1), 0.5), torch.tensor([True, False])
+    results = []
+    for sigma in (0.2, torch.full((H, 1), 0.2), torch.tensor(0.2)):
+        u = torch.zeros(H, 2)
+        opt = MBDOptimizer([u], num_samples=32, num_steps=5, rollout=rollout, demo=demo, demo_mask=mask,
+                           demo_sigma=sigma, demo_reward=5.0, seed=1)
+        for _ in range(5):
+            opt.step()
+        results.append(u.clone())
+    assert torch.equal(results[0], results[1]) and torch.equal(results[0], results[2])
+
+
 def test_float64_and_dtype_kept():
     x = torch.zeros(4, dtype=torch.float64)
     opt = MBDOptimizer([x], num_samples=8, num_steps=3, seed=0)
@@ -235,6 +279,10 @@ def test_cuda_is_used():
         (dict(generator=42), TypeError, "generator"),
         (dict(demo=torch.zeros(5)), ValueError, "demo"),
         (dict(demo_sigma=0.0), ValueError, "demo_sigma"),
+        (dict(demo_units="nats"), ValueError, "demo_units"),
+        (dict(demo=torch.zeros(3), demo_sigma=torch.tensor([0.1, 0.1])), ValueError, "demo_sigma"),
+        (dict(demo=torch.zeros(3), demo_sigma=torch.tensor([0.1, 0.0, 0.1])), ValueError, "demo_sigma"),
+        (dict(demo=torch.zeros(3), demo_sigma=torch.tensor([1, 1, 1])), TypeError, "demo_sigma"),
     ],
 )
 def test_bad_arguments(kwargs, error, match):

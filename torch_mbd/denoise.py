@@ -106,7 +106,7 @@ def normalized_log_weights(
     return logp, mean, std
 
 
-def demo_log_likelihood(features: Tensor, demo: Tensor, mask: Tensor | None, sigma: float) -> Tensor:
+def demo_log_likelihood(features: Tensor, demo: Tensor, mask: Tensor | None, sigma: float | Tensor) -> Tensor:
     """Gaussian log-likelihood of each sample's features under the demonstration.
 
     ``log p_demo(Y) = -0.5 * mean_{covered}((f(Y) - f_demo) / sigma)^2``: the mean over the
@@ -119,19 +119,25 @@ def demo_log_likelihood(features: Tensor, demo: Tensor, mask: Tensor | None, sig
             (they may be NaN).
         mask: boolean ``[F]`` or ``[B, F]`` of the covered entries (partial demonstrations);
             ``None`` covers all.
-        sigma: standard deviation of the demonstration's Gaussian likelihood.
+        sigma: standard deviation of the demonstration's Gaussian likelihood: a number, or a
+            positive ``[F]`` or ``[B, F]`` tensor of one per entry (a diagonal covariance).
 
     Returns:
         ``[B, n]`` log-likelihoods; ``-inf`` where a sample's covered features are not finite.
     """
     if mask is None:
         mask = torch.ones(demo.shape[-1], dtype=torch.bool, device=demo.device)
+    if isinstance(sigma, Tensor) and sigma.dim() == 2:
+        sigma = sigma.unsqueeze(-2)
     diff = (features - demo.unsqueeze(-2)) / sigma
     covered = mask.unsqueeze(-2) if mask.dim() == 2 else mask
     sq = torch.where(covered, diff.square(), torch.zeros((), dtype=diff.dtype, device=diff.device))
     count = covered.sum(-1).clamp(min=1).to(features.dtype)
     loglik = -0.5 * sq.sum(-1) / count
     return torch.nan_to_num(loglik, nan=float("-inf"), neginf=float("-inf"), posinf=float("-inf"))
+
+
+DEMO_UNITS = ("logit", "reward")
 
 
 def demo_log_weights(
@@ -141,12 +147,13 @@ def demo_log_weights(
     mean: Tensor,
     std: Tensor,
     temperature: float,
+    units: str = "logit",
 ) -> tuple[Tensor, Tensor]:
     """The max rule of Eq. (13): ``w = max(w_model, w_demo)``.
 
     ``log w_demo = log p_demo(Y) + log p_J(Y_demo)``, with ``p_J(Y_demo)`` normalized exactly as
     the model rewards are (same mean, spread and temperature) and ``p_g(Y_demo) = 1``. Two
-    choices the paper leaves open, made as the authors' code makes the first:
+    choices the paper leaves open, made as the authors' code makes them:
 
     * ``p_demo`` is known up to a constant (``p_demo(Y) ∝ N(Y | Y_demo, sigma^2)``); it is
       normalized over each step's samples so that the sample closest to the demonstration has
@@ -159,6 +166,20 @@ def demo_log_weights(
       samples only. (On the car of ``dynamics.car``, letting infeasible samples near the
       demonstration weigh in gave final plans that clip the obstacle in half the seeds.)
 
+    ``units`` says how ``log p_demo`` meets the normalized model log-weights:
+
+    * ``"logit"``: added as is, ``log w_demo = log p_demo + (R_demo - mean) / (std * temperature)``.
+      How sharply the demonstration tells samples apart then depends on ``sigma`` against the
+      samples' spread, which shrinks with the noise: on the humanoid of ``dynamics.humanoid_jog``
+      the weights of a demonstration-led run went from one sample (effective sample size 1.5
+      of 64) at the first step to nearly uniform (62 of 64) at the last.
+    * ``"reward"``: the authors' code. ``log p_demo`` is a reward, normalized with the rewards,
+      ``log w_demo = (log p_demo + R_demo - mean) / (std * temperature)``, and after the max the
+      combined log-weights are standardized again to spread ``1 / temperature`` over the
+      allowed samples, so the softmax is as sharp as the model's alone whichever term wins.
+      ``sigma`` is then in the demonstration's units per unit of reward: a sample whose
+      normalized squared error is 1 higher than the closest one's loses half a unit of reward.
+
     Early on, when samples are worse than the demonstration, samples near it get its weight;
     once a sample's own model weight exceeds that, the model decides.
 
@@ -170,20 +191,30 @@ def demo_log_weights(
         mean: ``[B]`` reward mean returned by :func:`normalized_log_weights`.
         std: ``[B]`` reward spread returned by :func:`normalized_log_weights`.
         temperature: ``lambda > 0``.
+        units: ``"logit"`` (default) or ``"reward"``, see above.
 
     Returns:
         ``(logp, demo_wins)``: combined log-weights ``[B, n]`` and the boolean ``[B, n]`` mask of
         samples whose weight came from the demonstration.
     """
+    if units not in DEMO_UNITS:
+        raise ValueError(f"units must be one of {DEMO_UNITS}, got {units!r}")
     allowed = torch.isfinite(logp_model)
     neg_inf = torch.full_like(demo_loglik, float("-inf"))
     demo_loglik = torch.where(allowed, demo_loglik, neg_inf)
     best = demo_loglik.amax(-1, keepdim=True)
     demo_loglik = demo_loglik - torch.where(torch.isfinite(best), best, torch.zeros_like(best))
     demo_reward = torch.as_tensor(demo_reward, dtype=logp_model.dtype, device=logp_model.device)
-    logp_demo = demo_loglik + ((demo_reward - mean) / (std * temperature)).unsqueeze(-1)
+    scale = (std * temperature).unsqueeze(-1)
+    if units == "logit":
+        logp_demo = demo_loglik + (demo_reward - mean).unsqueeze(-1) / scale
+    else:
+        logp_demo = (demo_loglik + (demo_reward - mean).unsqueeze(-1)) / scale
     demo_wins = logp_demo > logp_model
-    return torch.where(demo_wins, logp_demo, logp_model), demo_wins
+    logp = torch.where(demo_wins, logp_demo, logp_model)
+    if units == "reward":
+        logp, _, _ = normalized_log_weights(logp, temperature, allowed)
+    return logp, demo_wins
 
 
 def weighted_mean(samples: Tensor, logp: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -156,7 +156,14 @@ class MBDOptimizer(Optimizer):
             parameter's shape. Entries ``demo_mask`` excludes are ignored.
         demo_mask: boolean ``[nx]`` or ``[H, nx]`` (rollout mode) of the dimensions the
             demonstration covers; ``None`` covers all.
-        demo_sigma: standard deviation of the demonstration likelihood ``N(Y | Y_demo, sigma^2)``.
+        demo_sigma: standard deviation of the demonstration likelihood ``N(Y | Y_demo, sigma^2)``: a
+            number, or a positive tensor broadcastable to ``demo`` (one per demonstrated entry, a
+            diagonal covariance: e.g. trust some coordinates of the demonstration more than others).
+        demo_units: how the demonstration likelihood meets the rewards in Eq. (13):
+            ``"logit"`` (default) adds ``log p_demo`` to the normalized log-weights; ``"reward"`` (the
+            authors' code) normalizes it with the rewards and re-standardizes the combined
+            log-weights, so the weights stay as sharp as the model's while the demonstration leads.
+            See :func:`torch_mbd.denoise.demo_log_weights`.
         demo_reward: the demonstration's reward ``p_J(Y_demo)`` in per-sample reward units (mean
             step reward; ``-loss`` in closure mode). ``None`` takes the best reward of the first
             step's samples, so the demonstration attracts until the samples beat it.
@@ -195,8 +202,9 @@ class MBDOptimizer(Optimizer):
         rollout: Callable | None = None,
         demo: Tensor | None = None,
         demo_mask: Tensor | None = None,
-        demo_sigma: float = 1.0,
+        demo_sigma: float | Tensor = 1.0,
         demo_reward: float | None = None,
+        demo_units: str = "logit",
         generator: torch.Generator | None = None,
         seed: int | None = None,
         process_group=None,
@@ -206,7 +214,9 @@ class MBDOptimizer(Optimizer):
         self.num_samples = num_samples
         self.temperature = _check_positive("temperature", temperature)
         self.step_scale = _check_positive("step_scale", step_scale)
-        self.demo_sigma = _check_positive("demo_sigma", demo_sigma)
+        if demo_units not in denoise.DEMO_UNITS:
+            raise ValueError(f"Invalid demo_units: expected one of {denoise.DEMO_UNITS}, got {demo_units!r}")
+        self.demo_units = demo_units
         self.schedule = linear_schedule(num_steps, beta0, beta1, noise)
         self.num_steps, self.beta0, self.beta1, self.noise = num_steps, float(beta0), float(beta1), noise
         if rollout is not None and not callable(rollout):
@@ -251,6 +261,7 @@ class MBDOptimizer(Optimizer):
             self._broadcast_generator_state()
 
         self._demo, self._demo_mask = self._prepare_demo(demo, demo_mask)
+        self.demo_sigma = self._prepare_demo_sigma(demo_sigma)
         self.demo_reward = None if demo_reward is None else float(demo_reward)
         self.steps_done = 0
         self.last_step: StepInfo | None = None
@@ -323,9 +334,29 @@ class MBDOptimizer(Optimizer):
             raise ValueError(f"demo_mask must have shape [nx] or [H, nx], got {tuple(mask.shape)}")
         return demo, mask
 
-    def _demo_features(self, nx: int) -> tuple[Tensor, Tensor | None]:
-        """Flatten the rollout-mode demo and mask to ``[B, H*nx]`` once ``nx`` is known."""
-        demo, mask = self._demo, self._demo_mask
+    def _prepare_demo_sigma(self, sigma):
+        """``demo_sigma`` checked: a float, or a tensor of the demo's shape (flat ``[1, D]`` in closure mode)."""
+        if not isinstance(sigma, Tensor):
+            return _check_positive("demo_sigma", sigma)
+        if not sigma.is_floating_point():
+            raise TypeError(f"demo_sigma must be a number or a floating-point tensor, got dtype {sigma.dtype}")
+        sigma = sigma.to(self.device, self.dtype)
+        if not bool(torch.isfinite(sigma).all()) or not bool((sigma > 0).all()):
+            raise ValueError("Invalid demo_sigma: every entry must be a finite number > 0")
+        if self._demo is None:
+            return sigma
+        shape = self._demo.shape if self.rollout is not None else self._params[0].shape  # closure: demo is flat
+        try:
+            sigma = sigma.expand(shape)
+        except RuntimeError:
+            raise ValueError(
+                f"demo_sigma of shape {tuple(sigma.shape)} must broadcast to the demo's shape {tuple(shape)}"
+            ) from None
+        return sigma.reshape(1, -1) if self.rollout is None else sigma
+
+    def _demo_features(self, nx: int) -> tuple[Tensor, Tensor | None, float | Tensor]:
+        """Flatten the rollout-mode demo, mask and sigma to ``[B, H*nx]`` once ``nx`` is known."""
+        demo, mask, sigma = self._demo, self._demo_mask, self.demo_sigma
         horizon = demo.shape[-2]
         if mask is not None and mask.shape[-1] != nx:
             raise ValueError(f"demo_mask covers {mask.shape[-1]} state dimensions, the rollout has nx={nx}")
@@ -338,11 +369,17 @@ class MBDOptimizer(Optimizer):
             full = torch.full((*demo.shape[:-1], nx), float("nan"), dtype=demo.dtype, device=demo.device)
             full[..., mask] = demo
             demo = full
+            if isinstance(sigma, Tensor):  # entries outside the mask are never read; 1 keeps them finite
+                full_sigma = torch.ones_like(full)
+                full_sigma[..., mask] = sigma
+                sigma = full_sigma
         B = math.prod(self.batch_shape)
         demo = demo.expand(*self.batch_shape, horizon, nx).reshape(B, horizon * nx)
+        if isinstance(sigma, Tensor):
+            sigma = sigma.expand(*self.batch_shape, horizon, nx).reshape(B, horizon * nx)
         if mask is not None:
             mask = mask.expand(horizon, nx).reshape(1, horizon * nx)
-        return demo, mask
+        return demo, mask, sigma
 
     def _build_layout(self):
         """Per-coordinate scale, fraction and bounds vectors over the flat ``[D]`` layout."""
@@ -448,7 +485,9 @@ class MBDOptimizer(Optimizer):
             if self.demo_reward is None:
                 finite = torch.where(torch.isfinite(logp), rewards, torch.full_like(rewards, -math.inf))
                 self.demo_reward = float(finite.max())
-            logp, demo_wins = denoise.demo_log_weights(logp, loglik, self.demo_reward, mean, std, self.temperature)
+            logp, demo_wins = denoise.demo_log_weights(
+                logp, loglik, self.demo_reward, mean, std, self.temperature, self.demo_units
+            )
 
         y_bar0, weights, valid = denoise.weighted_mean(samples, logp)
         new = denoise.reverse_step(y_bar, y_bar0, i, self.schedule, self.step_scale)
@@ -543,8 +582,8 @@ class MBDOptimizer(Optimizer):
         feasible = None if traj.feasible is None else traj.feasible.reshape(B, n).to(torch.bool)
         loglik = None
         if self._demo is not None:
-            demo, mask = self._demo_features(traj.states.shape[-1])
-            loglik = denoise.demo_log_likelihood(traj.states.to(self.dtype).reshape(B, n, -1), demo, mask, self.demo_sigma)
+            demo, mask, sigma = self._demo_features(traj.states.shape[-1])
+            loglik = denoise.demo_log_likelihood(traj.states.to(self.dtype).reshape(B, n, -1), demo, mask, sigma)
         return rewards, feasible, loglik, traj
 
     # ----------------------------------------------------------------- state
