@@ -287,9 +287,11 @@ DEMO_XY = torch.stack([torch.zeros(H), DT * torch.arange(1, H + 1)], dim=-1)
 XY_MASK = torch.tensor([True, True, False, False])
 
 
-def run(demo_reward, steps=20, seed=0, demo=True):
+def run(demo_reward, steps=20, seed=0, demo=True, units="logit"):
     actions = torch.zeros(H, 2)
-    kwargs = dict(demo=DEMO_XY, demo_mask=XY_MASK, demo_sigma=0.1, demo_reward=demo_reward) if demo else {}
+    sigma = 0.1 if units == "logit" else 1.0  # "reward": metres per unit of this task's reward (~0.1-0.5)
+    kwargs = dict(demo=DEMO_XY, demo_mask=XY_MASK, demo_sigma=sigma, demo_reward=demo_reward, demo_units=units)
+    kwargs = kwargs if demo else {}
     opt = MBDOptimizer([actions], num_samples=64, num_steps=steps, bounds=(-1.0, 1.0), rollout=point_rollout, seed=seed, **kwargs)
     infos, estimates = [], []
     for _ in range(steps):
@@ -303,8 +305,9 @@ def demo_distance(actions):
     return float((point_rollout(actions[None]).states[0, :, :2] - DEMO_XY).norm(dim=-1).mean())
 
 
-def test_a_dominant_demo_pulls_the_first_steps_toward_it():
-    infos, estimates = run(demo_reward=10.0)
+@pytest.mark.parametrize("units", ["logit", "reward"])
+def test_a_dominant_demo_pulls_the_first_steps_toward_it(units):
+    infos, estimates = run(demo_reward=10.0, units=units)
     assert bool(infos[0].demo_wins.all())  # every sample takes the demo's weight at first
     start = demo_distance(torch.zeros(H, 2))
     assert demo_distance(estimates[0]) < start
@@ -315,9 +318,10 @@ def test_a_dominant_demo_pulls_the_first_steps_toward_it():
     assert float(point_rollout(free_estimates[-1][None]).rewards.mean()) > float(point_rollout(estimates[-1][None]).rewards.mean())
 
 
-def test_the_demo_stops_mattering_once_samples_beat_it():
+@pytest.mark.parametrize("units", ["logit", "reward"])
+def test_the_demo_stops_mattering_once_samples_beat_it(units):
     # the demo's reward is what the first samples score; the model soon beats it
-    infos, estimates = run(demo_reward=0.05, steps=30)
+    infos, estimates = run(demo_reward=0.05, steps=30, units=units)
     first = infos[0].demo_wins.float().mean()
     assert first > 0.2
     late = [info for info in infos if info.rewards.min() > 0.05]
@@ -326,12 +330,16 @@ def test_the_demo_stops_mattering_once_samples_beat_it():
         assert not info.demo_wins.any()  # loglik <= 0: a sample better than the demo keeps its own weight
         logp, _, _ = denoise.normalized_log_weights(info.rewards, 0.1)
         torch.testing.assert_close(info.weights, torch.softmax(logp, -1))
-    # and for a demo no sample ever falls below, the run is the plain model run, bit for bit
-    low, low_estimates = run(demo_reward=-100.0)
+    # and for a demo no sample ever falls below, the run is the plain model run (bit for bit with
+    # "logit"; "reward" standardizes the already standardized log-weights again, up to rounding)
+    low, low_estimates = run(demo_reward=-100.0, units=units)
     free, free_estimates = run(demo_reward=None, demo=False)
     assert not any(bool(info.demo_wins.any()) for info in low)
     for a, b in zip(low_estimates, free_estimates):
-        assert torch.equal(a, b)
+        if units == "logit":
+            assert torch.equal(a, b)
+        else:
+            torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
     assert math.isfinite(float(point_rollout(low_estimates[-1][None]).rewards.mean()))
 
 
