@@ -19,6 +19,7 @@ Run (defaults: about 3 minutes on a quiet 2-core CPU; the paper uses n = 300, 10
     python -m benchmarks.humanoid_jog --axes z --no-write           # the demo covers heights only
     python -m benchmarks.humanoid_jog --first-seed 5 --no-write     # held-out seeds 5-9
     python -m benchmarks.humanoid_jog --frame-skip 10 --no-write    # the authors' 0.03 s control step
+    python -m benchmarks.humanoid_jog --seeds 1 --weights           # how sharp the demo arm's weights are
 
 Writes the section ``humanoid_jog`` of docs/results.md and docs/figures/humanoid_jog.png.
 """
@@ -44,7 +45,7 @@ from dynamics.humanoid_jog import (  # noqa: E402
     reference_distance,
     upright_fraction,
 )
-from torch_mbd import plan  # noqa: E402
+from torch_mbd import MBDOptimizer, plan  # noqa: E402
 from torch_mbd.progress import progress_bar  # noqa: E402
 
 ARMS = ("no demo", "demo")
@@ -67,9 +68,8 @@ def evaluate(model: HumanoidJog, states: torch.Tensor, rewards: torch.Tensor, re
     )
 
 
-def run(args) -> tuple[dict, torch.Tensor, HumanoidJog]:
-    """``{arm: [metrics per seed]}``, the reference ``[H, 5, 3]`` and the model."""
-    model = HumanoidJog(horizon=args.horizon, frame_skip=args.frame_skip)
+def demo_options(model: HumanoidJog, args) -> dict:
+    """The demo arm's optimizer options from the command line."""
     demo = model.demonstration(
         args.clip,
         demo_sigma=args.demo_sigma,
@@ -81,6 +81,13 @@ def run(args) -> tuple[dict, torch.Tensor, HumanoidJog]:
         demo.pop("demo_reward")
     elif args.demo_reward != "reference":
         demo["demo_reward"] = float(args.demo_reward)
+    return demo
+
+
+def run(args) -> tuple[dict, torch.Tensor, HumanoidJog]:
+    """``{arm: [metrics per seed]}``, the reference ``[H, 5, 3]`` and the model."""
+    model = HumanoidJog(horizon=args.horizon, frame_skip=args.frame_skip)
+    demo = demo_options(model, args)
     reference = model.reference(args.clip)
     results = {arm: [] for arm in ARMS}
     with progress_bar(len(args.arms) * args.seeds, "humanoid_jog runs", not args.quiet) as bar:
@@ -106,6 +113,29 @@ def run(args) -> tuple[dict, torch.Tensor, HumanoidJog]:
                 )
                 bar.update()
     return results, reference, model
+
+
+def weight_trace(model: HumanoidJog, demo: dict, args, seed: int) -> list[tuple[float, float]]:
+    """Per diffusion step of the demo arm: the fraction of samples the demonstration won and the
+    effective sample size ``1 / sum w^2`` of the weights (the optimizer ``plan`` builds, step by step)."""
+    lower, upper = (torch.as_tensor(b, device=model.device) for b in model.action_bounds)
+    actions = torch.zeros(model.horizon, model.action_dim, dtype=lower.dtype, device=model.device)
+    opt = MBDOptimizer(
+        [actions],
+        num_samples=args.samples,
+        temperature=args.temperature,
+        num_steps=args.steps,
+        bounds=(lower, upper),
+        rollout=model.rollout,
+        seed=seed,
+        **demo,
+    )
+    trace = []
+    for _ in range(args.steps):
+        opt.step()
+        info = opt.last_step
+        trace.append((float(info.demo_wins.double().mean()), float(1.0 / info.weights.double().square().sum())))
+    return trace
 
 
 def _stats(values: list[float]) -> str:
@@ -211,6 +241,12 @@ def parse_args(argv=None):
     p.add_argument("--axes", default="xyz", help="world axes of the tracked points the demo covers (e.g. z)")
     p.add_argument("--clip", default=str(DEFAULT_CLIP), help="mocap .npz in the layout of jog_xref.npz")
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS, help="run only these arms (tuning)")
+    p.add_argument(
+        "--weights",
+        action="store_true",
+        help="instead of the comparison, print per step how many samples the demo won and the weights' "
+        "effective sample size (demo arm)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--no-write", action="store_true", help="print the tables only; leave docs/ alone")
     args = p.parse_args(argv)
@@ -225,6 +261,15 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     command = "python -m benchmarks.humanoid_jog " + " ".join(argv if argv is not None else sys.argv[1:])
     start = time.perf_counter()
+    if args.weights:  # diagnostics of the demo arm's weights only
+        model = HumanoidJog(horizon=args.horizon, frame_skip=args.frame_skip)
+        demo = demo_options(model, args)
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
+            trace = weight_trace(model, demo, args, seed)
+            rows = [[str(k + 1), f"{won:.2f}", f"{ess:.1f} of {args.samples}"] for k, (won, ess) in enumerate(trace)]
+            print(f"seed {seed}, demo arm:")
+            print(markdown_table(["step", "samples the demo won", "effective sample size"], rows))
+        return
     results, reference, model = run(args)
     if set(args.arms) != set(ARMS):  # tuning run: per-run lines only
         return

@@ -355,6 +355,11 @@ def test_benchmark_runs_held_out_seeds_on_a_tiny_budget(capsys):
     assert "/2 seeds" in out and "| MBD, demo |" in out
     with pytest.raises(SystemExit):
         bench.parse_args(["--first-seed", "-1"])
+    bench.main(argv + ["--weights", "--demo-units", "logit"])
+    out = capsys.readouterr().out
+    assert "seed 3, demo arm:" in out and "seed 4, demo arm:" in out
+    steps = [line for line in out.splitlines() if line.startswith("| 1 |") or line.startswith("| 2 |")]
+    assert len(steps) == 4 and all(" of 4 |" in line for line in steps)  # 2 steps x 2 seeds, ESS of 4 samples
     with pytest.raises(SystemExit):
         bench.parse_args(["--height-sigma", "0"])
     with pytest.raises(SystemExit):
