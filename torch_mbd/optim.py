@@ -262,6 +262,7 @@ class MBDOptimizer(Optimizer):
 
         self._demo, self._demo_mask = self._prepare_demo(demo, demo_mask)
         self.demo_sigma = self._prepare_demo_sigma(demo_sigma)
+        self._demo_flat: tuple | None = None  # (nx, demo, mask, sigma) flattened by _demo_features
         self.demo_reward = None if demo_reward is None else float(demo_reward)
         self.steps_done = 0
         self.last_step: StepInfo | None = None
@@ -355,7 +356,9 @@ class MBDOptimizer(Optimizer):
         return sigma.reshape(1, -1) if self.rollout is None else sigma
 
     def _demo_features(self, nx: int) -> tuple[Tensor, Tensor | None, float | Tensor]:
-        """Flatten the rollout-mode demo, mask and sigma to ``[B, H*nx]`` once ``nx`` is known."""
+        """Flatten the rollout-mode demo, mask and sigma to ``[B, H*nx]`` once ``nx`` is known (then reused)."""
+        if self._demo_flat is not None and self._demo_flat[0] == nx:
+            return self._demo_flat[1:]
         demo, mask, sigma = self._demo, self._demo_mask, self.demo_sigma
         horizon = demo.shape[-2]
         if mask is not None and mask.shape[-1] != nx:
@@ -379,6 +382,7 @@ class MBDOptimizer(Optimizer):
             sigma = sigma.expand(*self.batch_shape, horizon, nx).reshape(B, horizon * nx)
         if mask is not None:
             mask = mask.expand(horizon, nx).reshape(1, horizon * nx)
+        self._demo_flat = (nx, demo, mask, sigma)
         return demo, mask, sigma
 
     def _build_layout(self):
