@@ -1,0 +1,111 @@
+"""Argument checks shared by the public API: one wording for every bad input.
+
+Every check takes the argument's ``name`` so that the error says which argument is wrong and
+what was expected. Numbers may be Python numbers, numpy scalars or 0-dim tensors (``bool`` is
+never a number here); what comes back is a plain ``int`` / ``float`` / ``torch.device``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+from torch import Tensor
+
+SEED_RANGE = (0, 2**64 - 1)
+"""Seeds ``torch.Generator.manual_seed`` takes without wrapping: ``0 <= seed <= 2**64 - 1``."""
+
+
+def _is_bool(value) -> bool:
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, Tensor):
+        return value.dtype == torch.bool
+    return type(value).__name__ == "bool_"  # numpy.bool_, without importing numpy here
+
+
+def _scalar(value):
+    """A 0-dim tensor or a numpy scalar as a Python number; anything else unchanged."""
+    if isinstance(value, Tensor):
+        if value.dim() != 0 or value.is_complex():
+            return value
+        return value.item()
+    if hasattr(value, "item") and getattr(value, "shape", None) == ():  # numpy scalar / 0-d array
+        return value.item()
+    return value
+
+
+def check_real(name: str, value, *, finite: bool = True) -> float:
+    """``value`` as a float: a real number (int, float, numpy scalar, 0-dim tensor), not bool.
+
+    Args:
+        name: the argument's name, for the error message.
+        value: what the user gave.
+        finite: reject NaN and infinities (NaN is always rejected).
+
+    Raises:
+        ValueError: not a real number, NaN, or (with ``finite``) infinite.
+    """
+    value = _scalar(value)
+    if _is_bool(value) or not isinstance(value, numbers.Real):
+        raise ValueError(f"Invalid {name}: expected a real number, got {value!r} ({type(value).__name__})")
+    value = float(value)
+    if math.isnan(value) or (finite and math.isinf(value)):
+        raise ValueError(f"Invalid {name}: expected a finite number, got {value!r}")
+    return value
+
+
+def check_positive(name: str, value, *, allow_zero: bool = False) -> float:
+    """``value`` as a finite float ``> 0`` (``>= 0`` with ``allow_zero``)."""
+    value = check_real(name, value)
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"Invalid {name}: expected {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+    return value
+
+
+def check_int(name: str, value, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """``value`` as an int: a Python or numpy integer (or an integer 0-dim tensor), not bool or float.
+
+    Raises:
+        ValueError: not an integer, or outside ``[minimum, maximum]``.
+    """
+    raw = _scalar(value)
+    if _is_bool(raw) or not isinstance(raw, numbers.Integral):
+        raise ValueError(f"Invalid {name}: expected an integer, got {value!r} ({type(value).__name__})")
+    raw = int(raw)
+    if (minimum is not None and raw < minimum) or (maximum is not None and raw > maximum):
+        low = "-inf" if minimum is None else minimum
+        high = "inf" if maximum is None else maximum
+        raise ValueError(f"Invalid {name}: expected an integer in [{low}, {high}], got {raw!r}")
+    return raw
+
+
+def check_seed(seed, name: str = "seed") -> int | None:
+    """``seed`` as an int in :data:`SEED_RANGE`, or ``None`` (a fresh random seed)."""
+    if seed is None:
+        return None
+    return check_int(name, seed, minimum=SEED_RANGE[0], maximum=SEED_RANGE[1])
+
+
+def check_device(device, name: str = "device") -> torch.device:
+    """``device`` as a ``torch.device`` this process can compute on.
+
+    Raises:
+        ValueError: not a device (or a device string), the ``meta`` device (it holds no data), or
+            a CUDA / MPS device this machine does not have.
+    """
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"Invalid {name}: expected a torch.device or a string such as 'cpu' or 'cuda', got {device!r}") from None
+    if dev.type == "meta":
+        raise ValueError(f"Invalid {name}: the meta device holds no data; use 'cpu' or 'cuda'")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"Invalid {name}: {str(dev)!r} was asked for but torch.cuda.is_available() is False")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"Invalid {name}: {str(dev)!r} but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ValueError(f"Invalid {name}: 'mps' was asked for but torch.backends.mps.is_available() is False")
+    return dev
