@@ -35,6 +35,7 @@ setup(
     long_description=(here / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="MIT",
+    license_files=["LICENSE"],  # in the wheel's .dist-info/licenses and the sdist
     python_requires=">=3.10",
     packages=find_packages(include=["torch_mbd", "torch_mbd.*", "dynamics", "dynamics.*"]),
     package_data={"dynamics": ["assets/*.xml"]},

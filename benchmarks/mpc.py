@@ -88,13 +88,17 @@ class MujocoSystem:
         action = action.detach().to("cpu", torch.float64).clamp(-1.0, 1.0)
         ctrl = self.planner.controls(action.to(self.planner.device, self.planner.dtype))
         self.data.ctrl[:] = ctrl.cpu().double().numpy()
+        before = dict(  # the state at the start of the step, for rewards that read it (half-cheetah, ant)
+            previous_qpos=torch.from_numpy(self.data.qpos.copy())[None],
+            previous_qvel=torch.from_numpy(self.data.qvel.copy())[None],
+        )
         for _ in range(self.planner.frame_skip):
             self.mujoco.mj_step(self.model, self.data)
         qpos = torch.from_numpy(self.data.qpos.copy())[None]
         qvel = torch.from_numpy(self.data.qvel.copy())[None]
         sens = torch.from_numpy(self.data.sensordata.copy())[None]
         sensors = {name: sens[..., s] for name, s in self.planner.sensor_slices.items()}
-        reward = self.planner.task.reward(qpos, qvel, sensors, action[None])
+        reward = self.planner.task.step_reward(qpos, qvel, sensors, action[None], **before)
         return float(reward[0]) if math.isfinite(float(reward[0])) else -math.inf
 
 
@@ -111,6 +115,7 @@ class CarSystem:
             max_speed=planner.max_speed, max_steer=planner.max_steer, start=planner.initial_state.cpu().tolist(),
             goal=planner.goal.cpu().tolist(), goal_radius=planner.goal_radius, control_weight=planner.control_weight,
             clearance=planner.clearance, clearance_weight=planner.clearance_weight, obstacles=planner.obstacles.cpu(),
+            terminal_weight=planner.terminal_weight, stop_weight=planner.stop_weight, stop_radius=planner.stop_radius,
         )
         self.current = self.car.initial_state.clone()
         self.collided = False
@@ -175,6 +180,7 @@ def build_task(name: str, args):
                 horizon=40, dt=0.1, wheelbase=0.3, max_accel=2.0, max_steer_rate=2.0, max_speed=3.0,
                 max_steer=0.6, start=(-2.0, 0.0, 0.0, 0.0, 0.0), goal=(1.5, 0.0), goal_radius=0.3,
                 control_weight=0.01, clearance=0.15, clearance_weight=1.0, obstacles=CAR_BOXES, device=args.device,
+                terminal_weight=0.0, stop_weight=0.0,  # the distance-only reward its figures were measured with
             )
 
         return car
@@ -264,24 +270,28 @@ def car_note(flags) -> str:
 
 
 def figure(results, path) -> None:
+    """Bars per task: open-loop replay vs MPC for each condition; the legend sits below the panels."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     tasks = list(dict.fromkeys(r["task"] for r in results))
-    fig, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks), 3.6), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         rows = [r for r in results if r["task"] == task]
         x = torch.arange(len(rows)).float()
         ax.bar(x - 0.2, [r["replay"] for r in rows], 0.4, label="open-loop replay", color="tab:gray")
         ax.bar(x + 0.2, [r["mpc"] for r in rows], 0.4, label="MPC (closed loop)", color="tab:blue")
         ax.set_xticks(x.tolist(), [r["condition"] for r in rows])
+        ax.set_xlabel("condition")
         ax.set_title(task)
         ax.axhline(0, color="black", linewidth=0.5)
-    axes[0][0].set_ylabel("mean step reward (higher is better)")
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("mean reward per control step\n(task units, higher is better)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, frameon=False)  # below the panels: covers no bar
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

@@ -170,8 +170,12 @@ class TimedRollout:
 
 
 def plan_overhead(task: str, samples: int, horizon: int, steps: int, backend: str = "mujoco", device="cpu",
-                  threads: int | None = None) -> dict:
-    """Wall time of ``plan`` and the seconds it spent inside ``model.rollout`` and the simulator."""
+                  threads: int | None = None, torch_threads: int | str | None = None) -> dict:
+    """Wall time of ``plan`` and the seconds it spent inside ``model.rollout`` and the simulator.
+
+    ``torch_threads`` goes to ``plan`` (``None``: its default policy, one intra-op thread; see
+    :mod:`torch_mbd.threads`).
+    """
     options = {} if threads is None or backend != "mujoco" else {"nthread": threads}
     model = MujocoModel(task, backend=backend, device=device, horizon=horizon, **options)
     sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else None
@@ -184,7 +188,7 @@ def plan_overhead(task: str, samples: int, horizon: int, steps: int, backend: st
     timer = TimedRollout(model, sync)
     start = time.perf_counter()
     result = plan(model, horizon=horizon, num_samples=samples, num_steps=steps, temperature=model.temperature,
-                  seed=0, progress=False)
+                  seed=0, progress=False, torch_threads=torch_threads)
     if sync is not None:
         sync()
     total = time.perf_counter() - start
@@ -254,7 +258,8 @@ def cpu_report(args) -> str:
         ),
     ]
     if args.plan_steps > 0:
-        res = plan_overhead("hopper", args.plan_samples, args.plan_horizon, args.plan_steps, threads=args.threads)
+        res = plan_overhead("hopper", args.plan_samples, args.plan_horizon, args.plan_steps, threads=args.threads,
+                            torch_threads=args.torch_threads)
         ratio = res["total"] / res["rollout"]
         print(f"plan hopper n={res['samples']} H={res['horizon']} steps={res['steps']}: total {res['total']:.1f} s, "
               f"in model.rollout {res['rollout']:.1f} s, in the simulator {res['physics']:.1f} s, "
@@ -319,7 +324,7 @@ def gpu_report(args) -> str:
     ]
     if args.plan_steps > 0:
         res = plan_overhead("hopper", args.plan_samples, args.plan_horizon, args.plan_steps, backend=args.backend,
-                            device=device)
+                            device=device, torch_threads=args.torch_threads)
         print(f"plan hopper n={res['samples']} H={res['horizon']} steps={res['steps']}: {res['total']:.1f} s "
               f"(paper: {PAPER_GPU_PLAN_SECONDS} s)", flush=True)
         text += [
@@ -356,7 +361,9 @@ def parse_args(argv=None):
     p.add_argument("--plan-steps", type=int, default=100,
                    help="diffusion steps of the planning measurement (0: skip it)")
     p.add_argument("--torch-threads", type=int, default=None,
-                   help="torch intra-op threads (default: torch's); the physics runs on MuJoCo's own threads")
+                   help="torch intra-op threads, for the throughput calls and plan's torch_threads "
+                   "(default: torch's for throughput, plan's own policy of 1 for planning); the physics runs on "
+                   "MuJoCo's own threads")
     p.add_argument("--no-write", action="store_true", help="print only; leave docs/ alone")
     args = p.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)

@@ -4,6 +4,6 @@ Every model implements :class:`torch_mbd.rollout.RolloutModel`. ``make(name, ...
 one by task name; heavy optional backends are imported lazily, inside the model that needs them.
 """
 
-from .registry import make, register, task_names
+from .registry import TaskInfo, make, register, task_info, task_names
 
-__all__ = ["make", "register", "task_names"]
+__all__ = ["TaskInfo", "make", "register", "task_info", "task_names"]

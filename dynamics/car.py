@@ -26,6 +26,7 @@ import math
 import torch
 from torch import Tensor
 
+from torch_mbd.checks import check_device
 from torch_mbd.rollout import Trajectory
 
 # The default U-maze: boxes (xmin, ymin, xmax, ymax), open towards -x (the start).
@@ -124,6 +125,23 @@ def path_hits_boxes(initial: Tensor, positions: Tensor, boxes: Tensor, margin: f
     return segments_hit_boxes(previous, positions, boxes, margin).any(-1)
 
 
+def stopping_cost(distance: Tensor, speed: Tensor, radius: float) -> Tensor:
+    """The speed term near the goal: ``|v| * relu(1 - d / radius)``.
+
+    Zero at ``radius`` from the goal and beyond, ``|v|`` on the goal itself: moving fast near
+    the goal costs, standing on it is free, so the optimum drives in and stops.
+
+    Args:
+        distance: ``[...]`` distances to the goal.
+        speed: ``[...]`` signed speeds ``v``.
+        radius: ``> 0``, where the term starts.
+
+    Returns:
+        ``[...]`` (``>= 0``).
+    """
+    return speed.abs() * (1.0 - distance / radius).clamp(min=0.0)
+
+
 def bicycle_derivative(state: Tensor, control: Tensor, wheelbase: float, max_steer: float) -> Tensor:
     """``d/dt [x, y, theta, v, delta] = [v cos(theta), v sin(theta), v/L tan(delta), a, delta_rate]``.
 
@@ -168,12 +186,22 @@ class Car2D:
 
     Step reward (higher is better)::
 
-        r_t = -||p_t - goal|| - clearance_weight * relu(1 - d_t / clearance) - control_weight * ||u_t||^2
+        r_t = -g_t - clearance_weight * relu(1 - d_t / clearance)
+              - stop_weight * |v_t| * relu(1 - g_t / stop_radius) - control_weight * ||u_t||^2
+        r_H += -terminal_weight * g_H                                  (the last step only)
 
-    with ``d_t`` the distance from ``p_t`` to the nearest obstacle and ``u_t`` the normalized
-    action in ``[-1, 1]``; the planner's sample reward is its mean. Entering an obstacle is
-    a hard constraint (``feasible``); the clearance cost keeps the optimum off the wall, so
-    that the weighted mean of feasible samples (MBD's estimate) is itself feasible.
+    with ``g_t = ||p_t - goal||`` (the paper's goal term), ``d_t`` the distance from ``p_t`` to
+    the nearest obstacle, ``v_t`` the speed and ``u_t`` the normalized action in ``[-1, 1]``;
+    the planner's sample reward is the mean over the ``H`` steps. The speed term near the goal
+    (:func:`stopping_cost`) and the terminal term make the plan arrive and brake: with the
+    distance alone the plans found drive through the goal region and circle it (0 of 20 seeds
+    ended in it, ``benchmarks/car_umaze.py``); the defaults (terminal 25, speed term 2 within
+    1 m) were measured there, see ``docs/trajopt.md``. Entering an
+    obstacle is a hard constraint (``feasible``); the clearance cost keeps the optimum off the
+    wall, so that the weighted mean of feasible samples (MBD's estimate) is itself feasible.
+
+    The goal counts as reached (:meth:`reached_goal`) when the *final* position lies within
+    ``goal_radius`` of the goal; :meth:`passed_goal` says whether some position did.
 
     Args:
         horizon: default number of control steps ``H``.
@@ -185,8 +213,13 @@ class Car2D:
         max_steer: ``|delta|`` saturation (rad).
         start: initial state ``[x, y, theta, v, delta]``.
         goal: goal position ``[x, y]``.
-        goal_radius: a path "reaches the goal" when one of its positions is this close.
+        goal_radius: a path reaches the goal when its final position is this close (and passes
+            it when any position is).
         control_weight: weight of the control cost.
+        terminal_weight: weight of the final distance to the goal, added to the last step's reward
+            (so it weighs ``terminal_weight / H`` in the mean reward; 0 disables it).
+        stop_weight: weight of the speed term near the goal (0 disables it).
+        stop_radius: distance from the goal within which the speed term applies.
         clearance: distance from the obstacles below which the clearance cost applies (0 disables it).
         clearance_weight: the clearance cost at the wall.
         obstacles: ``[k, 4]`` boxes ``(xmin, ymin, xmax, ymax)``; default :func:`u_maze`.
@@ -211,6 +244,9 @@ class Car2D:
         goal=(2.0, 0.0),
         goal_radius: float = 0.3,
         control_weight: float = 0.01,
+        terminal_weight: float = 25.0,
+        stop_weight: float = 2.0,
+        stop_radius: float = 1.0,
         clearance: float = 0.15,
         clearance_weight: float = 1.0,
         obstacles: Tensor | None = None,
@@ -228,19 +264,24 @@ class Car2D:
             ("max_speed", max_speed),
             ("max_steer", max_steer),
             ("goal_radius", goal_radius),
+            ("stop_radius", stop_radius),
         ):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
         if not 0 < max_steer < math.pi / 2:
             raise ValueError(f"max_steer must be in (0, pi/2), got {max_steer!r}")
-        for name, value in (("control_weight", control_weight), ("clearance", clearance), ("clearance_weight", clearance_weight)):
+        for name, value in (
+            ("control_weight", control_weight),
+            ("terminal_weight", terminal_weight),
+            ("stop_weight", stop_weight),
+            ("clearance", clearance),
+            ("clearance_weight", clearance_weight),
+        ):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
-        self.device = torch.device(device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device='cuda' was asked for but torch.cuda.is_available() is False")
+        self.device = check_device(device)  # ValueError for the meta device, or a CUDA one this machine lacks
         self.dtype = dtype
         kw = {"dtype": dtype, "device": self.device}
         self.horizon, self.dt, self.wheelbase = horizon, float(dt), float(wheelbase)
@@ -248,6 +289,8 @@ class Car2D:
         self.max_speed, self.max_steer = float(max_speed), float(max_steer)
         self.goal_radius, self.control_weight = float(goal_radius), float(control_weight)
         self.clearance, self.clearance_weight = float(clearance), float(clearance_weight)
+        self.terminal_weight, self.stop_weight = float(terminal_weight), float(stop_weight)
+        self.stop_radius = float(stop_radius)
         self.initial_state = torch.as_tensor(start, **kw).clone()
         if self.initial_state.shape != (5,):
             raise ValueError(f"start must be [x, y, theta, v, delta], got shape {tuple(self.initial_state.shape)}")
@@ -309,24 +352,42 @@ class Car2D:
         """
         states = self.simulate(actions)
         control_cost = self.control_weight * actions.clamp(-1.0, 1.0).square().sum(-1)
-        rewards = self.state_reward(states) - control_cost
+        rewards = self.path_reward(states) - control_cost
         return Trajectory(states=states, rewards=rewards, feasible=self.path_feasible(states))
 
     # ------------------------------------------------------------------ task
     def state_reward(self, states: Tensor) -> Tensor:
-        """The state part of the step reward (distance and clearance): ``[..., H, nx] -> [..., H]``.
+        """The per-state part of the step reward (distance, clearance, speed near the goal).
 
-        Scores a state-only path (an RRT demonstration) in the units of :meth:`rollout`'s
-        rewards, without the control cost (a demonstration has no controls): pass
-        ``state_reward(demo).mean()`` as the optimizer's ``demo_reward``.
+        ``[..., nx] -> [...]``, each state scored on its own (no terminal term: see
+        :meth:`path_reward`). States with fewer than 4 entries (positions only) get no speed term.
         """
         if states.shape[-1] < 2:
             raise ValueError(f"states must have x, y as their first two entries, got shape {tuple(states.shape)}")
         positions = states[..., :2]
-        reward = -torch.linalg.vector_norm(positions - self.goal, dim=-1)
+        goal_gap = torch.linalg.vector_norm(positions - self.goal, dim=-1)
+        reward = -goal_gap
         if self.clearance > 0 and self.clearance_weight > 0 and len(self.obstacles):
             gap = distance_to_boxes(positions, self.obstacles)
             reward = reward - self.clearance_weight * (1.0 - gap / self.clearance).clamp(min=0.0)
+        if self.stop_weight > 0 and states.shape[-1] >= 4:
+            reward = reward - self.stop_weight * stopping_cost(goal_gap, states[..., 3], self.stop_radius)
+        return reward
+
+    def path_reward(self, states: Tensor) -> Tensor:
+        """The state part of the step rewards of a path: ``[..., H, nx] -> [..., H]``.
+
+        :meth:`state_reward` of every state, and the terminal term ``-terminal_weight * g_H``
+        on the last one. Scores a state-only path (an RRT demonstration) in the units of
+        :meth:`rollout`'s rewards, without the control cost (a demonstration has no controls):
+        ``path_reward(demo).mean()`` is the optimizer's ``demo_reward``.
+        """
+        if states.dim() < 2:
+            raise ValueError(f"states must be a path [..., H, nx], got shape {tuple(states.shape)}")
+        reward = self.state_reward(states)
+        if self.terminal_weight > 0:
+            final_gap = torch.linalg.vector_norm(states[..., -1, :2] - self.goal, dim=-1)
+            reward = torch.cat([reward[..., :-1], (reward[..., -1] - self.terminal_weight * final_gap).unsqueeze(-1)], -1)
         return reward
 
     def demonstration(
@@ -345,7 +406,7 @@ class Car2D:
             seed: seed of the RRT.
             horizon: ``H``; default :attr:`horizon`.
             demo_sigma: standard deviation (metres) of the demonstration likelihood per coordinate.
-            demo_reward: ``p_J(Y_demo)``; default :meth:`state_reward` of the demonstration, averaged.
+            demo_reward: ``p_J(Y_demo)``; default :meth:`path_reward` of the demonstration, averaged.
             **rrt_options: options of :func:`dynamics.planning.rrt_demo` (``speed``, ``margin``,
                 ``step_size``, ``max_iterations``, ...).
 
@@ -363,7 +424,7 @@ class Car2D:
             raise ValueError(f"source must be 'rrt' for {type(self).__name__}, got {source!r}")
         demo = rrt_demo(self, horizon=horizon, seed=seed, **rrt_options)
         if demo_reward is None:
-            demo_reward = float(self.state_reward(demo).mean())
+            demo_reward = float(self.path_reward(demo).mean())
         return {
             "demo": demo, "demo_mask": xy_mask(self.device), "demo_reward": float(demo_reward), "demo_sigma": float(demo_sigma)
         }
@@ -374,7 +435,15 @@ class Car2D:
         return ~hits & torch.isfinite(states).all(-1).all(-1)
 
     def reached_goal(self, states: Tensor) -> Tensor:
-        """Whether the path ``states[..., H, nx]`` enters the goal region (within :attr:`goal_radius`) at some step: ``[...]``."""
+        """Whether the path ``states[..., H, nx]`` ends in the goal region: ``[...]``.
+
+        The final position lies within :attr:`goal_radius` of the goal (what ``torch-mbd plan``
+        prints as "goal reached"); :meth:`passed_goal` counts a path that only passes through.
+        """
+        return self.goal_distance(states)[..., -1] <= self.goal_radius
+
+    def passed_goal(self, states: Tensor) -> Tensor:
+        """Whether some position of the path ``states[..., H, nx]`` lies in the goal region: ``[...]``."""
         return self.goal_distance(states).amin(-1) <= self.goal_radius
 
     def goal_distance(self, states: Tensor) -> Tensor:
@@ -400,6 +469,8 @@ class Car2D:
         ax.set_xlim(xmin, xmax)
         ax.set_ylim(ymin, ymax)
         ax.set_aspect("equal")
+        ax.set_xlabel("x (m)")
+        ax.set_ylabel("y (m)")
 
     def _check_actions(self, actions: Tensor) -> None:
         if not isinstance(actions, Tensor):

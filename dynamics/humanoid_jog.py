@@ -1,8 +1,14 @@
 """Humanoid jogging (paper, section 5.2): humanoid running steered by partial-state mocap data.
 
-The task is :func:`dynamics.tasks.humanoid_run` (gymnasium's ``humanoid.xml``, frame_skip 7,
-reward ``x - clip(|z - 1.3|, -1, 1) - 0.1 |y|`` of the torso) with five more ``framepos``
-sensors, one per tracked point, added through ``mujoco.MjSpec``:
+The task is the authors' ``humanoidtrack`` (LeCAR-Lab/model-based-diffusion,
+``mbd/envs/humanoidtrack.py``): the humanoid of :func:`dynamics.tasks.humanoid_run` (gymnasium's
+``humanoid.xml`` with the authors' physics: Euler at 0.006 s, 8 solver iterations, gears 350 /
+100, only the feet touch the floor), 5 physics steps per control step (0.03 s, one clip frame),
+no reset noise, and the authors' reward read from the state *before* each control step,
+``1 - |vx - 1.6| - |z - 1.3| - 0.1 |y|`` of the torso (:func:`jog_reward`). Five more
+``framepos`` sensors, one per tracked point, are added through ``mujoco.MjSpec`` (the authors
+compare the body origins of the torso, thighs and shins with the clip; these sensors read the
+midpoints the clip describes):
 
 ================  ===================================================================
 sensor            site (fixed in the body named first)
@@ -38,6 +44,7 @@ scalar ``dt`` entry.
 from __future__ import annotations
 
 import math
+import zipfile
 from pathlib import Path
 from typing import Mapping
 
@@ -45,8 +52,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from torch_mbd.checks import check_int, check_positive
+
 from .model import MujocoModel
-from .tasks import Task, _add_body_sensors, gymnasium_asset, humanoid_run_reward, import_mujoco
+from .tasks import Task, humanoid_run_spec, import_mujoco
 
 TRACKED = ("torso", "left_thigh", "right_thigh", "left_shin", "right_shin")
 LEG_KEYS = ("lhip", "lknee", "ltoe", "rhip", "rknee", "rtoe")
@@ -80,10 +89,10 @@ def _track_sites(spec) -> dict[str, tuple[str, list[float]]]:
 
 
 def humanoid_jog_spec():
-    """gymnasium's humanoid with ``torso_pos`` and the five ``{point}_track`` sensors."""
+    """The authors' running humanoid (:func:`~dynamics.tasks.humanoid_run_spec`, ``torso_pos``
+    sensor included) with the five ``{point}_track`` sensors."""
     mujoco = import_mujoco()
-    spec = mujoco.MjSpec.from_file(str(gymnasium_asset("humanoid.xml")))
-    _add_body_sensors(spec, "torso")
+    spec = humanoid_run_spec()
     sites = _track_sites(spec)
     for point in TRACKED:  # sensor order = TRACKED order = the demo's column order
         body, pos = sites[point]
@@ -97,66 +106,164 @@ def humanoid_jog_spec():
     return spec
 
 
-def humanoid_jog(frame_skip: int = 7) -> Task:
-    """Humanoid jogging: :func:`~dynamics.tasks.humanoid_run` plus the tracked-point sensors.
+JOG_SPEED, JOG_HEIGHT = 1.6, 1.3  # the authors' target forward speed (m/s) and torso height (m)
+AUTHORS_DEMO_REWARD = 1.0  # the authors' ``rew_xref``: the demonstration's reward
+
+
+def jog_reward(qpos, qvel, sensors, action, previous_qpos, previous_qvel):
+    """``1 - |vx - 1.6| - |z - 1.3| - 0.1 |y|`` of the torso at the *start* of the control step.
+
+    As the authors' ``HumanoidTrack``: the reward of a step reads the state before it
+    (``previous_qvel[..., 0]`` is the torso's world forward velocity, ``previous_qpos[..., :3]``
+    its position; free joint). ``[...]``.
+    """
+    vx, y, z = previous_qvel[..., 0], previous_qpos[..., 1], previous_qpos[..., 2]
+    return 1.0 - (vx - JOG_SPEED).abs() - (z - JOG_HEIGHT).abs() - 0.1 * y.abs()
+
+
+def humanoid_jog(frame_skip: int = 5) -> Task:
+    """Humanoid jogging: the authors' running humanoid plus the tracked-point sensors, :func:`jog_reward`.
 
     Args:
-        frame_skip: physics steps (0.003 s each) per control step; 7 as humanoid_run, 10 for
-            the authors' 0.03 s control step (one clip frame per step, a 1.5 s horizon).
+        frame_skip: physics steps (0.006 s each) per control step; 5 (default) is the authors'
+            0.03 s control step (one clip frame per step, a 1.5 s horizon over 50 steps).
     """
     return Task(
-        "humanoid_jog", humanoid_jog_spec, humanoid_run_reward, frame_skip=frame_skip, horizon=50,
-        reset_noise_scale=1e-2,
+        "humanoid_jog", humanoid_jog_spec, jog_reward, frame_skip=frame_skip, horizon=50,
+        reset_noise_scale=0.0, reward_reads_previous=True,
     )
 
 
 # ----------------------------------------------------------------------------- the clip
-def load_clip(source: str | Path | Mapping, keys: tuple[str, ...] = TRACKED) -> dict[str, Tensor]:
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip archive (what np.savez writes), or an empty one
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def _read_npz(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The arrays of the ``.npz`` archive at ``path``: ``(arrays, unreadable {name: why})``.
+
+    Pickled (object) entries are never loaded; they, and entries that fail to decode, are
+    returned in ``unreadable`` so that only an entry the caller needs rejects the file.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: ``path`` is a directory, an empty file, a single ``.npy`` array, not a zip
+            archive at all, or a damaged one; the message names the file.
+    """
+    where = f"mocap clip {str(path)!r}"
+    if path.is_dir():
+        raise ValueError(f"{where} is a directory, not an .npz file")
+    if not path.exists():
+        raise FileNotFoundError(f"{where} does not exist")
+    try:
+        with path.open("rb") as f:
+            head = f.read(len(_NPY_MAGIC))
+    except OSError as err:
+        raise ValueError(f"{where} cannot be read ({err.strerror or err})") from err
+    if not head:
+        raise ValueError(f"{where} is an empty file (0 bytes), not an .npz archive")
+    if head.startswith(_NPY_MAGIC):
+        raise ValueError(
+            f"{where} is a single .npy array, not an .npz archive of named arrays (write one with np.savez)"
+        )
+    if head[:4] not in _ZIP_MAGIC:
+        raise ValueError(f"{where} is not an .npz archive (not a zip file; write one with np.savez)")
+    arrays: dict[str, np.ndarray] = {}
+    unreadable: dict[str, str] = {}
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            for name in npz.files:
+                try:
+                    arrays[name] = np.asarray(npz[name])
+                except ValueError as err:
+                    pickled = "pickle" in str(err).lower()
+                    unreadable[name] = "it holds Python objects (pickled data), not numbers" if pickled else str(err)
+                except (OSError, EOFError, zipfile.BadZipFile) as err:
+                    unreadable[name] = f"it is damaged ({err})"
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{where} is not a readable .npz archive ({err})") from err
+    return arrays, unreadable
+
+
+def _not_real(array: np.ndarray) -> str | None:
+    """Why ``array`` does not hold real numbers (e.g. ``"complex128 numbers"``), or ``None``."""
+    if np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating):
+        return None
+    if np.issubdtype(array.dtype, np.complexfloating):
+        return f"{array.dtype} (complex) numbers"
+    kinds = {"b": "booleans", "U": "text", "S": "bytes", "O": "Python objects", "M": "dates", "m": "time spans"}
+    return kinds.get(array.dtype.kind, f"{array.dtype} values")
+
+
+def _clip_dt(value, where: str) -> float:
+    """A clip's ``dt`` entry as a positive, finite number of seconds per frame."""
+    array = np.asarray(value)
+    why = _not_real(array)
+    if why is None and array.size != 1:
+        why = f"an array of shape {array.shape}"
+    if why is None:
+        dt = float(array.reshape(()))
+        if math.isfinite(dt) and dt > 0:
+            return dt
+        why = repr(dt)
+    raise ValueError(f"{where}: 'dt' must be one positive, finite number of seconds per frame, got {why}")
+
+
+def load_clip(
+    source: str | Path | Mapping, keys: tuple[str, ...] = TRACKED, optional: tuple[str, ...] = ()
+) -> dict[str, Tensor]:
     """Read and check a mocap clip: ``{key: [T, 3]}`` float64 tensors (plus ``"dt"`` when present).
 
     Args:
         source: path of an ``.npz`` with one ``(T, 3)`` array of world positions per body
             point (the layout of ``jog_xref.npz``), or a mapping of such arrays.
-        keys: the points that must be present (extra entries are kept; leg keys are needed
-            only to compute the scale, see :func:`clip_leg_length`).
+        keys: the points that must be present and well formed.
+        optional: points that need not be present but, when they are, must be well formed
+            (:meth:`HumanoidJog.reference` passes the leg keys when it computes the scale).
+
+    Every other entry is kept when it is a ``(T, 3)`` real, finite array with the clip's ``T``
+    frames and ignored otherwise: an entry the clip does not need never rejects it. A ``dt``
+    entry (seconds per frame) must be one positive number.
 
     Raises:
         FileNotFoundError: when ``source`` is a path that does not exist.
-        ValueError: naming the missing keys, or the entry with a wrong shape, a length that
-            differs from the others, fewer than 2 frames, or non-finite values.
+        ValueError: naming the file and what is wrong: a directory, an empty file, a ``.npy``
+            array or any file that is not an ``.npz`` archive, a damaged archive; a missing or
+            unreadable key, an entry with a wrong shape, complex or non-numeric values, a length
+            that differs from the others, fewer than 2 frames, non-finite values; a bad ``dt``.
         TypeError: when ``source`` is neither a path nor a mapping.
     """
+    unreadable: dict[str, str] = {}
     if isinstance(source, (str, Path)):
         path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"mocap clip {str(path)!r} does not exist")
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                raw = {k: npz[k] for k in npz.files}
-        except (OSError, ValueError) as err:
-            raise ValueError(f"mocap clip {str(path)!r} is not a readable .npz file: {err}") from err
+        raw, unreadable = _read_npz(path)
         where = f"mocap clip {str(path)!r}"
     elif isinstance(source, Mapping):
-        raw, where = dict(source), "mocap clip"
+        raw, where = {}, "mocap clip"
+        for name, value in source.items():
+            try:
+                raw[name] = value.detach().cpu().numpy() if isinstance(value, Tensor) else np.asarray(value)
+            except (TypeError, ValueError, RuntimeError) as err:
+                unreadable[name] = f"it is not an array ({err})"
     else:
         raise TypeError(f"source must be a path to an .npz file or a mapping of arrays, got {type(source).__name__}")
-    missing = [k for k in keys if k not in raw]
+    needed = tuple(dict.fromkeys(keys))
+    missing = [k for k in needed if k not in raw and k not in unreadable]
     if missing:
-        raise ValueError(f"{where} is missing the key(s) {missing}; it has {sorted(raw)}")
+        raise ValueError(f"{where} is missing the key(s) {missing}; it has {sorted(set(raw) | set(unreadable))}")
+    for key in needed + tuple(optional):
+        if key in unreadable:
+            raise ValueError(f"{where}: {key!r} cannot be read: {unreadable[key]}")
     clip: dict[str, Tensor] = {}
-    length = None
-    for key, value in raw.items():
-        if key == "dt":
-            dt = float(np.asarray(value))
-            if not math.isfinite(dt) or dt <= 0:
-                raise ValueError(f"{where}: 'dt' must be a positive number of seconds per frame, got {dt!r}")
-            clip["dt"] = torch.tensor(dt, dtype=torch.float64)
-            continue
-        array = np.asarray(value)
-        if array.ndim != 2 or array.shape[1] != 3 or not np.issubdtype(array.dtype, np.number):
-            if key in keys:
-                raise ValueError(f"{where}: {key!r} must be a (T, 3) array of positions, got shape {array.shape}")
-            continue  # an unrelated entry: ignore it
+    length, first = None, None
+    strict = needed + tuple(k for k in optional if k in raw and k not in needed)
+    for key in strict:  # the clip's length comes from the first needed key
+        array = raw[key]
+        if array.ndim != 2 or array.shape[1] != 3:
+            raise ValueError(f"{where}: {key!r} must be a (T, 3) array of positions, got shape {array.shape}")
+        why = _not_real(array)
+        if why is not None:
+            raise ValueError(f"{where}: {key!r} must hold real positions, got {why}")
         if length is None:
             length, first = array.shape[0], key
         elif array.shape[0] != length:
@@ -164,6 +271,16 @@ def load_clip(source: str | Path | Mapping, keys: tuple[str, ...] = TRACKED) -> 
         if not np.isfinite(array).all():
             raise ValueError(f"{where}: {key!r} has non-finite values")
         clip[key] = torch.as_tensor(array, dtype=torch.float64)
+    for key, array in raw.items():
+        if key == "dt":
+            clip["dt"] = torch.tensor(_clip_dt(array, where), dtype=torch.float64)
+            continue
+        if key in clip or array.ndim != 2 or array.shape[1] != 3 or _not_real(array) is not None:
+            continue  # an unrelated entry: ignored
+        if length is None:
+            length, first = array.shape[0], key
+        if array.shape[0] == length and np.isfinite(array).all():
+            clip[key] = torch.as_tensor(array, dtype=torch.float64)
     if length is None or length < 2:
         raise ValueError(f"{where} must have at least 2 frames, got {length}")
     return clip
@@ -240,7 +357,7 @@ class HumanoidJog(MujocoModel):
     Args:
         backend: ``"mujoco"``, ``"warp"`` or ``"mjx"`` (see :class:`~dynamics.model.MujocoModel`).
         device: where the tensors live.
-        frame_skip: physics steps per control step (:func:`humanoid_jog`).
+        frame_skip: physics steps per control step (:func:`humanoid_jog`; default 5, the authors' 0.03 s).
         **options: any other :class:`~dynamics.model.MujocoModel` option (``horizon``, ``reset_noise``, ...).
 
     Attributes:
@@ -249,7 +366,7 @@ class HumanoidJog(MujocoModel):
         demo_mask: ``[nx]`` boolean, True at ``track_index``.
     """
 
-    def __init__(self, backend: str = "mujoco", device: str | torch.device = "cpu", frame_skip: int = 7, **options):
+    def __init__(self, backend: str = "mujoco", device: str | torch.device = "cpu", frame_skip: int = 5, **options):
         super().__init__(humanoid_jog(frame_skip), backend=backend, device=device, **options)
         self.control_dt = float(self.mj_model.opt.timestep) * self.frame_skip
         offset = self.state_slices["sensordata"].start
@@ -298,21 +415,21 @@ class HumanoidJog(MujocoModel):
         Raises:
             ValueError: for a malformed clip (see :func:`load_clip`) or bad arguments.
         """
-        horizon = self.horizon if horizon is None else horizon
-        if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
-            raise ValueError(f"horizon must be an integer >= 1, got {horizon!r}")
-        clip = load_clip(source, keys=tuple(dict.fromkeys(TRACKED + tuple(keys))))
+        horizon = self.horizon if horizon is None else check_int("horizon", horizon, minimum=1)
+        clip_dt = None if clip_dt is None else check_positive("clip_dt", clip_dt)
+        scale = None if scale is None else check_positive("scale", scale)
+        # the leg points, when present, must be well formed if the scale is computed from them
+        optional = LEG_KEYS if scale is None else ()
+        clip = load_clip(source, keys=tuple(dict.fromkeys(TRACKED + tuple(keys))), optional=optional)
         length = clip[TRACKED[0]].shape[0]
-        if isinstance(start_frame, bool) or not isinstance(start_frame, int) or not 0 <= start_frame < length - 1:
-            raise ValueError(f"start_frame must be an integer in [0, {length - 2}], got {start_frame!r}")
+        start_frame = check_int("start_frame", start_frame, minimum=0, maximum=length - 2)
         if clip_dt is None:
             clip_dt = float(clip["dt"]) if "dt" in clip else CLIP_DT
-        if isinstance(clip_dt, bool) or not isinstance(clip_dt, (int, float)) or not math.isfinite(clip_dt) or clip_dt <= 0:
-            raise ValueError(f"clip_dt must be a positive number of seconds, got {clip_dt!r}")
         if scale is None:
-            scale = self.leg_length / clip_leg_length(clip)
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
-            raise ValueError(f"scale must be a positive number, got {scale!r}")
+            clip_legs = clip_leg_length(clip)
+            if not clip_legs > 0:
+                raise ValueError(f"the clip's legs have length {clip_legs!r}; pass scale= explicitly")
+            scale = self.leg_length / clip_legs
         points = torch.stack([clip[k][start_frame:] for k in ("torso",) + tuple(keys)], dim=1)  # [T, 1 + K, 3]
         start_xy = self.tracked_points(self.initial_state)[0, :2].to(torch.float64).cpu()
         points = retarget_clip(points, start_xy, float(scale), root=0)
@@ -320,13 +437,18 @@ class HumanoidJog(MujocoModel):
         return resample_clip(points, float(clip_dt), times)[:, 1:]
 
     def reference_reward(self, reference: Tensor) -> float:
-        """The task reward of a reference ``[H, 5, 3]``: mean step reward of the torso it implies.
+        """The task reward of a reference ``[H, 5, 3]``: mean :func:`jog_reward` of the torso it implies.
 
-        The torso sensor the reward reads sits above the torso tracking point by the rest-pose
-        offset; ``p_J(Y_demo)`` of Eq. (11)-(13) in per-sample reward units.
+        The torso body sits above the torso tracking point by the rest-pose offset; its forward
+        velocity is the reference's, by central differences over the control steps. This is
+        ``p_J(Y_demo)`` of Eq. (11)-(13) in per-sample reward units (the authors use a fixed
+        1.0 instead: ``demonstration(demo_reward=AUTHORS_DEMO_REWARD)``).
         """
-        torso = reference[..., 0, :].to(torch.float64) + self._torso_offset.cpu()
-        rewards = self.task.reward(None, None, {"torso_pos": torso}, None)
+        torso = reference[..., 0, :].to(torch.float64) + self._torso_offset.cpu()  # [H, 3]
+        vx = torch.gradient(torso[:, 0], spacing=self.control_dt)[0] if torso.shape[0] > 1 else torch.zeros(1)
+        qvel = torch.zeros(torso.shape[0], self.nv, dtype=torch.float64)
+        qvel[:, 0] = vx
+        rewards = jog_reward(None, None, {}, None, torso, qvel)
         return float(rewards.mean())
 
     def demonstration(

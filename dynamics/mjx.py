@@ -21,6 +21,10 @@ import sys
 import torch
 from torch import Tensor
 
+from torch_mbd.checks import check_device, check_int
+
+from .backend_inputs import check_backend_inputs, empty_outputs
+
 
 def import_mjx():
     """Import ``jax`` and ``mujoco.mjx``; raises ImportError naming the extra when missing."""
@@ -33,12 +37,26 @@ def import_mjx():
 
 
 def _jax_device(jax, device: torch.device):
+    """JAX's device matching the torch ``device`` (``cpu`` or ``cuda:i``).
+
+    Raises:
+        ValueError: when JAX has no GPU backend, or fewer GPUs than ``device`` asks for.
+    """
     if device.type == "cpu":
         return jax.devices("cpu")[0]
     if device.type == "cuda":
-        gpus = jax.devices("gpu")  # raises RuntimeError when jax has no GPU backend
-        return gpus[device.index or 0]
-    raise ValueError(f"device must be 'cpu' or 'cuda[:i]' for the mjx backend, got {device}")
+        try:
+            gpus = jax.devices("gpu")
+        except RuntimeError as err:  # JAX was installed without CUDA support
+            raise ValueError(
+                f"device {str(device)!r}: torch sees a GPU but JAX has no GPU backend ({err}); "
+                "install JAX with CUDA (pip install 'jax[cuda12]') or use device='cpu'"
+            ) from err
+        index = device.index or 0
+        if index >= len(gpus):
+            raise ValueError(f"device {str(device)!r}: JAX sees only {len(gpus)} GPU(s)")
+        return gpus[index]
+    raise ValueError(f"Invalid device: expected 'cpu' or 'cuda[:i]' for the mjx backend, got {str(device)!r}")
 
 
 def _to_jax(jax, tensor: Tensor, jax_device):
@@ -62,22 +80,26 @@ class MjxRollout:
 
     Call it with ``(qpos0 [nq], qvel0 [nv], ctrl [N, H, nu])`` (``ctrl`` in actuator units) to get
     ``(qpos [N, H, nq], qvel [N, H, nv], sensordata [N, H, ns])`` on ``device``, in JAX's float
-    dtype (float32 by default).
+    dtype (float32 by default). An empty batch (``N = 0``) gives empty outputs without calling
+    JAX; malformed inputs raise ``TypeError`` / ``ValueError`` first.
+
+    Raises:
+        ValueError: for a device other than the CPU or a CUDA GPU that both torch and JAX see,
+            and for a bad ``frame_skip``.
     """
 
     def __init__(self, model, frame_skip: int, device="cpu"):
-        if isinstance(frame_skip, bool) or not isinstance(frame_skip, int) or frame_skip < 1:
-            raise ValueError(f"frame_skip must be an integer >= 1, got {frame_skip!r}")
-        self.device = torch.device(device)
+        frame_skip = check_int("frame_skip", frame_skip, minimum=1)
+        self.device = check_device(device)  # a real device (a CUDA one only where this machine has it)
         if self.device.type not in ("cpu", "cuda"):
-            raise ValueError(f"device must be 'cpu' or 'cuda[:i]' for the mjx backend, got {device!r}")
+            raise ValueError(f"Invalid device: expected 'cpu' or 'cuda[:i]' for the mjx backend, got {device!r}")
         if self.device.type == "cuda" and "jax" not in sys.modules:
             os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # share the GPU with torch
         jax, mjx = import_mjx()
         self.jax_device = _jax_device(jax, self.device)
         self._jax = jax
         self.frame_skip = frame_skip
-        self.nq, self.nv, self.nu = model.nq, model.nv, model.nu
+        self.nq, self.nv, self.nu, self.nsensordata = model.nq, model.nv, model.nu, model.nsensordata
         self.model = mjx.put_model(model, device=self.jax_device)
         self._data0 = mjx.make_data(self.model, device=self.jax_device)
         self._float = self._data0.qpos.dtype
@@ -104,11 +126,11 @@ class MjxRollout:
         return rollout
 
     def __call__(self, qpos0: Tensor, qvel0: Tensor, ctrl: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        if not isinstance(ctrl, Tensor) or ctrl.dim() != 3 or ctrl.shape[-1] != self.nu:
-            got = tuple(ctrl.shape) if isinstance(ctrl, Tensor) else type(ctrl).__name__
-            raise ValueError(f"ctrl must be a [N, H, {self.nu}] tensor, got {got}")
+        n, horizon = check_backend_inputs(qpos0, qvel0, ctrl, self.nq, self.nv, self.nu)
         jax = self._jax
         dtype = torch.float64 if self._float == jax.numpy.float64 else torch.float32
+        if n == 0:  # nothing to simulate (and no new shape to compile)
+            return empty_outputs(horizon, (self.nq, self.nv, self.nsensordata), dtype, self.device)
         inputs = (_to_jax(jax, x.to(dtype), self.jax_device) for x in (qpos0, qvel0, ctrl))
         qpos, qvel, sens = self._rollout(self.model, self._data0, *inputs)
         return tuple(_to_torch(x, self.device) for x in (qpos, qvel, sens))

@@ -23,9 +23,10 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from torch_mbd.checks import check_device, check_real, check_seed
 from torch_mbd.rollout import Trajectory
 
-from .tasks import Task, action_scale, get_task, import_mujoco, sensor_slices
+from .tasks import Task, control_limits, get_task, import_mujoco, sensor_slices
 
 BACKENDS = ("mujoco", "warp", "mjx")
 
@@ -33,7 +34,15 @@ BACKENDS = ("mujoco", "warp", "mjx")
 DIVERGENCE_THRESHOLD = 1e6
 
 
+# the options each backend takes (``MujocoModel(..., **backend_options)``)
+BACKEND_OPTIONS = {"mujoco": ("nthread",), "warp": ("nconmax", "njmax", "graph"), "mjx": ()}
+
+
 def _make_backend(name: str, mj_model, frame_skip: int, device: torch.device, options: dict):
+    unknown = sorted(set(options) - set(BACKEND_OPTIONS.get(name, ())))
+    if unknown:
+        takes = ", ".join(BACKEND_OPTIONS[name]) or "no options"
+        raise TypeError(f"unknown option(s) {', '.join(unknown)} for the {name!r} backend; it takes {takes}")
     if name == "mujoco":
         from .mujoco_cpu import CpuRollout
 
@@ -47,6 +56,26 @@ def _make_backend(name: str, mj_model, frame_skip: int, device: torch.device, op
 
         return MjxRollout(mj_model, frame_skip, device=device, **options)
     raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {name!r}")
+
+
+def _check_model_device(device, backend: str) -> torch.device:
+    """``device`` as a ``torch.device`` the model's tensors (for warp / MJX, its simulation) can live on.
+
+    Raises:
+        ValueError: not a device, the meta device, a CUDA / MPS device this machine does not have,
+            a device torch cannot allocate on, or (warp, mjx) a device other than the CPU or CUDA.
+    """
+    dev = check_device(device)
+    if backend in ("warp", "mjx") and dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"Invalid device: expected 'cpu' or 'cuda[:i]' for the {backend} backend, got {str(dev)!r}")
+    return dev
+
+
+def step_starts(initial: Tensor, after: Tensor) -> Tensor:
+    """The value at the start of each control step: ``initial [d]``, ``after [N, H, d] -> [N, H, d]``
+    (``initial`` for the first step, then the value after the step before)."""
+    first = initial.to(after).expand(after.shape[0], 1, after.shape[-1])
+    return torch.cat([first, after[:, :-1]], dim=1)
 
 
 def diverged(states: Tensor, threshold: float = DIVERGENCE_THRESHOLD) -> Tensor:
@@ -65,8 +94,9 @@ class MujocoModel:
         device: where the rollout's input and output tensors live; for ``"warp"`` and ``"mjx"``
             also where the simulation runs (``"cpu"`` or ``"cuda[:i]"``). Default ``"cpu"``.
         horizon: default number of control steps; default ``task.horizon``.
-        reset_noise: uniform noise on the initial state, in units of ``task.reset_noise_scale``.
-        seed: seed of the reset noise.
+        reset_noise: the reset noise on the initial state, in units of the task's own
+            (``task.reset_noise_scale``): 1 (default) is the authors' noise, 0 the nominal state.
+        seed: seed of the reset noise (and of push-T's goal): each seed is one instance of the task.
         dtype: floating dtype of actions, states and rewards (default float32).
         edit: ``edit(mj_model)``, called on the compiled ``mujoco.MjModel`` before anything is
             derived from it and before the backend is built; it changes the model in place (or
@@ -75,9 +105,17 @@ class MujocoModel:
         **backend_options: passed to the backend (``nthread`` for ``"mujoco"``; ``nconmax``,
             ``njmax``, ``graph`` for ``"warp"``).
 
+    Raises:
+        ValueError: an unknown ``backend``; a ``device`` that is not a device, the meta device, a
+            CUDA / MPS device this machine does not have (or, for warp / MJX, anything but the CPU
+            or CUDA); a bad ``horizon``, ``reset_noise`` or ``seed``.
+        TypeError: a non-floating ``dtype``, a non-callable ``edit``, an option the backend does not take.
+        ImportError: naming the pip extra when the backend's package is missing.
+
     Attributes:
         temperature: the task's recommended MBD temperature (the paper's Table 4).
-        num_samples: the task's recommended number of samples per diffusion step (Table 4).
+        num_samples: the task's default number of samples per diffusion step (sized for a CPU).
+        num_steps: the authors' number of diffusion steps for the task (Table 4's "Sample Number").
         initial_state: ``[state_dim]`` the state rollouts start from; assign a ``[state_dim]`` or
             ``[nq + nv]`` tensor to move it (the sensor readings are recomputed).
 
@@ -94,16 +132,21 @@ class MujocoModel:
         backend: str = "mujoco",
         device: str | torch.device = "cpu",
         horizon: int | None = None,
-        reset_noise: float = 0.0,
+        reset_noise: float = 1.0,
         seed: int | None = 0,
         dtype: torch.dtype = torch.float32,
         edit: Callable | None = None,
         **backend_options,
     ):
-        if backend not in BACKENDS:
+        if not isinstance(backend, str) or backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+        device = _check_model_device(device, backend)
+        reset_noise = check_real("reset_noise", reset_noise)
+        if reset_noise < 0:
+            raise ValueError(f"Invalid reset_noise: expected >= 0, got {reset_noise!r}")
+        seed = check_seed(seed)
         self.task = get_task(task)
         horizon = self.task.horizon if horizon is None else horizon
         if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
@@ -112,7 +155,7 @@ class MujocoModel:
             raise TypeError(f"edit must be a callable taking a mujoco.MjModel, got {type(edit).__name__}")
         import_mujoco()
         self.backend_name = backend
-        self.device = torch.device(device)
+        self.device = device
         if self.device.type == "cuda" and self.device.index is None and torch.cuda.is_available():
             self.device = torch.device("cuda", torch.cuda.current_device())  # compare equal to tensors' devices
         self.dtype = dtype
@@ -125,6 +168,7 @@ class MujocoModel:
         self.frame_skip = self.task.frame_skip
         self.temperature = self.task.temperature
         self.num_samples = self.task.num_samples
+        self.num_steps = self.task.num_steps
         self.nq, self.nv, self.nu = self.mj_model.nq, self.mj_model.nv, self.mj_model.nu
         self.nsensordata = self.mj_model.nsensordata
         self.action_dim = self.nu
@@ -139,9 +183,8 @@ class MujocoModel:
             -torch.ones(self.nu, dtype=dtype, device=self.device),
             torch.ones(self.nu, dtype=dtype, device=self.device),
         )
-        offset, half = action_scale(self.mj_model)
-        self._ctrl_offset = offset.to(self.device, dtype)
-        self._ctrl_half = half.to(self.device, dtype)
+        low, high = control_limits(self.mj_model)
+        self._ctrl_low, self._ctrl_high = low.to(self.device, dtype), high.to(self.device, dtype)
         self.qpos0, self.qvel0 = self.task.initial_state(self.mj_model, noise=reset_noise, seed=seed)
         self._initial_state = self._full_state(self.qpos0, self.qvel0)
         self.backend = _make_backend(backend, self.mj_model, self.frame_skip, self.device, backend_options)
@@ -184,30 +227,55 @@ class MujocoModel:
         )
 
     def controls(self, actions: Tensor) -> Tensor:
-        """Actuator controls of actions in ``[-1, 1]`` (clipped): ``[..., nu] -> [..., nu]``."""
-        return self._ctrl_offset + self._ctrl_half * actions.clamp(-1.0, 1.0)
+        """Actuator controls of actions: ``[..., nu] -> [..., nu]``.
+
+        Brax's mapping, which the authors' tasks use: the action (clipped to ``[-1, 1]``, the
+        action bounds) is clipped to each actuator's ``ctrlrange``, not scaled onto it.
+        """
+        return torch.minimum(torch.maximum(actions.clamp(-1.0, 1.0), self._ctrl_low), self._ctrl_high)
 
     def _check_actions(self, actions: Tensor) -> None:
+        """Reject what the simulator must never see, before anything reaches native code."""
         if not isinstance(actions, Tensor):
-            raise TypeError(f"actions must be a tensor, got {type(actions).__name__}")
+            hint = " (torch.as_tensor converts an array)" if hasattr(actions, "__array__") else ""
+            raise TypeError(f"actions must be a torch.Tensor{hint}, got {type(actions).__name__}")
         if actions.dim() < 3 or actions.shape[-1] != self.nu:
             raise ValueError(
                 f"actions must have shape [..., n, H, {self.nu}] ([..., n, H, nu]), got {tuple(actions.shape)}"
             )
+        if actions.shape[-2] < 1:
+            raise ValueError(f"actions must have at least one control step (H >= 1), got shape {tuple(actions.shape)}")
         if not actions.is_floating_point():
-            raise TypeError(f"actions must be floating point, got {actions.dtype}")
+            raise TypeError(f"actions must be real floating point, got {actions.dtype}")
         if actions.device != self.device:
             raise ValueError(f"actions are on {actions.device}, the model on {self.device}")
 
     def rollout(self, actions: Tensor) -> Trajectory:
         """Simulate ``actions [..., n, H, nu]`` from the initial state.
 
+        Any real floating dtype is accepted (computed in the model's dtype). A sample with a
+        non-finite action (NaN, inf) is infeasible: the simulator sees zeros in its place, and its
+        states and rewards are 0. An empty batch (``n = 0`` or an empty leading dimension) gives
+        empty tensors of the right shapes without calling the simulator.
+
         Returns:
             ``Trajectory(states [..., n, H, state_dim], rewards [..., n, H], feasible [..., n])`` on
             the model's device, in the model's dtype.
+
+        Raises:
+            TypeError: ``actions`` is not a tensor, or not of a real floating dtype.
+            ValueError: a shape other than ``[..., n, H, nu]`` with ``H >= 1``, or a tensor on
+                another device than the model's.
         """
         self._check_actions(actions)
         lead, horizon = actions.shape[:-2], actions.shape[-2]
+        if lead.numel() == 0:  # nothing to simulate (MuJoCo's C rollout crashes on an empty batch)
+            empty = dict(dtype=self.dtype, device=self.device)
+            return Trajectory(
+                states=torch.empty(*lead, horizon, self.state_dim, **empty),
+                rewards=torch.empty(*lead, horizon, **empty),
+                feasible=torch.empty(lead, dtype=torch.bool, device=self.device),
+            )
         flat = actions.reshape(-1, horizon, self.nu).to(self.dtype)
         # a non-finite action makes its sample infeasible; the simulator sees zeros instead
         finite = torch.isfinite(flat).flatten(1).all(-1)
@@ -222,7 +290,10 @@ class MujocoModel:
             states = torch.where(keep, states, torch.zeros((), dtype=states.dtype, device=states.device))
             qpos, qvel, sens = (states[..., s] for s in self.state_slices.values())
         sensors = {name: sens[..., s] for name, s in self.sensor_slices.items()}
-        rewards = self.task.reward(qpos, qvel, sensors, flat.clamp(-1.0, 1.0))
+        previous = {}
+        if self.task.reward_reads_previous:  # the state at the start of each control step
+            previous = dict(previous_qpos=step_starts(self.qpos0, qpos), previous_qvel=step_starts(self.qvel0, qvel))
+        rewards = self.task.step_reward(qpos, qvel, sensors, flat.clamp(-1.0, 1.0), **previous)
         feasible = finite & ~bad & torch.isfinite(rewards).all(-1)
         rewards = torch.where(feasible[:, None], rewards, torch.zeros((), dtype=rewards.dtype, device=rewards.device))
         return Trajectory(
@@ -256,8 +327,15 @@ make_humanoid_standup = task_factory("humanoid_standup")
 make_humanoid_run = task_factory("humanoid_run")
 
 
-def make_push_t(backend: str = "mujoco", device: str | torch.device = "cpu", goal_seed: int | None = None, **options):
-    """Build push-T as a :class:`MujocoModel`; ``goal_seed`` draws a goal (``None``: the default goal)."""
+def make_push_t(
+    backend: str = "mujoco",
+    device: str | torch.device = "cpu",
+    goal: tuple[float, float, float] | None = None,
+    goal_seed: int | None = None,
+    **options,
+):
+    """Build push-T as a :class:`MujocoModel`: the goal is drawn per model ``seed`` unless ``goal``
+    (a fixed ``(x, y, theta)``) or ``goal_seed`` (a fixed goal drawn from that seed) is given."""
     from .tasks import push_t
 
-    return MujocoModel(push_t(goal_seed), backend=backend, device=device, **options)
+    return MujocoModel(push_t(goal=goal, goal_seed=goal_seed), backend=backend, device=device, **options)

@@ -8,6 +8,10 @@ physics steps; the state after every control step is returned as torch tensors.
 MuJoCo's automatic reset on a diverging simulation is disabled on the backend's copy of the
 model, so a diverged sample shows up as non-finite (or huge) numbers that the caller marks
 infeasible instead of silently restarting from ``qpos0``.
+
+Inputs are checked before the native call (:func:`dynamics.backend_inputs.check_backend_inputs`):
+MuJoCo's C rollout would crash the process on an empty batch, which is answered here with
+empty tensors instead.
 """
 
 from __future__ import annotations
@@ -19,11 +23,21 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from torch_mbd.checks import check_int
+
+from .backend_inputs import check_backend_inputs, empty_outputs
 from .tasks import import_mujoco
 
 
 def default_threads() -> int:
-    """Threads for the rollout pool: the CPUs this process may use."""
+    """Threads for the rollout pool: the CPUs this process may use (``os.sched_getaffinity``).
+
+    The pool keeps every CPU even where ``torch_mbd.plan`` runs torch on one thread
+    (:mod:`torch_mbd.threads`): each sample's rollout is simulated on one thread from start to
+    end, so the result does not depend on the pool's size (tested: the same plan with
+    ``nthread=1`` and ``2``), and an idle worker waits without spinning, so a busy machine costs
+    it no more than the work it shares.
+    """
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
@@ -40,18 +54,18 @@ class CpuRollout:
 
     Call it with ``(qpos0 [nq], qvel0 [nv], ctrl [N, H, nu])`` (float tensors on the CPU; ``ctrl``
     in actuator units) to get ``(qpos [N, H, nq], qvel [N, H, nv], sensordata [N, H, nsensordata])``,
-    float64 CPU tensors holding the state after each control step.
+    float64 CPU tensors holding the state after each control step. An empty batch (``N = 0``)
+    gives empty outputs without calling MuJoCo; malformed inputs raise ``TypeError`` /
+    ``ValueError`` before the native call. MuJoCo replaces a non-finite control by 0 (and prints a
+    warning); :class:`~dynamics.model.MujocoModel` never passes one on (it marks the sample infeasible).
     """
 
     def __init__(self, model, frame_skip: int, nthread: int | None = None):
         mujoco = import_mujoco()
         import mujoco.rollout  # noqa: F401  (submodule)
 
-        if isinstance(frame_skip, bool) or not isinstance(frame_skip, int) or frame_skip < 1:
-            raise ValueError(f"frame_skip must be an integer >= 1, got {frame_skip!r}")
-        nthread = default_threads() if nthread is None else nthread
-        if isinstance(nthread, bool) or not isinstance(nthread, int) or nthread < 1:
-            raise ValueError(f"nthread must be an integer >= 1, got {nthread!r}")
+        frame_skip = check_int("frame_skip", frame_skip, minimum=1)
+        nthread = default_threads() if nthread is None else check_int("nthread", nthread, minimum=1)
         self._mujoco = mujoco
         self.model = copy.deepcopy(model)
         self.model.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_AUTORESET)
@@ -117,10 +131,9 @@ class CpuRollout:
         )
 
     def __call__(self, qpos0: Tensor, qvel0: Tensor, ctrl: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        if not isinstance(ctrl, Tensor) or ctrl.dim() != 3 or ctrl.shape[-1] != self.nu:
-            got = tuple(ctrl.shape) if isinstance(ctrl, Tensor) else type(ctrl).__name__
-            raise ValueError(f"ctrl must be a [N, H, {self.nu}] tensor, got {got}")
-        n, horizon = ctrl.shape[:2]
+        n, horizon = check_backend_inputs(qpos0, qvel0, ctrl, self.nq, self.nv, self.nu)
+        if n == 0:  # mujoco.rollout would crash on zero models
+            return empty_outputs(horizon, (self.nq, self.nv, self.nsensordata), torch.float64, torch.device("cpu"))
         control, state, sensordata = self._buffers_for(n, horizon)
         # hold each control for frame_skip physics steps: [N, H, nu] -> [N, H * frame_skip, nu]
         np.copyto(

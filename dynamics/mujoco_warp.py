@@ -8,6 +8,12 @@ reads back the same way. On a CUDA device the whole horizon (reset, ``H * frame_
 ``mjw.step`` calls, recording) is captured once per ``(n, H)`` as a CUDA graph and replayed;
 on warp's CPU device (how CI tests it) the same launches run from Python. The first call
 compiles warp's kernels (about 20 s on a CPU); they are cached on disk afterwards.
+
+Quiet by default: warp logs its start-up banner and one ``Module ... load on device`` line
+per kernel module at its default log level (``warp.LOG_INFO``). When :func:`import_warp`
+first imports warp and finds that default, it raises ``warp.config.log_level`` to
+``warp.LOG_WARNING``, so warnings and errors still show; set ``warp.config.log_level =
+warp.LOG_INFO`` after building the model to see the load lines again.
 """
 
 from __future__ import annotations
@@ -15,14 +21,31 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from torch_mbd.checks import check_device, check_int
+
+from .backend_inputs import check_backend_inputs, empty_outputs
+
 _KERNELS = None
+_QUIETED = False
 
 
 def import_warp():
-    """Import ``warp`` and ``mujoco_warp``; raises ImportError naming the extra when missing."""
+    """Import ``warp`` and ``mujoco_warp`` (warp's info log quieted, see above).
+
+    Raises:
+        ImportError: naming the pip extra when either is missing.
+    """
+    global _QUIETED
+    try:
+        import warp
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError("the 'warp' backend needs mujoco-warp and warp-lang: pip install 'torch-mbd[warp]'") from err
+    if not _QUIETED:
+        _QUIETED = True
+        if warp.config.log_level == warp.LOG_INFO:  # warp's default; a user's own choice is kept
+            warp.config.log_level = warp.LOG_WARNING
     try:
         import mujoco_warp
-        import warp
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise ImportError("the 'warp' backend needs mujoco-warp and warp-lang: pip install 'torch-mbd[warp]'") from err
     return warp, mujoco_warp
@@ -78,25 +101,38 @@ class WarpRollout:
 
     Call it with ``(qpos0 [nq], qvel0 [nv], ctrl [N, H, nu])`` (``ctrl`` in actuator units, any
     device) to get float32 ``(qpos [N, H, nq], qvel [N, H, nv], sensordata [N, H, ns])`` on ``device``.
+    An empty batch (``N = 0``) gives empty outputs without launching anything; malformed inputs
+    raise ``TypeError`` / ``ValueError`` first.
+
+    Raises:
+        ValueError: for a device other than the CPU or a CUDA GPU this machine has, and for bad
+            ``frame_skip``, ``nconmax``, ``njmax`` or ``graph``.
     """
 
     def __init__(self, model, frame_skip: int, device="cpu", nconmax: int | None = None, njmax: int | None = None,
                  graph: bool | None = None):
-        if isinstance(frame_skip, bool) or not isinstance(frame_skip, int) or frame_skip < 1:
-            raise ValueError(f"frame_skip must be an integer >= 1, got {frame_skip!r}")
-        self.device = torch.device(device)
+        frame_skip = check_int("frame_skip", frame_skip, minimum=1)
+        nconmax = None if nconmax is None else check_int("nconmax", nconmax, minimum=1)
+        njmax = None if njmax is None else check_int("njmax", njmax, minimum=1)
+        if graph is not None and not isinstance(graph, bool):
+            raise ValueError(f"Invalid graph: expected True, False or None, got {graph!r}")
+        self.device = check_device(device)  # a real device (a CUDA one only where this machine has it)
         if self.device.type not in ("cpu", "cuda"):
-            raise ValueError(f"device must be 'cpu' or 'cuda[:i]' for the warp backend, got {device!r}")
+            raise ValueError(f"Invalid device: expected 'cpu' or 'cuda[:i]' for the warp backend, got {device!r}")
         wp, mjw = import_warp()
         if self.device.type == "cuda":
             index = self.device.index if self.device.index is not None else torch.cuda.current_device()
             self.device = torch.device("cuda", index)
-            self.wp_device = wp.get_device(f"cuda:{index}")
-        elif self.device.type == "cpu":
-            self.wp_device = wp.get_device("cpu")
+            try:
+                self.wp_device = wp.get_device(f"cuda:{index}")
+            except (RuntimeError, ValueError) as err:
+                raise ValueError(
+                    f"device {str(self.device)!r}: torch sees this GPU but warp cannot use it ({err}); "
+                    "check the NVIDIA driver, or use device='cpu'"
+                ) from err
         else:
-            raise ValueError(f"device must be 'cpu' or 'cuda[:i]' for the warp backend, got {device!r}")
-        self.graph = self.wp_device.is_cuda if graph is None else bool(graph)
+            self.wp_device = wp.get_device("cpu")
+        self.graph = self.wp_device.is_cuda if graph is None else graph
         if self.graph and not self.wp_device.is_cuda:
             raise ValueError("graph=True needs a CUDA device")
         self._wp, self._mjw = wp, mjw
@@ -145,11 +181,10 @@ class WarpRollout:
                 wp.launch(record, dim=(n, self.nsensordata), inputs=[data.sensordata, t, buf["sensordata"]])
 
     def __call__(self, qpos0: Tensor, qvel0: Tensor, ctrl: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        if not isinstance(ctrl, Tensor) or ctrl.dim() != 3 or ctrl.shape[-1] != self.nu:
-            got = tuple(ctrl.shape) if isinstance(ctrl, Tensor) else type(ctrl).__name__
-            raise ValueError(f"ctrl must be a [N, H, {self.nu}] tensor, got {got}")
+        n, horizon = check_backend_inputs(qpos0, qvel0, ctrl, self.nq, self.nv, self.nu)
+        if n == 0:  # no worlds to simulate (warp arrays of zero worlds are not launched)
+            return empty_outputs(horizon, (self.nq, self.nv, self.nsensordata), torch.float32, self.device)
         wp = self._wp
-        n, horizon = ctrl.shape[:2]
         buf = self._buffers(n, horizon)
         # torch writes straight into the warp arrays (zero-copy views)
         wp.to_torch(buf["actions"]).copy_(ctrl)

@@ -96,10 +96,21 @@ def _renderer(mj_model, width: int, height: int):
     except Exception as err:
         gl = os.environ.get("MUJOCO_GL", "<unset>")
         raise RuntimeError(
-            f"offscreen MuJoCo rendering failed with MUJOCO_GL={gl} ({err}). Rendering needs an OpenGL "
+            f"offscreen MuJoCo rendering failed with MUJOCO_GL={gl} ({' '.join(str(err).split())}). Rendering needs an OpenGL "
             "backend chosen before mujoco is imported: MUJOCO_GL=egl on a machine with an NVIDIA GPU, or "
             "MUJOCO_GL=osmesa with OSMesa installed (Debian/Ubuntu: apt-get install libosmesa6)"
         ) from err
+
+
+def check_rendering() -> None:
+    """Make (and close) a tiny offscreen OpenGL context: fail now, not after a long plan.
+
+    Raises:
+        RuntimeError: one line naming the OpenGL backend to install when none works.
+    """
+    mujoco = import_mujoco()
+    probe = mujoco.MjModel.from_xml_string("<mujoco><worldbody><geom size='1'/></worldbody></mujoco>")
+    _renderer(probe, 16, 16).close()
 
 
 def render_frames(model, qpos: np.ndarray, width: int = 480, height: int = 360, camera=None) -> np.ndarray:
@@ -221,3 +232,76 @@ def render(
     frames = render_frames(model, qpos, width=width, height=height, camera=camera)
     return write_video(frames, path, fps)
 
+
+
+# ----------------------------------------------------------------------------- top-down drawings
+_PLANAR_GEOMS = ("box", "sphere", "cylinder", "capsule", "ellipsoid")
+
+
+def _body_id(mj_model, body: str) -> int:
+    mujoco = import_mujoco()
+    index = mujoco.mj_name2id(mj_model, mujoco.mjtObj.mjOBJ_BODY, body)
+    if index < 0:
+        raise ValueError(f"body {body!r} is not a body of the model")
+    return index
+
+
+def _kinematics(mj_model, qpos: np.ndarray):
+    """Yield an ``MjData`` after ``mj_kinematics`` at each row of ``qpos [T, nq]``."""
+    mujoco = import_mujoco()
+    qpos = np.asarray(qpos, dtype=np.float64)
+    if qpos.ndim != 2 or qpos.shape[1] != mj_model.nq:
+        raise ValueError(f"qpos must have shape [T, {mj_model.nq}] ([T, nq]), got {qpos.shape}")
+    data = mujoco.MjData(mj_model)
+    for q in qpos:
+        data.qpos[:] = q
+        mujoco.mj_kinematics(mj_model, data)
+        yield data
+
+
+def planar_poses(mj_model, qpos: np.ndarray, body: str) -> np.ndarray:
+    """World ``(x, y, yaw)`` of ``body`` at each configuration: ``qpos [T, nq] -> [T, 3]``.
+
+    Forward kinematics, so it holds whatever joints move the body; yaw in radians, from the
+    body's x axis projected on the ground plane.
+    """
+    index = _body_id(mj_model, body)
+    out = []
+    for data in _kinematics(mj_model, qpos):
+        xmat = data.xmat[index].reshape(3, 3)
+        out.append([data.xpos[index, 0], data.xpos[index, 1], np.arctan2(xmat[1, 0], xmat[0, 0])])
+    return np.asarray(out, dtype=np.float64).reshape(-1, 3)
+
+
+def planar_outlines(mj_model, qpos: np.ndarray, body: str, points: int = 24) -> list[np.ndarray]:
+    """Top-down outlines of the geoms of ``body``: one ``[T, k, 2]`` polygon array per geom.
+
+    Boxes are their rectangle (``k = 4``); spheres, cylinders, capsules and ellipsoids the circle
+    or ellipse of their x and y extent (``k = points``); other geom types are left out.
+
+    Args:
+        mj_model: a compiled ``mujoco.MjModel``.
+        qpos: ``[T, nq]`` configurations.
+        body: the body's name.
+        points: vertices of a round outline.
+    """
+    mujoco = import_mujoco()
+    index = _body_id(mj_model, body)
+    geoms = [g for g in range(mj_model.ngeom) if mj_model.geom_bodyid[g] == index]
+    kinds = {g: mujoco.mjtGeom(mj_model.geom_type[g]).name.removeprefix("mjGEOM_").lower() for g in geoms}
+    geoms = [g for g in geoms if kinds[g] in _PLANAR_GEOMS]
+    shapes = {}
+    for g in geoms:
+        sx, sy = mj_model.geom_size[g][0], mj_model.geom_size[g][1]
+        if kinds[g] == "box":
+            shapes[g] = np.array([[-sx, -sy], [sx, -sy], [sx, sy], [-sx, sy]])
+        else:  # round: a sphere / cylinder / capsule has one radius, an ellipsoid two
+            ry = sy if kinds[g] == "ellipsoid" else sx
+            angle = np.linspace(0.0, 2 * np.pi, points, endpoint=False)
+            shapes[g] = np.stack([sx * np.cos(angle), ry * np.sin(angle)], -1)
+    outlines = {g: [] for g in geoms}
+    for data in _kinematics(mj_model, qpos):
+        for g in geoms:
+            rotation = data.geom_xmat[g].reshape(3, 3)[:2, :2]
+            outlines[g].append(data.geom_xpos[g][:2] + shapes[g] @ rotation.T)
+    return [np.asarray(outlines[g]) for g in geoms]

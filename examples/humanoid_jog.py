@@ -10,7 +10,8 @@ the same layout). It writes
   left, demo on the right, when offscreen OpenGL works (``MUJOCO_GL=egl`` or ``osmesa``);
 * ``OUT.npz``: both action sequences and the reference.
 
-Run (a couple of minutes on a 2-core CPU at the defaults; the paper uses 300 samples, 100 steps)::
+Run (a couple of minutes on a 2-core CPU at the defaults, which are far below the paper's budget;
+``--help`` lists every option and its default)::
 
     python examples/humanoid_jog.py
     python examples/humanoid_jog.py --samples 128 --steps 40 --clip my_clip.npz --out runs/jog
@@ -59,34 +60,51 @@ def body_positions(model: HumanoidJog, states: torch.Tensor, bodies: tuple[str, 
 
 
 def plot(model, results, reference, ankles_ref, path: Path) -> Path:
-    """Torso height, ankle x and ankle height over time: both plans against the reference."""
+    """Torso height, ankle x and ankle height over time: both plans against the reference.
+
+    Colour tells the plan (red: no demo, blue: demo, black: the mocap reference), line style the
+    ankle (solid left, dotted right); the no-demo plan is drawn wide and the demo plan thin with
+    markers on top, so a curve that coincides with another stays visible. The legend sits below.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     t = model.control_dt * np.arange(1, reference.shape[0] + 1)
     ref_torso = (reference[:, 0] + model._torso_offset.cpu()).numpy()  # where the torso sensor would be
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
-    styles = {"no demo": dict(color="tab:red"), "demo": dict(color="tab:blue")}
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.4))
+    styles = {
+        "no demo": dict(color="tab:red", lw=2.6, alpha=0.6),
+        "demo": dict(color="tab:blue", lw=1.2, marker="o", markersize=2.5, markevery=4),
+    }
     for arm, r in results.items():
-        axes[0].plot(t, r["torso"][:, 2], label=f"MBD, {arm}", **styles[arm])
+        axes[0].plot(t, r["torso"][:, 2], **styles[arm])
         for j, ls in enumerate(("-", ":")):
             axes[1].plot(t, r["ankles"][:, j, 0], ls=ls, **styles[arm])
             axes[2].plot(t, r["ankles"][:, j, 2], ls=ls, **styles[arm])
-    axes[0].plot(t, ref_torso[:, 2], "k--", lw=2, label="mocap reference")
+    axes[0].plot(t, ref_torso[:, 2], "k--", lw=1.5)
     for j, ls in enumerate(("-", ":")):
         axes[1].plot(t, ankles_ref[:, j, 0], color="k", ls=ls, lw=1.5, alpha=0.7)
         axes[2].plot(t, ankles_ref[:, j, 2], color="k", ls=ls, lw=1.5, alpha=0.7)
     axes[0].set_ylabel("torso height (m)")
-    axes[1].set_ylabel("ankle x (m); solid left, dotted right")
-    axes[2].set_ylabel("ankle height (m); solid left, dotted right")
-    for ax in axes:
+    axes[1].set_ylabel("ankle x (m)")
+    axes[2].set_ylabel("ankle height (m)")
+    for ax, title in zip(axes, ("torso height", "ankles: forward position", "ankles: height")):
+        ax.set_title(title, fontsize=10)
         ax.set_xlabel("time (s)")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle("humanoid jogging: MBD without (red) and with (blue) the mocap demonstration (black)")
-    fig.tight_layout()
+    handles = [
+        Line2D([], [], **styles["no demo"], label="MBD, no demo"),
+        Line2D([], [], **styles["demo"], label="MBD, demo"),
+        Line2D([], [], color="k", ls="--", lw=1.5, label="mocap reference"),
+        Line2D([], [], color="gray", ls="-", label="left ankle"),
+        Line2D([], [], color="gray", ls=":", label="right ankle"),
+    ]
+    fig.suptitle("humanoid jogging: MBD without and with the mocap demonstration")
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.legend(handles=handles, loc="lower center", ncol=5, fontsize=8, frameon=False)  # below the panels
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -100,17 +118,37 @@ def side_by_side(model, actions: dict, path: Path) -> Path:
     return write_video(np.concatenate(frames, axis=2), path, fps=1.0 / model.control_dt)
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--samples", type=int, default=64, help="rollouts per diffusion step (paper: 300)")
-    p.add_argument("--steps", type=int, default=20, help="diffusion steps (paper: 100)")
-    p.add_argument("--seed", type=int, default=0)
+def build_parser() -> argparse.ArgumentParser:
+    """The example's options; ``--help`` shows each one's default."""
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    p.add_argument("--samples", type=int, default=64,
+                   help="rollouts per diffusion step (small, for a CPU; the paper's runs use far more)")
+    p.add_argument("--steps", type=int, default=20, help="diffusion steps (the paper's: 100)")
+    p.add_argument("--seed", type=int, default=0, help="seed of both plans")
     p.add_argument("--clip", default=str(DEFAULT_CLIP), help="mocap .npz in the layout of jog_xref.npz")
     p.add_argument("--demo-sigma", type=float, default=DEFAULT_DEMO_SIGMA, help="demo likelihood std of x and y (m)")
     p.add_argument("--height-sigma", type=float, default=DEFAULT_HEIGHT_SIGMA, help="demo likelihood std of z (m)")
-    p.add_argument("--out", default="humanoid_jog", help="output prefix")
-    p.add_argument("--video", default="gif", choices=["gif", "mp4", "none"])
-    return p.parse_args(argv)
+    p.add_argument("--out", default="humanoid_jog", help="output prefix: writes OUT.png, OUT.npz and the video OUT.gif/.mp4")
+    p.add_argument("--video", default="gif", choices=["gif", "mp4", "none"], help="the video's format, or none")
+    return p
+
+
+def parse_args(argv=None):
+    p = build_parser()
+    args = p.parse_args(argv)
+    for name in ("samples", "steps"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    for name in ("demo_sigma", "height_sigma"):
+        if not getattr(args, name) > 0:
+            p.error(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
+    try:
+        import matplotlib  # noqa: F401  (checked before planning: a missing library loses no plan)
+    except ImportError:
+        p.error("the figure needs matplotlib: pip install 'torch-mbd[examples]'")
+    return args
 
 
 def main(argv=None) -> None:

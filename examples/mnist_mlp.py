@@ -272,32 +272,48 @@ def plot(curves: dict[str, dict], path: str) -> None:
     plt.close(fig)
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=str(DEFAULT_DATA), help="folder with the MNIST IDX files (default: %(default)s)")
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keeps the description's layout and shows every option's default."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The example's options; ``--help`` shows each one's default."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=_HelpFormatter)
+    p.add_argument("--data", default=str(DEFAULT_DATA), help="folder with the MNIST IDX files")
     p.add_argument("--download", action="store_true", help="let torchvision download MNIST into --data")
-    p.add_argument("--samples", type=int, default=256, help="candidates per step (default: %(default)s)")
-    p.add_argument("--steps", type=int, default=500, help="diffusion steps (default: %(default)s)")
-    p.add_argument("--temperature", type=float, default=0.3)
-    p.add_argument("--beta0", type=float, default=3e-5)
-    p.add_argument("--beta1", type=float, default=1e-3)
-    p.add_argument("--batch-size", type=int, default=256, help="images per MBD step (default: %(default)s, as the authors' code)")
+    p.add_argument("--samples", type=int, default=256, help="candidates per step")
+    p.add_argument("--steps", type=int, default=500, help="diffusion steps")
+    p.add_argument("--temperature", type=float, default=0.3, help="sampling temperature lambda")
+    p.add_argument("--beta0", type=float, default=3e-5, help="first beta of the noise schedule")
+    p.add_argument("--beta1", type=float, default=1e-3, help="last beta of the noise schedule")
+    p.add_argument("--batch-size", type=int, default=256, help="images per MBD step (as the authors' code)")
     p.add_argument("--train-size", type=int, default=60_000, help="use the first N training images")
     p.add_argument("--auto", action="store_true", help="automatic noise_scale/fraction instead of the authors' hand tricks")
     p.add_argument("--sgd", action="store_true", help="also train SGD with momentum for the same wall time")
-    p.add_argument("--sgd-lr", type=float, default=0.1)
-    p.add_argument("--sgd-batch", type=int, default=128)
+    p.add_argument("--sgd-lr", type=float, default=0.1, help="SGD learning rate")
+    p.add_argument("--sgd-batch", type=int, default=128, help="SGD minibatch size")
     p.add_argument("--eval-every", type=int, default=10, help="steps between test-accuracy evaluations")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial network and the sampler")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="where training runs (cuda when available)")
     p.add_argument("--plot", metavar="PATH", help="write the test-accuracy curve to PATH (needs matplotlib)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = build_parser()
     args = p.parse_args(argv)
     if str(args.device).startswith("cuda") and not torch.cuda.is_available():
         p.error(f"--device {args.device}: CUDA is not available on this machine")
     for name in ("samples", "steps", "batch_size", "train_size", "eval_every", "sgd_batch"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401  (checked before training: a missing library loses no run)
+        except ImportError:
+            p.error("--plot needs matplotlib: pip install 'torch-mbd[examples]'")
     return args
 
 

@@ -80,31 +80,42 @@ def replay(actions: torch.Tensor):
 
 
 def plot(runs: dict, predicted: np.ndarray, control_dt: float, push_at: int, path: Path) -> Path:
-    """Torso x and torso height over time: open loop vs closed loop, and the plan's prediction."""
+    """Torso x and torso height over time: open loop vs closed loop, and the plan's prediction.
+
+    The open loop is drawn wide and translucent under the plan's (thin, dashed) prediction, which
+    it follows until the push; the push is a labelled vertical line; one legend sits below the panels.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
     t = control_dt * np.arange(len(predicted))
-    styles = {"open loop": dict(color="tab:red"), "MPC (closed loop)": dict(color="tab:blue")}
+    styles = {
+        "open loop": dict(color="tab:red", lw=2.6, alpha=0.6),
+        "MPC (closed loop)": dict(color="tab:blue", lw=1.6),
+    }
     for label, run in runs.items():
         text = f"{label}: mean reward {run['rewards'].mean():+.2f}"
         axes[0].plot(t, run["torso"][:, 0], label=text, **styles[label])
         axes[1].plot(t, run["torso"][:, 2], **styles[label])
     axes[0].plot(t, predicted[:, 0], "k--", lw=1, label="plan's prediction (no push)")
     axes[1].plot(t, predicted[:, 2], "k--", lw=1)
-    axes[1].axhline(1.0, color="gray", lw=0.5)  # the height the reward asks for
+    axes[1].axhline(1.0, color="gray", lw=0.8, ls="-.", label="height the reward asks for (1 m)")
     for ax, label in zip(axes, ("torso x (m)", "torso height (m)")):
-        ax.axvline(push_at * control_dt, color="gray", ls=":", lw=1.5)
-        ax.text(push_at * control_dt, ax.get_ylim()[1], " push", va="top", color="gray")
+        ax.axvline(push_at * control_dt, color="gray", ls=":", lw=1.5,
+                   label=f"push at t = {push_at * control_dt:.2f} s" if ax is axes[0] else None)
         ax.set_xlabel("time (s)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8, loc="upper left")
+    handles, labels = [], []
+    for ax in axes:
+        h, lab = ax.get_legend_handles_labels()
+        handles, labels = handles + h, labels + lab
     fig.suptitle("hopper pushed backwards: replaying the MBD plan vs re-planning every step (MBD-MPC)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)  # below the panels
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -118,11 +129,14 @@ def side_by_side(model: MujocoModel, runs: dict, path: Path) -> Path:
     return write_video(np.concatenate(frames, axis=2), path, fps=1.0 / (model.mj_model.opt.timestep * model.frame_skip))
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    """The example's options; ``--help`` shows each one's default."""
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--episode", type=int, default=50, help="control steps simulated (the plan's horizon too)")
     p.add_argument("--plan-samples", type=int, default=64, help="open-loop plan: rollouts per diffusion step")
-    p.add_argument("--plan-steps", type=int, default=30, help="open-loop plan: diffusion steps (paper: 100)")
+    p.add_argument("--plan-steps", type=int, default=30, help="open-loop plan: diffusion steps (the paper's: 100)")
     p.add_argument("--samples", type=int, default=32, help="MPC: rollouts per diffusion step")
     p.add_argument("--horizon", type=int, default=20, help="MPC: planning horizon (control steps)")
     p.add_argument("--diffusion-steps", type=int, default=2, help="MPC: diffusion steps per control step")
@@ -132,9 +146,24 @@ def parse_args(argv=None):
                    help="velocity kick on the root joints (m/s, m/s, rad/s)")
     p.add_argument("--device", default="cpu", help="where MPC plans (the simulated hopper stays on the CPU)")
     p.add_argument("--backend", default="mujoco", choices=("mujoco", "warp", "mjx"), help="the planner's backend")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the plan and of MPC")
     p.add_argument("--out", default="mpc_hopper.png", help="the plot (.png), or a video (.gif, .mp4) and its plot")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv=None):
+    p = build_parser()
+    args = p.parse_args(argv)
+    for name in ("episode", "plan_samples", "plan_steps", "samples", "horizon", "diffusion_steps"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.push_at < 0:
+        p.error(f"--push-at must be >= 0 (>= --episode: no push), got {args.push_at}")
+    try:
+        import matplotlib  # noqa: F401  (checked before planning: a missing library loses no run)
+    except ImportError:
+        p.error("the plot needs matplotlib: pip install 'torch-mbd[examples]'")
+    return args
 
 
 def main(argv=None) -> None:

@@ -8,14 +8,21 @@ and MJX are marked slow (CI still runs them).
 
 from __future__ import annotations
 
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
+import dynamics
 from dynamics.model import MujocoModel
 from dynamics.tasks import Task, import_mujoco
 
 mujoco = import_mujoco()
+ROOT = Path(__file__).resolve().parent.parent
 
 # A contact-free cart-pole. The second actuator has an absurd gear: a test drives it on some
 # samples to make exactly those simulations diverge, without building (and compiling) a second model.
@@ -158,14 +165,89 @@ def test_diverging_sample_is_infeasible_and_does_not_poison_the_batch(cartpole):
         assert torch.equal(traj.states[i], clean.states[i]) and torch.equal(traj.rewards[i], clean.rewards[i])
 
 
-def test_nan_action_is_infeasible(cartpole):
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_action_is_infeasible(cartpole, value):
     actions = cartpole_actions()
     clean = cartpole.rollout(actions)
-    actions[2, 5, 0] = float("nan")
+    actions[2, 5, 0] = value
     traj = cartpole.rollout(actions)
     assert traj.feasible.tolist() == [True, True, False]
-    assert bool(torch.isfinite(traj.rewards).all())
+    assert bool(torch.isfinite(traj.rewards).all()) and bool(torch.isfinite(traj.states).all())
     assert torch.equal(traj.states[:2], clean.states[:2])
+    assert not bool(traj.rewards[2].any())  # an infeasible sample's rewards are 0
+
+
+def test_empty_batch_gives_empty_tensors(cartpole):
+    """n = 0 (or an empty leading dimension) never reaches the simulator (MuJoCo's C rollout crashes on it)."""
+    for shape in ((0, H, 2), (2, 0, H, 2), (0, 3, H, 2)):
+        traj = cartpole.rollout(torch.zeros(shape))
+        lead = shape[:-2]
+        assert traj.states.shape == (*lead, H, cartpole.state_dim) and traj.rewards.shape == (*lead, H)
+        assert traj.feasible.shape == lead and traj.feasible.dtype == torch.bool
+        assert traj.states.dtype == traj.rewards.dtype == cartpole.dtype
+    # the backend itself answers an empty batch too
+    qpos, qvel, sens = cartpole.backend(cartpole.qpos0, cartpole.qvel0, torch.zeros(0, H, 2))
+    assert qpos.shape == (0, H, 2) and qvel.shape == (0, H, 2) and sens.shape == (0, H, 3)
+    assert bool(cartpole.rollout(cartpole_actions()).feasible.all())  # and the model still works
+
+
+def test_empty_hopper_batch_does_not_crash_the_process():
+    """The case of issue 15: ``dynamics.make("hopper").rollout(torch.zeros(0, H, nu))`` was a SIGSEGV."""
+    code = (
+        "import torch, dynamics\n"
+        "m = dynamics.make('hopper')\n"
+        "H = m.horizon\n"
+        "t = m.rollout(torch.zeros(0, H, m.action_dim))\n"
+        "assert t.states.shape == (0, H, m.state_dim) and t.rewards.shape == (0, H) and t.feasible.shape == (0,)\n"
+        "print('empty ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, f"exit status {done.returncode}: {done.stderr[-2000:]}"
+    assert done.stdout.strip().endswith("empty ok")
+
+
+@pytest.mark.parametrize(
+    "actions, error, words",
+    [
+        (torch.zeros(N, 0, 2), ValueError, ["at least one control step", "H >= 1"]),
+        (torch.zeros(N, H, 3), ValueError, ["[..., n, H, 2]", "(3, 8, 3)"]),
+        (torch.zeros(H, 2), ValueError, ["[..., n, H, 2]"]),
+        (torch.zeros(N, H, 2, dtype=torch.int64), TypeError, ["real floating point", "int64"]),
+        (torch.zeros(N, H, 2, dtype=torch.bool), TypeError, ["real floating point", "bool"]),
+        (torch.zeros(N, H, 2, dtype=torch.complex64), TypeError, ["real floating point", "complex64"]),
+        (np.zeros((N, H, 2)), TypeError, ["torch.Tensor", "torch.as_tensor", "ndarray"]),
+        ([[[0.0, 0.0]]], TypeError, ["torch.Tensor", "list"]),
+        (torch.zeros(N, H, 2, device="meta"), ValueError, ["meta", "cpu"]),
+    ],
+    ids=["H=0", "wrong-nu", "wrong-rank", "int", "bool", "complex", "numpy", "list", "other-device"],
+)
+def test_malformed_batches_are_rejected_before_the_simulator(cartpole, actions, error, words):
+    with pytest.raises(error) as info:
+        cartpole.rollout(actions)
+    for word in words:
+        assert word in str(info.value), str(info.value)
+
+
+def test_backend_checks_its_inputs_before_native_code(cartpole):
+    backend, qpos0, qvel0 = cartpole.backend, cartpole.qpos0, cartpole.qvel0
+    cases = [
+        ((qpos0, qvel0, torch.zeros(N, 0, 2)), ValueError, "H >= 1"),
+        ((qpos0, qvel0, torch.zeros(N, H, 3)), ValueError, r"ctrl must have shape \[N, H, 2\]"),
+        ((qpos0, qvel0, np.zeros((N, H, 2))), TypeError, "ctrl must be a torch.Tensor"),
+        ((qpos0, qvel0, torch.zeros(N, H, 2, dtype=torch.int32)), TypeError, "ctrl must have a real floating dtype"),
+        ((qpos0[:1], qvel0, torch.zeros(N, H, 2)), ValueError, r"qpos0 must have shape \[2\]"),
+        ((qpos0, torch.full_like(qvel0, float("nan")), torch.zeros(N, H, 2)), ValueError, "must be finite"),
+    ]
+    for args, error, pattern in cases:
+        with pytest.raises(error, match=pattern):
+            backend(*args)
+
+
+def test_low_precision_actions_are_computed_in_the_model_dtype(cartpole):
+    actions = cartpole_actions().to(torch.bfloat16)
+    traj = cartpole.rollout(actions)
+    assert traj.states.dtype == cartpole.dtype
+    assert torch.equal(traj.states, cartpole.rollout(actions.to(cartpole.dtype)).states)
 
 
 def test_initial_state_setter_moves_the_start(cartpole):
@@ -197,11 +279,103 @@ def test_bad_backend_is_a_value_error():
         MujocoModel(cartpole_task(), backend="gpu")
 
 
-@pytest.mark.parametrize("backend", ["warp", "mjx"])
-def test_bad_device_is_a_value_error(backend):
-    pytest.importorskip(PACKAGES[backend])
-    with pytest.raises(ValueError, match="device must be 'cpu' or 'cuda"):
-        MujocoModel(cartpole_task(), backend=backend, device="meta")
+def test_unknown_backend_option_is_named():
+    with pytest.raises(TypeError, match="unknown option.* nthreads for the 'mujoco' backend; it takes nthread"):
+        MujocoModel(cartpole_task(), nthreads=2)
+    with pytest.raises(ValueError, match="Invalid nthread"):
+        MujocoModel(cartpole_task(), nthread=0)
+
+
+@pytest.mark.parametrize("backend", ["mujoco", "warp", "mjx"])
+@pytest.mark.parametrize(
+    "device, words",
+    [("meta", ["meta device"]), ("tpu", ["expected a torch.device"]), ("xpu", ["xpu"])],
+)
+def test_bad_device_is_a_value_error(backend, device, words):
+    """Checked before anything is compiled or imported (no warp / JAX start-up here)."""
+    with pytest.raises(ValueError) as info:
+        MujocoModel(cartpole_task(), backend=backend, device=device)
+    for word in words:
+        assert word in str(info.value)
+
+
+MUJOCO_TASKS = ["hopper", "walker2d", "half_cheetah", "ant", "humanoid_standup", "humanoid_run", "push_t", "humanoid_jog"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+@pytest.mark.parametrize("backend", ["mujoco", "warp", "mjx"])
+@pytest.mark.parametrize("task", MUJOCO_TASKS)
+@pytest.mark.parametrize("device", ["cuda", "cuda:1", torch.device("cuda", 0)])
+def test_cuda_without_cuda_is_a_clear_value_error_everywhere(task, backend, device):
+    """Like the car: a ValueError naming the device, not torch's AssertionError from deep inside."""
+    pytest.importorskip("gymnasium")
+    with pytest.raises(ValueError, match=r"Invalid device: 'cuda(:\d)?' was asked for but torch.cuda.is_available\(\) is False"):
+        dynamics.make(task, backend=backend, device=device)
+
+
+UNUSABLE_DEVICES = ["meta", "xpu"] + ([] if torch.cuda.is_available() else ["cuda"])
+
+
+@pytest.mark.parametrize("device", UNUSABLE_DEVICES)
+def test_every_registered_task_rejects_an_unusable_device(device):
+    """``dynamics.make`` of every task (car included): a ValueError naming the device, before any model is built."""
+    pytest.importorskip("gymnasium")
+    for name in dynamics.task_names():
+        with pytest.raises(ValueError, match=rf"Invalid device: .*{device}"):
+            dynamics.make(name, device=device)
+
+
+def test_warp_and_mjx_backends_check_their_device_themselves():
+    """Built directly (not through MujocoModel), the backends give the same errors."""
+    mj_model = cartpole_task().compile()
+    for module, cls in (("dynamics.mujoco_warp", "WarpRollout"), ("dynamics.mjx", "MjxRollout")):
+        backend = getattr(importlib.import_module(module), cls)
+        with pytest.raises(ValueError, match="meta device"):
+            backend(mj_model, 4, device="meta")
+        with pytest.raises(ValueError, match="Invalid frame_skip"):
+            backend(mj_model, 0, device="cpu")
+    from dynamics.mujoco_cpu import CpuRollout
+
+    with pytest.raises(ValueError, match="Invalid frame_skip"):
+        CpuRollout(mj_model, 2.5)
+
+
+WARP_QUIET = """
+import sys, torch
+from dynamics.tasks import Task, import_mujoco
+from dynamics.model import MujocoModel
+mujoco = import_mujoco()
+task = Task("cartpole", lambda: mujoco.MjSpec.from_string(sys.argv[1]), lambda q, v, s, a: q[..., 0], frame_skip=4, horizon=3)
+model = MujocoModel(task, backend="warp")
+traj = model.rollout(torch.zeros(2, 3, 2))
+import warp
+print("feasible", bool(traj.feasible.all()), "log_level", warp.config.log_level)
+"""
+
+
+@pytest.mark.slow
+def test_warp_prints_no_log_lines():
+    """No warp banner and no ``Module ... load on device 'cpu'`` line at import or first call (issue 16)."""
+    pytest.importorskip("mujoco_warp")
+    done = subprocess.run(
+        [sys.executable, "-c", WARP_QUIET, CARTPOLE_XML], capture_output=True, text=True, timeout=600, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    output = done.stdout + done.stderr
+    assert "load on device" not in output and "initialized" not in output, output[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "feasible True log_level 30"  # warp.LOG_WARNING
+
+
+@pytest.mark.slow
+def test_warp_log_level_a_user_chose_is_kept():
+    pytest.importorskip("mujoco_warp")
+    code = (
+        "import warp\nwarp.config.log_level = warp.LOG_DEBUG\n"
+        "from dynamics.mujoco_warp import import_warp\nimport_warp()\nprint(warp.config.log_level)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "10"  # warp.LOG_DEBUG
 
 
 # ----------------------------------------------------------------------------- cross-backend agreement

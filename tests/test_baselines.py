@@ -328,3 +328,88 @@ def test_bad_input_raises():
     with pytest.raises(ValueError, match="shape"):
         opt.step(lambda c: torch.zeros(5))
     assert optimizer_class("mbd") is MBDOptimizer
+
+
+# --------------------------------------------------------------------------- robustness (issue 15)
+def test_numpy_scalars_are_accepted_by_every_baseline():
+    np = pytest.importorskip("numpy")
+    x = torch.zeros(3)
+    cem = CEMOptimizer([x], num_samples=np.int64(10), elite_fraction=np.float32(0.2), init_std=np.float64(0.3),
+                       min_std=np.float32(0.01), seed=np.int32(0))
+    assert cem.num_elites == 2 and cem.init_std == pytest.approx(0.3)
+    mppi = MPPIOptimizer([torch.zeros(3)], num_samples=np.int64(8), temperature=np.float32(0.2), noise_std=np.float64(0.4))
+    assert mppi.noise_std == pytest.approx(0.4) and mppi.temperature == pytest.approx(0.2)
+    cma = CMAESOptimizer([torch.zeros(3)], num_samples=np.int64(6), sigma0=np.float32(0.5), seed=1)
+    cma.step(lambda c: shifted_sphere(c[0]))
+    assert cma.sigma0 == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="num_samples"):
+        CMAESOptimizer([torch.zeros(3)], num_samples=np.int64(1))
+    with pytest.raises(ValueError, match="elite_fraction"):
+        CEMOptimizer([torch.zeros(3)], elite_fraction=1.5)
+    with pytest.raises(ValueError, match="seed"):
+        CEMOptimizer([torch.zeros(3)], seed=0.5)
+
+
+@pytest.mark.parametrize("cls", BASELINES)
+def test_infinite_bound_leaves_a_coordinate_unbounded(cls):
+    """``-inf`` in a bounds tensor: that coordinate is free, the other one is clipped (pycma too)."""
+    target = torch.tensor([-1.5, 0.5])
+    x = torch.zeros(2)
+    lower, upper = torch.tensor([-math.inf, -1.0]), torch.tensor([1.0, 1.0])
+    extra = dict(min_std=0.1) if cls is CEMOptimizer else {}  # plain CEM's std collapses before it travels 1.5
+    opt = cls([x], num_samples=32, num_steps=40, bounds=(lower, upper), seed=0, **extra)
+    for _ in range(40):
+        opt.step(lambda c: ((c[0] - target) ** 2).sum(-1))
+        assert (opt.last_step.samples[0] >= lower).all() and (opt.last_step.samples[0] <= upper).all()
+    assert x[0] < -1.0 and 0.2 <= x[1] <= 0.8, (cls.__name__, x)  # below -1: no bound held coordinate 0
+
+
+@pytest.mark.parametrize("cls", BASELINES)
+def test_float16_params_run_and_improve(cls):
+    x = torch.full((4,), -0.8, dtype=torch.float16)
+
+    def loss(c):
+        return 300.0 * shifted_sphere(c[0].float()) + 400.0
+
+    start = float(loss([x[None]]))
+    opt = cls([x], num_samples=16, num_steps=20, seed=0)
+    for _ in range(20):
+        opt.step(loss)
+    assert x.dtype == torch.float16 and torch.isfinite(x).all()
+    assert float(loss([x[None]])) < start - 0.5 * (start - 400.0)
+
+
+def test_a_rejected_baseline_state_changes_nothing():
+    x = torch.zeros(3)
+    donor = CEMOptimizer([x.clone()], num_samples=8, seed=0)
+    donor.step(lambda c: shifted_sphere(c[0]))
+    target = CEMOptimizer([x], num_samples=8, seed=1)
+    target.step(lambda c: shifted_sphere(c[0]))
+    std, steps = target.std.clone(), target.steps_done
+    for bad in (torch.ones(2, 3), torch.full((1, 3), float("nan")), "std"):
+        state = donor.state_dict()
+        state["baseline"]["std"] = bad
+        with pytest.raises(ValueError, match="std"):
+            target.load_state_dict(state)
+        assert torch.equal(target.std, std) and target.steps_done == steps
+    # a valid std with a bad MBD part: the std is not half-restored either
+    state = donor.state_dict()
+    state["mbd"]["num_steps"] = 3
+    with pytest.raises(ValueError, match="num_steps"):
+        target.load_state_dict(state)
+    assert torch.equal(target.std, std)
+    cma = CMAESOptimizer([torch.zeros(3)], num_samples=6, seed=0)
+    cma.step(lambda c: shifted_sphere(c[0]))
+    state = cma.state_dict()
+    state["baseline"]["strategies"] = state["baseline"]["strategies"] * 2
+    before = cma.strategies
+    with pytest.raises(ValueError, match="strategies"):
+        cma.load_state_dict(state)
+    assert cma.strategies is before
+
+
+def test_mppi_state_restores_the_temperature():
+    donor = MPPIOptimizer([torch.zeros(3)], num_samples=8, temperature=0.05, seed=0)
+    target = MPPIOptimizer([torch.zeros(3)], num_samples=8, temperature=2.0, seed=0)
+    target.load_state_dict(donor.state_dict())
+    assert target.temperature == 0.05

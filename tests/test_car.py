@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from dynamics.car import Car2D, bicycle_derivative, path_hits_boxes, rk4_step, segments_hit_boxes
+from dynamics.car import Car2D, bicycle_derivative, path_hits_boxes, rk4_step, segments_hit_boxes, stopping_cost
 from dynamics.planning import PlanningError, rrt, rrt_demo, xy_mask
 from torch_mbd import MBDOptimizer, plan
 from torch_mbd.cli import build_parser, main
@@ -83,6 +83,80 @@ def test_action_bounds_are_respected():
     assert traj.states.shape == (3, 20, 5) and traj.rewards.shape == (3, 20) and traj.feasible.shape == (3,)
 
 
+# ----------------------------------------------------------------------------- reward and goal
+def test_the_goal_terms_of_the_reward_match_a_hand_computation():
+    # No obstacles (no clearance term), goal (2, 0): every term by hand.
+    car = Car2D(
+        dtype=torch.float64, obstacles=torch.zeros(0, 4), goal=(2.0, 0.0), control_weight=0.5,
+        terminal_weight=5.0, stop_weight=2.0, stop_radius=1.0, horizon=3,
+    )
+    states = torch.tensor(
+        [[0.5, 0.0, 0.0, 1.5, 0.0], [1.6, 0.0, 0.0, 1.0, 0.0], [2.0, 0.3, 0.0, -0.5, 0.0]], dtype=torch.float64
+    )
+    # distances 1.5, 0.4, 0.3; speed term |v| * relu(1 - g / 1): 0, 1.0 * 0.6, 0.5 * 0.7
+    expected = [-1.5, -0.4 - 2.0 * 0.6, -0.3 - 2.0 * 0.35 - 5.0 * 0.3]  # the last step carries the terminal term
+    np.testing.assert_allclose(car.path_reward(states).numpy(), expected, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(car.state_reward(states).numpy(), [-1.5, -1.6, -1.0], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        stopping_cost(torch.tensor([0.0, 0.5, 1.0, 3.0]), torch.tensor([-2.0, 2.0, 2.0, 2.0]), 1.0).numpy(),
+        [2.0, 1.0, 0.0, 0.0],
+    )
+    # A batch of paths: the terminal term lands on each path's last step only.
+    batch = torch.stack([states, states.flip(0)])
+    rewards = car.path_reward(batch)
+    assert rewards.shape == (2, 3)
+    np.testing.assert_allclose(rewards[1].numpy(), [-1.0, -1.6, -1.5 - 5.0 * 1.5], rtol=0, atol=1e-12)
+    # rollout() = path_reward of the simulated states - control_weight * ||u||^2 per step.
+    actions = torch.tensor([[[0.2, -0.4], [1.0, 0.0], [-0.6, 0.8]]], dtype=torch.float64)
+    traj = car.rollout(actions)
+    np.testing.assert_allclose(
+        traj.rewards.numpy(),
+        (car.path_reward(traj.states) - 0.5 * torch.tensor([[0.2, 1.0, 1.0]], dtype=torch.float64)).numpy(),
+        rtol=0,
+        atol=1e-12,
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [({"terminal_weight": -1.0}, "terminal_weight"), ({"stop_weight": float("nan")}, "stop_weight"),
+     ({"stop_radius": 0.0}, "stop_radius"), ({"terminal_weight": True}, "terminal_weight")],
+)
+def test_bad_goal_term_weights_are_rejected_by_name(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        Car2D(**kwargs)
+
+
+def test_arriving_and_stopping_beats_driving_through_the_goal():
+    def path(xs, speeds):
+        return torch.tensor([[x, 0.0, 0.0, v, 0.0] for x, v in zip(xs, speeds)], dtype=torch.float64)
+
+    # Through the goal (2, 0) at 2 m/s, mean distance 0.3 m; or later, braking onto it, mean distance 0.35 m.
+    through = path([1.5, 1.7, 1.9, 2.1, 2.3, 2.5], [2.0] * 6)
+    stop = path([1.2, 1.4, 1.6, 1.8, 1.9, 2.0], [2.0, 2.0, 2.0, 2.0, 1.0, 1.0])
+    distance_only = Car2D(dtype=torch.float64, terminal_weight=0.0, stop_weight=0.0)
+    assert float(distance_only.path_reward(through).mean()) == pytest.approx(-0.3)
+    assert float(distance_only.path_reward(stop).mean()) == pytest.approx(-0.35)  # the paper's goal term prefers passing
+    car = Car2D(dtype=torch.float64)  # the defaults: the task the CLI and the benchmark plan
+    assert (car.terminal_weight, car.stop_weight, car.stop_radius) == (25.0, 2.0, 1.0)
+    # By hand: speed terms 2 * 2 * (0.5 + 0.7 + 0.9 + 0.9 + 0.7 + 0.5) and 2 * (2 * (0.2 + 0.4 + 0.6 + 0.8) + 0.9 + 1.0),
+    # terminal terms 25 * 0.5 and 0.
+    assert float(car.path_reward(through).mean()) == pytest.approx(-(1.8 + 16.8 + 12.5) / 6)
+    assert float(car.path_reward(stop).mean()) == pytest.approx(-(2.1 + 11.8) / 6)
+    assert bool(car.reached_goal(stop)) and not bool(car.reached_goal(through))
+    assert bool(car.passed_goal(through)) and bool(car.passed_goal(stop))
+
+
+def test_reached_goal_means_ending_in_the_goal_region():
+    car = Car2D()  # goal (2, 0), goal_radius 0.3
+    path = torch.tensor([[1.0, 0.0], [1.9, 0.0], [2.5, 0.0]])
+    assert not bool(car.reached_goal(path)) and bool(car.passed_goal(path))  # went through, ended 0.5 m off
+    assert bool(car.reached_goal(path[:2])) and bool(car.passed_goal(path[:2]))
+    assert not bool(car.passed_goal(path[:1]))
+    batch = torch.stack([path, path.flip(0)])
+    assert car.reached_goal(batch).tolist() == [False, False] and car.passed_goal(batch).tolist() == [True, True]
+
+
 # ----------------------------------------------------------------------------- obstacle
 def test_the_obstacle_test_flags_a_path_through_the_u_and_passes_one_around_it():
     car = Car2D()
@@ -117,7 +191,12 @@ def test_rrt_returns_a_collision_free_path_from_start_to_goal(seed):
     demo = rrt_demo(car, seed=seed)
     assert demo.shape == (car.horizon, 5) and demo.dtype == car.dtype
     assert bool(car.path_feasible(demo)), "the demonstration's x, y path must miss the obstacle"
-    assert float((demo[-1, :2] - car.goal).norm()) < 1e-5
+    # At its default 1.2 m/s the 5.7-6.7 m path takes longer than H = 50 steps (5 s): it stops short
+    # of the goal; given time, it brakes onto the goal and waits there.
+    speeds = demo[:, 3]
+    assert float(speeds.max()) <= 1.2 + 1e-4 and float((demo[-1, :2] - car.goal).norm()) > 0.05
+    long = rrt_demo(car, seed=seed, horizon=80)
+    assert float((long[-1, :2] - car.goal).norm()) < 1e-5 and float(long[-1, 3]) < 1e-4
 
 
 def test_rrt_fails_with_a_clear_error_when_the_goal_is_unreachable():
@@ -136,7 +215,7 @@ def test_car_demonstration_options():
     opts = car.demonstration("rrt", seed=0)
     assert set(opts) == {"demo", "demo_mask", "demo_reward", "demo_sigma"}
     assert opts["demo"].shape == (car.horizon, 5) and opts["demo_mask"].tolist() == xy_mask().tolist()
-    assert opts["demo_reward"] == pytest.approx(float(car.state_reward(opts["demo"]).mean()))
+    assert opts["demo_reward"] == pytest.approx(float(car.path_reward(opts["demo"]).mean()))
     assert car.demonstration("rrt", seed=0, horizon=20)["demo"].shape == (20, 5)
     with pytest.raises(ValueError, match="source"):
         car.demonstration("mocap")
@@ -219,6 +298,19 @@ def test_plan_with_the_rrt_demo_follows_it_and_stays_feasible():
 
     assert gap(res.actions) < 0.6 * gap(free.actions)
     assert bool(res.feasible)  # infeasible samples never weigh in through the demonstration
+
+
+@pytest.mark.slow
+def test_the_readme_command_arrives_at_the_goal(tmp_path, monkeypatch, capsys):
+    # `torch-mbd plan car2d --demo rrt --out car.png`, default seed: the plan ends in the goal region.
+    monkeypatch.chdir(tmp_path)
+    assert main(["plan", "car2d", "--demo", "rrt", "--out", "car.png"]) == 0
+    text = capsys.readouterr().out
+    assert "goal reached: yes" in text and "feasible: yes" in text
+    states = torch.as_tensor(np.load(tmp_path / "car.npz")["states"])
+    car = Car2D()
+    assert bool(car.reached_goal(states)) and bool(car.path_feasible(states))
+    assert float(car.goal_distance(states)[-1]) < 0.1
 
 
 def test_cli_writes_its_figure_and_arrays(tmp_path, capsys):

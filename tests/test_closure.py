@@ -2,6 +2,7 @@
 
 from copy import deepcopy
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -163,3 +164,107 @@ def test_bad_candidates_and_losses():
     per_sample = batched_closure(model, lambda out, t: F.cross_entropy(out, t, reduction="none"), x, y)
     with pytest.raises(ValueError, match="0-dim"):
         per_sample(candidates)
+
+
+# --------------------------------------------------------------------------- robustness (issue 15)
+def twin_layer_net():
+    """Two layers of one shape: a positional mix-up of their candidates passes every shape check."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 4))
+
+
+def reference_losses(model, optimizer, loss_fn, x, y):
+    """The losses of the optimizer's last samples, each loaded into a copy by parameter identity."""
+    samples = optimizer.last_step.samples[0]  # [n, D] in the optimizer's parameter order
+    names = {id(p): name for name, p in model.named_parameters()}
+    losses = []
+    for row in samples:
+        copy = deepcopy(model)
+        params = dict(copy.named_parameters())
+        offset = 0
+        with torch.no_grad():
+            for p in optimizer.param_groups[0]["params"]:
+                params[names[id(p)]].copy_(row[offset : offset + p.numel()].reshape(p.shape))
+                offset += p.numel()
+            losses.append(loss_fn(copy(x), y))
+    return torch.stack(losses)
+
+
+@pytest.mark.parametrize("how", ["default params", "params in the model's order", "params in a third order"])
+def test_an_optimizer_in_another_order_evaluates_every_candidate_on_the_right_layer(how):
+    model = twin_layer_net()
+    w1, b1, w2, b2 = model.parameters()
+    x, y = torch.randn(8, 4), torch.randn(8, 4)
+    opt = MBDOptimizer([w2, b2, w1, b1], num_samples=6, num_steps=3, seed=0)  # not the model's order
+    params = {"default params": None, "params in the model's order": [w1, b1, w2, b2],
+              "params in a third order": [b1, w2, w1, b2]}[how]
+    closure = batched_closure(model, F.mse_loss, x, y, params=params)
+    opt.step(closure)
+    expected = reference_losses(model, opt, F.mse_loss, x, y)
+    torch.testing.assert_close(-opt.last_step.rewards[0], expected)
+
+
+def test_bind_params_refuses_a_tensor_the_model_does_not_have():
+    model = twin_layer_net()
+    closure = batched_closure(model, F.mse_loss, torch.randn(2, 4), torch.randn(2, 4))
+    opt = MBDOptimizer([model[0].weight, torch.zeros(4, 4)], num_samples=4, seed=0)
+    with pytest.raises(ValueError, match="not a parameter of model"):
+        opt.step(closure)
+
+
+@pytest.mark.parametrize(
+    "inputs, error, match",
+    [
+        ((torch.randn(4, 5, dtype=torch.float64), torch.randint(0, 3, (4,))), ValueError,
+         r"inputs\[0\].*float64.*float32"),
+        ((torch.randn(4, 5), torch.randn(4, 3, dtype=torch.float64)), ValueError, r"inputs\[1\].*float64"),
+        ((torch.randn(4, 5).numpy(), torch.randint(0, 3, (4,))), TypeError, r"inputs\[0\].*NumPy"),
+        ((torch.randn(4, 5, device="meta"), torch.randint(0, 3, (4,))), ValueError, r"inputs\[0\].*meta"),
+    ],
+)
+def test_inputs_of_another_dtype_or_device_fail_at_construction(inputs, error, match):
+    with pytest.raises(error, match=match):
+        batched_closure(small_net(), F.cross_entropy, *inputs)
+
+
+def test_integer_targets_and_non_tensor_arguments_pass():
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(5, 3)
+
+        def forward(self, x, scale):
+            return self.linear(x) * scale
+
+    model = Scaled()
+    x, y = torch.randn(4, 5), torch.randint(0, 3, (4,))
+    closure = batched_closure(model, F.cross_entropy, x, 2.0, y)
+    candidates = random_candidates(model, 3)
+    losses = closure(candidates)
+    for j in range(3):
+        ref = F.cross_entropy(F.linear(x, candidates[0][j], candidates[1][j]) * 2.0, y)
+        torch.testing.assert_close(losses[j], ref)
+
+
+def test_bad_candidates_dtype_and_empty_batch():
+    model = small_net()
+    closure = batched_closure(model, F.cross_entropy, torch.randn(4, 5), torch.randint(0, 3, (4,)))
+    candidates = random_candidates(model, 3)
+    with pytest.raises(ValueError, match="float32"):
+        closure([candidates[0].double()] + candidates[1:])
+    with pytest.raises(TypeError, match=r"candidates\[1\]"):
+        closure([candidates[0], "bias", *candidates[2:]])
+    empty = closure([c[:0] for c in candidates])
+    assert empty.shape == (0,) and empty.dtype == torch.float32
+
+
+def test_numpy_chunk_size_and_bool_refused():
+    model = small_net()
+    x, y = torch.randn(6, 5), torch.randint(0, 3, (6,))
+    candidates = random_candidates(model, 5)
+    torch.testing.assert_close(
+        batched_closure(model, F.cross_entropy, x, y, chunk_size=np.int64(2))(candidates),
+        batched_closure(model, F.cross_entropy, x, y)(candidates),
+    )
+    with pytest.raises(ValueError, match="chunk_size"):
+        batched_closure(model, F.cross_entropy, x, y, chunk_size=True)

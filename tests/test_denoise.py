@@ -200,3 +200,73 @@ def test_infeasible_samples_get_no_demo_weight():
     # the closest *feasible* sample is the reference: it gets the demonstration's weight 3
     assert logp[0, 1].item() == pytest.approx(3.0) and wins[0].tolist() == [False, True, False]
     assert torch.isneginf(logp[1]).all() and not wins[1].any()
+
+
+# --------------------------------------------------------------------------- robustness (issue 15)
+@pytest.mark.parametrize("scale, shift", [(1e-30, 0.0), (1e-8, 3e-8), (1.0, -50.0), (1e19, 1e20), (1e35, -1e36)])
+def test_log_weights_are_invariant_to_affine_rewards(dtype, scale, shift):
+    """``a * R + b`` gives the log-weights of ``R``, in float32 too, with no overflow near the dtype's max."""
+    if dtype == torch.float32 and abs(scale) > 1e37:
+        pytest.skip("beyond float32")
+    g = torch.Generator().manual_seed(0)
+    rewards = torch.randn(3, 40, generator=g, dtype=torch.float64)
+    base, _, _ = denoise.normalized_log_weights(rewards.to(dtype), 0.1)
+    logp, mean, std = denoise.normalized_log_weights((scale * rewards + shift).to(dtype), 0.1)
+    assert torch.isfinite(logp).all() and torch.isfinite(mean).all() and torch.isfinite(std).all()
+    tol = 1e-4 if dtype == torch.float32 else 1e-9
+    torch.testing.assert_close(logp, base, rtol=0, atol=tol)
+    torch.testing.assert_close(std.double(), scale * rewards.std(-1, unbiased=False), rtol=tol, atol=0)
+
+
+def test_statistics_do_not_overflow_at_the_largest_float32():
+    big = torch.finfo(torch.float32).max
+    rewards = torch.tensor([[big, -big, 0.5 * big, -0.25 * big]])
+    logp, mean, std = denoise.normalized_log_weights(rewards, 1.0)
+    expected = rewards.double()
+    z = (expected - expected.mean()) / expected.std(unbiased=False)
+    torch.testing.assert_close(logp.double(), z, rtol=0, atol=1e-5)
+    assert torch.isfinite(mean).all() and torch.isfinite(std).all()
+
+
+def test_constant_rewards_are_flagged_relative_to_their_size():
+    rewards = torch.tensor([[1e6, 1e6 + 1e-10, 1e6], [0.0, 1e-30, 0.0], [5.0, 5.0, 5.0], [2.0, 0.0, 0.0]], dtype=torch.float64)
+    valid = torch.tensor([[True] * 3, [True] * 3, [True] * 3, [True, False, False]])
+    logp, _, std, constant = denoise.normalized_log_weights(rewards, 0.1, valid, return_constant=True)
+    # rounding-level differences at 1e6 are constant; 1e-30 around 0 is a real spread; one valid sample is not "constant"
+    assert constant.tolist() == [True, False, True, False]
+    assert (logp[0] == 0).all() and (logp[2] == 0).all() and std[0] == 1 and std[2] == 1
+    assert logp[1, 1] > 0
+
+
+@pytest.mark.parametrize("half", [torch.float16, torch.bfloat16])
+def test_low_precision_rewards_are_standardized_in_float32(half):
+    """float16 rewards of a few hundred: squares overflow float16 (65504); the statistics are float32."""
+    rewards = torch.tensor([[300.0, 420.0, 380.0, 500.0]], dtype=half)
+    logp, mean, std = denoise.normalized_log_weights(rewards, 0.5)
+    assert logp.dtype == mean.dtype == torch.float32 and torch.isfinite(logp).all()
+    r = rewards.double()
+    torch.testing.assert_close(std.double(), r.std(-1, unbiased=False), rtol=1e-6, atol=0)
+    samples = torch.randn(1, 4, 3).to(half)
+    y_bar0, w, valid = denoise.weighted_mean(samples, logp)
+    assert y_bar0.dtype == torch.float32 and valid.all()
+    torch.testing.assert_close(y_bar0, (torch.softmax(logp, -1).unsqueeze(-1) * samples.float()).sum(1))
+
+
+def test_weighted_mean_never_returns_nan():
+    """+inf log-weights share the weight, NaN ones get none: the mean stays finite."""
+    samples = torch.tensor([[[1.0], [3.0], [5.0]]])
+    y_bar0, w, valid = denoise.weighted_mean(samples, torch.tensor([[float("inf"), float("nan"), float("inf")]]))
+    torch.testing.assert_close(w, torch.tensor([[0.5, 0.0, 0.5]]))
+    torch.testing.assert_close(y_bar0, torch.tensor([[3.0]]))
+    assert valid.all()
+
+
+def test_demo_weights_do_not_overflow_with_huge_rewards():
+    logp_model = torch.tensor([[0.0, 1.0, -1.0]])
+    loglik = torch.tensor([[-1.0, -2.0, 0.0]])
+    big = torch.finfo(torch.float32).max
+    mean, std = torch.tensor([-0.9 * big]), torch.tensor([1e-30])
+    logp, wins = denoise.demo_log_weights(logp_model, loglik, 0.9 * big, mean, std, 0.1)
+    y_bar0, w, valid = denoise.weighted_mean(torch.randn(1, 3, 2), logp)
+    assert torch.isfinite(y_bar0).all() and wins.all() and valid.all()
+    assert w.sum().item() == pytest.approx(1.0)

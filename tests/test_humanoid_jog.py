@@ -9,7 +9,12 @@ import torch
 from torch_mbd import MBDOptimizer, denoise
 from torch_mbd.rollout import Trajectory
 
-pytest.importorskip("mujoco")
+from dynamics.tasks import import_mujoco  # noqa: E402
+
+try:  # through dynamics, so that MuJoCo imports with the OpenGL backend it chooses (dynamics.gl)
+    import_mujoco()
+except ImportError:
+    pytest.skip("mujoco is not installed", allow_module_level=True)
 pytest.importorskip("gymnasium")
 
 from dynamics import make  # noqa: E402
@@ -197,10 +202,12 @@ def test_demonstration_on_a_subset_of_axes(model, tmp_path):
 
 
 def test_frame_skip_sets_the_control_step():
+    default = HumanoidJog(horizon=5)
+    assert default.control_dt == pytest.approx(5 * 0.006)
+    assert default.control_dt == pytest.approx(CLIP_DT)  # the authors' rate: one clip frame per control step
     slow = HumanoidJog(horizon=5, frame_skip=10)
     assert slow.control_dt == pytest.approx(10 * float(slow.mj_model.opt.timestep))
-    assert slow.control_dt == pytest.approx(CLIP_DT)  # the authors' rate: one clip frame per control step
-    assert slow.state_dim == HumanoidJog(horizon=5).state_dim
+    assert slow.state_dim == default.state_dim
     with pytest.raises(ValueError, match="frame_skip"):
         HumanoidJog(horizon=5, frame_skip=0)
 
@@ -239,7 +246,7 @@ def test_loader_rejects_bad_sources_and_options(model, tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.npz"):
         load_clip(tmp_path / "nope.npz")
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
-    with pytest.raises(ValueError, match="not a readable .npz"):
+    with pytest.raises(ValueError, match="not an .npz archive"):
         load_clip(tmp_path / "junk.npz")
     with pytest.raises(TypeError, match="source"):
         load_clip(42)
@@ -250,6 +257,104 @@ def test_loader_rejects_bad_sources_and_options(model, tmp_path):
     for kwargs, name in (({"clip_dt": 0.0}, "clip_dt"), ({"scale": -1.0}, "scale"), ({"start_frame": 20}, "start_frame"), ({"horizon": 0}, "horizon")):
         with pytest.raises(ValueError, match=name):
             model.reference(path, **{"scale": 1.0, **kwargs})
+
+
+def _npz_bytes(tmp_path) -> bytes:
+    return save(tmp_path, synthetic_clip(), "whole.npz").read_bytes()
+
+
+@pytest.mark.parametrize(
+    "make, words",
+    [
+        (lambda d: (d / "c.npz").write_text("torso,left_thigh\n1,2\n"), ["not an .npz archive", "np.savez"]),
+        (lambda d: (d / "c.npz").write_bytes(b""), ["empty file", "0 bytes"]),
+        (lambda d: np.save(d / "c.npy", np.zeros((21, 3))) or (d / "c.npy").rename(d / "c.npz"), [".npy array"]),
+        (lambda d: (d / "c.npz").mkdir(), ["is a directory"]),
+        (lambda d: (d / "c.npz").write_bytes(_npz_bytes(d)[:300]), ["not a readable .npz archive"]),
+    ],
+    ids=["text", "empty", "npy", "directory", "truncated"],
+)
+def test_loader_says_what_a_file_is_when_it_is_not_a_clip(tmp_path, make, words):
+    make(tmp_path)
+    with pytest.raises(ValueError) as info:
+        load_clip(tmp_path / "c.npz")
+    message = str(info.value)
+    assert "c.npz" in message and "pickle" not in message.lower(), message
+    for word in words:
+        assert word in message, message
+
+
+def test_loader_rejects_complex_and_pickled_tracks(tmp_path):
+    clip = synthetic_clip()
+    clip["torso"] = clip["torso"] + 1j
+    with pytest.raises(ValueError, match=r"'torso' must hold real positions, got complex64 \(complex\)"):
+        load_clip(save(tmp_path, clip))
+    clip = synthetic_clip()
+    clip["left_shin"] = np.array([object()] * FRAMES, dtype=object)
+    with pytest.raises(ValueError, match="'left_shin' cannot be read: .*pickled data"):
+        load_clip(save(tmp_path, clip))
+    with pytest.raises(ValueError, match="'torso' must hold real positions, got text"):
+        load_clip({**synthetic_clip(), "torso": np.full((FRAMES, 3), "a")})
+
+
+@pytest.mark.parametrize(
+    "dt, words",
+    [(0.0, ["0.0"]), (-0.03, ["-0.03"]), (np.nan, ["nan"]), (np.inf, ["inf"]), ("fast", ["text"]),
+     (np.array([0.03, 0.03]), ["shape (2,)"]), (0.03 + 0j, ["complex"]), (True, ["booleans"])],
+)
+def test_loader_rejects_a_bad_dt(tmp_path, dt, words):
+    with pytest.raises(ValueError) as info:
+        load_clip(save(tmp_path, {**synthetic_clip(), "dt": dt}))
+    message = str(info.value)
+    assert "clip.npz" in message and "'dt' must be one positive, finite number" in message, message
+    for word in words:
+        assert word in message, message
+    assert float(load_clip(save(tmp_path, {**synthetic_clip(), "dt": np.float32(0.05)}))["dt"]) == pytest.approx(0.05)
+
+
+def test_unrelated_entries_never_reject_a_clip(tmp_path):
+    """Extra entries are kept when they are (T, 3) tracks of the clip's length and ignored otherwise."""
+    clean = load_clip(save(tmp_path, synthetic_clip(), "clean.npz"))
+    extras = {
+        "subject": np.array("jogger 07"),  # text
+        "fps_hint": np.array([33.3, 0.0]),  # a shape no track has
+        "short": np.zeros((7, 3)),  # another length
+        "quat": np.zeros((FRAMES, 4)),
+        "phase": np.zeros((FRAMES, 3)) + 1j,  # complex
+        "broken_marker": np.full((FRAMES, 3), np.nan),
+        "meta": np.array([{"a": 1}], dtype=object),  # pickled: never loaded
+        "head": np.ones((FRAMES, 3)),  # a well-formed extra point: kept
+    }
+    for name, value in extras.items():  # one at a time, then all together
+        loaded = load_clip(save(tmp_path, {**synthetic_clip(), name: value}, f"with_{name}.npz"))
+        assert set(loaded) == set(clean) | ({"head"} if name == "head" else set()), name
+    loaded = load_clip(save(tmp_path, {**synthetic_clip(), **extras}, "with_all.npz"))
+    assert set(loaded) == set(clean) | {"head"}
+    for key in clean:
+        assert torch.equal(loaded[key], clean[key])
+    torch.testing.assert_close(loaded["head"], torch.ones(FRAMES, 3, dtype=torch.float64))
+
+
+def test_the_real_clip_with_an_extra_entry_loads_unchanged(tmp_path):
+    if not DEFAULT_CLIP.exists():
+        pytest.skip("../shared/data/mocap/jog_xref.npz is not available")
+    with np.load(DEFAULT_CLIP) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    original = load_clip(DEFAULT_CLIP)
+    extended = load_clip(save(tmp_path, {**arrays, "notes": np.array("recorded at 30 fps"), "ids": np.arange(4)}))
+    assert set(extended) == set(original)
+    for key in original:
+        assert torch.equal(extended[key], original[key])
+
+
+def test_reference_checks_leg_points_only_when_it_needs_them(model, tmp_path):
+    clip = synthetic_clip()
+    clip["lknee"] = clip["lknee"][:, :2]
+    path = save(tmp_path, clip)
+    with pytest.raises(ValueError, match=r"'lknee' must be a \(T, 3\) array"):
+        model.reference(path)  # the scale comes from the legs: a malformed leg point is an error
+    ref = model.reference(path, scale=np.float32(1.0), clip_dt=np.float64(CLIP_DT), start_frame=np.int64(0))
+    assert ref.shape == (model.horizon, 5, 3) and bool(torch.isfinite(ref).all())
 
 
 def test_metrics():

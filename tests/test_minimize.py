@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -70,3 +71,122 @@ def test_bad_input():
         torch_mbd.minimize(lambda x: x, torch.ones(2), progress=False)
     with pytest.raises(ValueError, match="temperature"):
         torch_mbd.minimize(lambda x: x.sum(-1), torch.ones(2), temperature=-1, progress=False)
+
+
+# --------------------------------------------------------------------------- robustness (issue 15)
+QUICK = dict(num_samples=16, num_steps=8, seed=0, progress=False)
+
+
+def sphere(x):
+    return (x**2).sum(-1)
+
+
+def test_integer_costs_are_computed_in_floating_point():
+    # costs near 9e18 (int64 max ~9.22e18): any integer arithmetic (negation, an inf fill) would overflow
+    def f_int(x):
+        return (x.clamp(-3, 3) * 1e9).round().long().square().sum(-1)
+
+    x0 = torch.full((2,), 2.0)
+    ints = torch_mbd.minimize(f_int, x0, **QUICK)
+    floats = torch_mbd.minimize(lambda x: f_int(x).to(torch.float32), x0, **QUICK)
+    assert torch.equal(ints.x, floats.x) and ints.fun == floats.fun
+    assert ints.history.best.is_floating_point() and ints.fun < float(f_int(x0.unsqueeze(0)))
+
+
+@pytest.mark.parametrize("dtype", [torch.bool, torch.complex64])
+def test_bool_and_complex_costs_are_refused(dtype):
+    with pytest.raises(TypeError, match="real.*costs"):
+        torch_mbd.minimize(lambda x: sphere(x).to(dtype), torch.ones(2), **QUICK)
+
+
+def test_the_final_evaluation_is_checked_too():
+    # right shape for the n candidates of every step, wrong for the single final estimate
+    with pytest.raises(ValueError, match=r"f must map.*\(1,\)"):
+        torch_mbd.minimize(lambda x: sphere(x) if x.shape[0] > 1 else sphere(x).reshape(1, 1), torch.ones(2), **QUICK)
+
+
+def test_costs_on_another_device_are_refused():
+    with pytest.raises(ValueError, match="device|meta"):
+        torch_mbd.minimize(lambda x: torch.zeros(x.shape[0], device="meta"), torch.ones(2), **QUICK)
+
+
+def test_minus_inf_is_never_the_best_cost():
+    def f(x):  # -inf only at the final estimate
+        return torch.full((1,), -math.inf) if x.shape[0] == 1 else sphere(x)
+
+    res = torch_mbd.minimize(f, torch.ones(2), **QUICK)
+    assert math.isfinite(res.fun) and res.fun_final == -math.inf
+    assert res.fun == pytest.approx(float(sphere(res.x.unsqueeze(0))))
+    assert res.fun == float(res.history.best_so_far[-1])
+
+
+@pytest.mark.parametrize("value", [-math.inf, math.inf, math.nan])
+@pytest.mark.filterwarnings("ignore:MBDOptimizer step:RuntimeWarning")  # every sample is invalid
+def test_no_finite_cost_at_all_is_a_clear_error(value):
+    with pytest.raises(ValueError, match="no finite cost"):
+        torch_mbd.minimize(lambda x: torch.full((x.shape[0],), value), torch.ones(2), **QUICK)
+
+
+def test_integer_and_numpy_x0():
+    reference = torch_mbd.minimize(sphere, torch.full((3,), 2.0, dtype=torch.float64), **QUICK)
+    numpy = torch_mbd.minimize(sphere, np.full(3, 2.0), **QUICK)
+    assert isinstance(numpy.x, torch.Tensor) and torch.equal(numpy.x, reference.x)
+    ints = torch_mbd.minimize(sphere, torch.full((3,), 2), **QUICK)
+    assert ints.x.dtype == torch.get_default_dtype()
+    as_float = torch_mbd.minimize(sphere, torch.full((3,), 2.0), **QUICK)
+    assert torch.equal(ints.x, as_float.x)
+
+
+@pytest.mark.parametrize(
+    "x0, error, match",
+    [
+        (torch.zeros(0), ValueError, "x0.*at least one"),
+        (torch.zeros(3, 0), ValueError, "x0.*at least one"),
+        (torch.tensor([1.0, math.nan]), ValueError, "x0.*finite"),
+        (torch.tensor([True, False]), TypeError, "x0"),
+        (torch.ones(2, dtype=torch.complex64), TypeError, "x0"),
+        (np.array(["a", "b"]), TypeError, "x0"),
+        (torch.ones(2, device="meta"), ValueError, "x0"),
+    ],
+)
+def test_bad_x0(x0, error, match):
+    with pytest.raises(error, match=match):
+        torch_mbd.minimize(sphere, x0, **QUICK)
+
+
+def test_numpy_numbers_and_bounds_equal_python_ones():
+    python = torch_mbd.minimize(sphere, torch.ones(3), num_samples=16, num_steps=8, temperature=0.5, seed=4,
+                                bounds=(torch.full((3,), -0.5), 2.0), progress=False)
+    numpy = torch_mbd.minimize(sphere, torch.ones(3), num_samples=np.int64(16), num_steps=np.int32(8),
+                               temperature=np.float64(0.5), seed=np.int64(4),
+                               bounds=(np.full(3, -0.5), np.float64(2.0)), progress=False)
+    assert torch.equal(numpy.x, python.x) and numpy.nfev == python.nfev == 8 * 16 + 1
+    assert type(numpy.nfev) is int and type(numpy.nit) is int
+    assert torch_mbd.minimize(sphere, torch.ones(3), temperature=np.float32(0.5), **QUICK).fun < 3.0
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(seed=1.5), "seed"),
+        (dict(seed="abc"), "seed"),
+        (dict(seed=2**70), "seed"),
+        (dict(num_samples=0), "num_samples"),
+        (dict(num_steps=True), "num_steps"),
+        (dict(temperature=math.inf), "temperature"),
+        (dict(device="meta"), "device"),
+        (dict(bounds=1.0), "bounds"),
+        (dict(bounds=(0.0, 1.0, 2.0)), "bounds"),
+    ],
+)
+def test_bad_numbers_devices_and_bounds(kwargs, match):
+    args = dict(QUICK)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        torch_mbd.minimize(sphere, torch.ones(2), **args)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_cuda_is_a_clear_error():
+    with pytest.raises(ValueError, match="device.*cuda"):
+        torch_mbd.minimize(sphere, torch.ones(2), device="cuda", **QUICK)

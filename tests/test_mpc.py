@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -213,7 +214,7 @@ def make_car(horizon):
     return Car2D(
         horizon=horizon, dt=0.1, wheelbase=0.3, max_accel=2.0, max_steer_rate=2.0, max_speed=3.0, max_steer=0.6,
         start=(-2.0, 0.0, 0.0, 0.0, 0.0), goal=(1.5, 0.0), goal_radius=0.3, control_weight=0.01,
-        clearance=0.15, clearance_weight=1.0, obstacles=[[-0.5, 0.35, 0.5, 1.5]],
+        clearance=0.15, clearance_weight=1.0, obstacles=[[-0.5, 0.35, 0.5, 1.5]], terminal_weight=0.0, stop_weight=0.0,
     )
 
 
@@ -267,3 +268,131 @@ def test_mpc_plans_a_mujoco_model_from_the_measured_state():
     assert not controller.last_step.warm
     controller(state.numpy())  # a NumPy state works too
     assert controller.last_step.warm and controller.last_step.diffusion_steps == 1
+    qpos, qvel = model.qpos0, model.qvel0
+    with pytest.raises(ValueError, match="initial_state must have shape"):
+        controller(state[:-1])  # the model's setter refuses it, and nothing changed
+    assert model.qpos0 is qpos and model.qvel0 is qvel
+
+
+# --------------------------------------------------------------------------- robustness (issue 15)
+def _snapshot(controller, model):
+    return model.initial_state.clone(), controller.generator.get_state(), controller.actions
+
+
+@pytest.mark.parametrize(
+    "state, error, match",
+    [
+        (torch.zeros(2, dtype=torch.float64), ValueError, r"shape.*\(1,\)"),
+        (torch.zeros(1, 1, dtype=torch.float64), ValueError, "shape"),
+        (torch.tensor(0.5), ValueError, "shape"),
+        (torch.tensor([True]), TypeError, "state"),
+        (torch.tensor([1 + 1j]), TypeError, "state"),
+        (np.array(["a"]), TypeError, "state"),
+        (["a"], TypeError, "state"),
+        (torch.zeros(1, device="meta"), ValueError, "state"),
+        (torch.tensor([float("inf")]), ValueError, "finite"),
+    ],
+)
+def test_a_bad_state_changes_nothing(state, error, match):
+    model = Integrator(horizon=4)
+    controller = MPC(model, num_samples=8, initial_steps=2, diffusion_steps=1, seed=0)
+    controller(torch.tensor([0.2], dtype=torch.float64))
+    before, rng, actions = _snapshot(controller, model)
+    with pytest.raises(error, match=match):
+        controller(state)
+    assert torch.equal(model.initial_state, before)
+    assert torch.equal(controller.generator.get_state(), rng) and controller.actions is actions
+
+
+def test_a_failing_rollout_restores_the_model_state_and_the_generator():
+    model = Integrator(horizon=4)
+    controller = MPC(model, num_samples=8, initial_steps=2, diffusion_steps=2, seed=0)
+    controller(torch.tensor([0.2], dtype=torch.float64))
+    before, rng, actions = _snapshot(controller, model)
+    rollout = model.rollout
+    model.rollout = lambda a: (_ for _ in ()).throw(RuntimeError("simulator died"))
+    with pytest.raises(RuntimeError, match="simulator died"):
+        controller(torch.tensor([0.7], dtype=torch.float64))
+    assert torch.equal(model.initial_state, before) and controller.actions is actions
+    assert torch.equal(controller.generator.get_state(), rng)
+    # and the controller continues as if the failed call had not happened
+    model.rollout = rollout
+    twin_model = Integrator(horizon=4)
+    twin = MPC(twin_model, num_samples=8, initial_steps=2, diffusion_steps=2, seed=0)
+    twin(torch.tensor([0.2], dtype=torch.float64))
+    state = torch.tensor([0.7], dtype=torch.float64)
+    assert torch.equal(controller(state), twin(state))
+
+
+class PropertyState(Integrator):
+    """initial_state is a property whose setter takes [1] or [2] (position, velocity), like MujocoModel."""
+
+    def __init__(self):
+        self._state = torch.zeros(1, dtype=torch.float64)
+        super().__init__(horizon=4)
+
+    @property
+    def initial_state(self):
+        return self._state
+
+    @initial_state.setter
+    def initial_state(self, state):
+        if state.shape not in ((1,), (2,)):
+            raise ValueError(f"initial_state must have shape [1] or [2], got {tuple(state.shape)}")
+        self._state = state[:1].clone()
+
+
+def test_a_model_setter_decides_the_accepted_shapes():
+    model = PropertyState()
+    controller = MPC(model, num_samples=8, initial_steps=2, diffusion_steps=1, seed=0)
+    controller(torch.tensor([0.3, 9.0], dtype=torch.float64))  # [2]: the setter takes it
+    assert torch.equal(model.initial_state, torch.tensor([0.3], dtype=torch.float64))
+    rng = controller.generator.get_state()
+    with pytest.raises(ValueError, match="shape"):
+        controller(torch.zeros(3, dtype=torch.float64))
+    assert torch.equal(model.initial_state, torch.tensor([0.3], dtype=torch.float64))
+    assert torch.equal(controller.generator.get_state(), rng)
+    # a rollout that fails after the setter ran: the very tensor the setter replaced comes back
+    before = model.initial_state
+    model.rollout = lambda a: (_ for _ in ()).throw(RuntimeError("simulator died"))
+    with pytest.raises(RuntimeError, match="simulator died"):
+        controller(torch.tensor([0.9, 0.0], dtype=torch.float64))
+    assert model.initial_state is before and torch.equal(controller.generator.get_state(), rng)
+
+
+def test_numpy_numbers_equal_python_numbers():
+    def run(**kw):
+        model = Integrator(horizon=6)
+        controller = MPC(model, **kw)
+        return torch.stack([controller(torch.tensor([x], dtype=torch.float64)) for x in (0.0, 0.1, 0.3)])
+
+    python = run(horizon=6, num_samples=8, temperature=0.2, diffusion_steps=2, warm_noise=0.3, initial_steps=3,
+                 beta0=2e-4, beta1=2e-2, seed=5)
+    numpy = run(horizon=np.int64(6), num_samples=np.int32(8), temperature=np.float64(0.2), diffusion_steps=np.int64(2),
+                warm_noise=np.float64(0.3), initial_steps=np.int16(3), beta0=np.float64(2e-4), beta1=np.float64(2e-2),
+                seed=np.uint32(5))
+    assert torch.equal(numpy, python)
+    float32 = run(num_samples=8, temperature=np.float32(0.1), warm_noise=np.float32(0.2), initial_steps=2, seed=0)
+    assert float32.shape == (3, 1)
+    assert torch.equal(warm_start_sigmas(np.int64(4), np.float64(0.3)), warm_start_sigmas(4, 0.3))
+    actions = torch.arange(6.0).reshape(3, 2)
+    assert torch.equal(shift_actions(actions, np.int64(1)), shift_actions(actions, 1))
+
+
+def test_reset_takes_a_numpy_plan_and_refuses_bad_ones():
+    model = Integrator(horizon=4)
+    controller = MPC(model, num_samples=8, initial_steps=5, diffusion_steps=2, warm_noise=1e-9, seed=0)
+    offline = np.array([[0.1], [0.2], [0.3], [0.4]])
+    controller.reset(offline, warm=True)
+    controller(torch.zeros(1, dtype=torch.float64))
+    torch.testing.assert_close(controller.actions, torch.from_numpy(offline), atol=1e-7, rtol=0)
+    with pytest.raises(TypeError, match="init"):
+        controller.reset([[0.1], [0.2], [0.3], [0.4]])
+    with pytest.raises(ValueError, match="init.*finite"):
+        controller.reset(np.full((4, 1), np.nan))
+
+
+@pytest.mark.parametrize("seed", [1.5, "abc", 2**70, -1, True])
+def test_bad_seeds(seed):
+    with pytest.raises(ValueError, match="seed"):
+        MPC(Integrator(), seed=seed)

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from torch_mbd import MBDOptimizer, Trajectory
+from torch_mbd.optim import ConstantObjectiveWarning
 
 
 def sphere(target):
@@ -113,12 +114,17 @@ def test_all_infeasible_keeps_estimate_and_warns():
     assert opt.steps_done == 1
 
 
-def test_identical_losses_do_not_divide_by_zero():
+def test_identical_losses_do_not_divide_by_zero_and_warn_once():
+    """A constant objective: uniform weights (no division by zero), one warning that names it."""
     x = torch.ones(5)
     opt = MBDOptimizer([x], num_samples=16, num_steps=5, seed=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        opt.step(lambda c: torch.zeros(16))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            opt.step(lambda c: torch.full((16,), 7.0))
+            torch.testing.assert_close(opt.last_step.weights, torch.full((1, 16), 1 / 16))
+    assert [w.category for w in caught] == [ConstantObjectiveWarning]
+    assert "objective is constant" in str(caught[0].message)
     assert torch.isfinite(x).all()
 
 
@@ -312,3 +318,427 @@ def test_bad_closure_and_rollout_results():
         bad.step()
     with pytest.raises(ValueError, match="without a closure"):
         bad.step(lambda c: torch.zeros(8))
+
+
+# --------------------------------------------------------------------------- robustness (issue 15)
+import copy  # noqa: E402
+import io  # noqa: E402
+
+import numpy as np  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+TARGET = torch.tensor([0.5, -0.3, 0.2, 0.1])
+
+
+def run_estimates(loss, dtype=torch.float32, steps=8, **options):
+    """The estimate after each of ``steps`` steps of a 4-D problem, ``[steps, 4]`` (float64)."""
+    x = torch.zeros(4, dtype=dtype)
+    opt = MBDOptimizer([x], num_samples=32, num_steps=steps, seed=5, **options)
+    out = []
+    for _ in range(steps):
+        opt.step(loss)
+        out.append(x.double().clone())
+    return torch.stack(out)
+
+
+def sphere64(c):
+    """The objective in float64 whatever the candidates' dtype (so only the optimizer's rounding differs)."""
+    return ((c[0].double() - TARGET.double()) ** 2).sum(-1) + 0.3 * torch.sin(4 * c[0].double()).sum(-1)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    log_a=st.floats(-20, 20),
+    shift=st.floats(-10, 10),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+)
+def test_estimates_are_invariant_to_affine_objectives(log_a, shift, dtype):
+    """Same seed, ``a * f + b`` (a > 0, finite b): the same trajectory of estimates, up to float rounding.
+
+    ``b = shift * a`` keeps ``b`` within what the objective's own dtype can resolve next to ``a * f``.
+    """
+    a = 10.0**log_a
+    b = shift * a
+    base = run_estimates(lambda c: sphere64(c).to(dtype), dtype)
+    scaled = run_estimates(lambda c: (a * sphere64(c) + b).to(dtype), dtype)
+    tol = 1e-3 if dtype == torch.float32 else 1e-9
+    torch.testing.assert_close(scaled, base, rtol=0, atol=tol)
+
+
+@pytest.mark.parametrize("scale", [1e-8, 1e19, 3e37])
+def test_float32_objectives_of_any_scale_optimize(scale):
+    """The spread tolerance is relative and nothing is squared in loss units: 1e-8 and 1e19 both optimize."""
+    x = torch.zeros(4)
+    opt = MBDOptimizer([x], num_samples=64, num_steps=30, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(30):
+            opt.step(lambda c: scale * ((c[0] - TARGET) ** 2).sum(-1))
+    assert (x - TARGET).abs().max() < 0.05
+
+
+def test_constant_is_relative_to_the_loss_size():
+    """Losses equal up to float rounding of their size are constant; a spread of 1e-30 around 0 is not."""
+    x = torch.zeros(3, dtype=torch.float64)
+    opt = MBDOptimizer([x], num_samples=16, num_steps=5, seed=0)
+    with pytest.warns(ConstantObjectiveWarning):
+        opt.step(lambda c: 1e6 + 1e-12 * c[0].sum(-1))  # 1e-12 next to 1e6: below float64 rounding
+    y = torch.zeros(3, dtype=torch.float64)
+    opt = MBDOptimizer([y], num_samples=16, num_steps=5, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        opt.step(lambda c: 1e-30 * c[0].sum(-1))
+    assert not (opt.last_step.weights == 1 / 16).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_params_optimize_losses_of_a_few_hundred(dtype):
+    """float16 / bfloat16 parameters: rewards, weights and the weighted mean are computed in float32."""
+    x = torch.zeros(4, dtype=dtype)
+    opt = MBDOptimizer([x], num_samples=64, num_steps=30, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(30):
+            opt.step(lambda c: 300.0 * ((c[0].float() - TARGET) ** 2).sum(-1) + 400.0)
+    assert x.dtype == dtype
+    assert opt.last_step.weights.dtype == torch.float32 and opt.last_step.rewards.dtype == torch.float32
+    assert (x.float() - TARGET).abs().max() < 0.05
+
+
+def test_low_precision_rollout_with_demo():
+    """float16 actions in rollout mode with a demonstration: states are compared in float32."""
+    H = 5
+
+    def rollout(actions):
+        states = actions.float().cumsum(-2) * 100.0  # large states: float16 squares would overflow
+        return -(states[..., 0] - 250.0).abs(), states, None
+
+    u = torch.zeros(H, 2, dtype=torch.float16)
+    demo = torch.full((H, 1), 50.0, dtype=torch.float16)
+    opt = MBDOptimizer([u], num_samples=32, num_steps=10, rollout=rollout, demo=demo,
+                       demo_mask=torch.tensor([False, True]), demo_reward=0.0, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(10):
+            opt.step()
+    assert torch.isfinite(u).all() and opt.last_step.demo_wins.any()
+
+
+# ----- demonstrations
+def test_all_invalid_first_step_does_not_switch_the_demo_off():
+    """demo_reward=None waits for a step with a finite reward instead of taking -inf from an all-invalid one."""
+    x = torch.zeros(2)
+    demo = torch.tensor([0.6, -0.4])
+    opt = MBDOptimizer([x], num_samples=32, num_steps=20, demo=demo, demo_sigma=0.1, seed=0)
+    with pytest.warns(RuntimeWarning, match="infeasible or non-finite"):
+        opt.step(lambda c: torch.full((32,), float("nan")))
+    assert opt.demo_reward is None and not opt.last_step.demo_wins.any()
+    opt.step(lambda c: 10.0 + (c[0] ** 2).sum(-1))  # the samples nearest the demo are not the best
+    assert opt.demo_reward is not None and math.isfinite(opt.demo_reward)
+    assert opt.last_step.demo_wins.any()
+
+
+ROLLOUT_H = 4
+
+
+def state_rollout(actions):
+    states = actions.cumsum(-2)  # [..., n, H, 2]
+    return -(states[..., 0] - 1.0).abs(), states, None
+
+
+@pytest.mark.parametrize(
+    "params, kwargs, error, match",
+    [
+        # closure mode
+        ((3,), dict(demo=torch.tensor([0.0, float("nan"), 1.0])), ValueError, "NaN or infinite"),
+        ((3,), dict(demo=torch.tensor([0.0, float("inf"), 1.0])), ValueError, "NaN or infinite"),
+        ((3,), dict(demo=torch.zeros(3), demo_mask=torch.zeros(3, dtype=torch.bool)), ValueError, "covers no entry"),
+        ((3,), dict(demo=torch.zeros(3), demo_mask=torch.ones(2, dtype=torch.bool)), ValueError, "demo_mask"),
+        ((3,), dict(demo=torch.zeros(3), demo_mask=torch.ones(3)), TypeError, "demo_mask"),
+        ((3,), dict(demo=torch.zeros(3), demo_reward=float("nan")), ValueError, "demo_reward"),
+        ((3,), dict(demo=torch.zeros(3), demo_reward=float("inf")), ValueError, "demo_reward"),
+        ((3,), dict(demo=torch.zeros(3), demo_reward="1.0"), ValueError, "demo_reward"),
+        ((3,), dict(demo=[0.0, 0.0, 0.0]), TypeError, "demo"),
+        # rollout mode
+        ((ROLLOUT_H, 2), dict(demo=torch.zeros(ROLLOUT_H + 1, 2)), ValueError, "demo"),
+        ((ROLLOUT_H, 2), dict(demo=torch.zeros(ROLLOUT_H, 3), demo_mask=torch.tensor([True, False])),
+         ValueError, "demo has 3"),
+        ((ROLLOUT_H, 2), dict(demo=torch.zeros(ROLLOUT_H, 2), demo_mask=torch.ones(ROLLOUT_H + 1, 2, dtype=torch.bool)),
+         ValueError, "demo_mask"),
+        ((ROLLOUT_H, 2), dict(demo=torch.zeros(ROLLOUT_H, 2), demo_mask=torch.ones(2, 2, 2, dtype=torch.bool)),
+         ValueError, "demo_mask"),
+        ((2, ROLLOUT_H, 2), dict(demo=torch.zeros(3, ROLLOUT_H, 2)), ValueError, "batch dimensions"),
+        ((ROLLOUT_H, 2), dict(demo=torch.full((ROLLOUT_H, 2), float("nan")), demo_mask=torch.tensor([True, False])),
+         ValueError, "NaN"),
+        ((ROLLOUT_H, 2), dict(demo=torch.zeros(ROLLOUT_H, 1), demo_mask=torch.tensor([False, False])),
+         ValueError, "covers no entry"),
+    ],
+)
+def test_bad_demonstrations_are_refused_at_construction(params, kwargs, error, match):
+    rollout = state_rollout if len(params) >= 2 else None
+    with pytest.raises(error, match=match):
+        MBDOptimizer([torch.zeros(params)], rollout=rollout, **kwargs)
+
+
+def test_nan_outside_the_mask_is_allowed():
+    demo = torch.tensor([[0.5, float("nan")]] * ROLLOUT_H)
+    u = torch.zeros(ROLLOUT_H, 2)
+    opt = MBDOptimizer([u], num_samples=16, num_steps=3, rollout=state_rollout, demo=demo,
+                       demo_mask=torch.tensor([True, False]), demo_reward=1.0, seed=0)
+    opt.step()
+    assert torch.isfinite(u).all() and opt.last_step.demo_wins.any()
+    # a NumPy demonstration is taken in the params' dtype
+    opt = MBDOptimizer([torch.zeros(3)], num_samples=8, demo=np.zeros(3), demo_reward=0.0, seed=0)
+    assert opt._demo.dtype == torch.float32
+
+
+def test_rollout_without_states_and_a_demo_is_a_clear_error():
+    opt = MBDOptimizer([torch.zeros(ROLLOUT_H, 2)], num_samples=8, demo=torch.zeros(ROLLOUT_H, 2), seed=0,
+                       rollout=lambda a: Trajectory(states=None, rewards=a.sum(-1)))
+    with pytest.raises(ValueError, match="no states"):
+        opt.step()
+    # without a demo, no states are needed
+    free = MBDOptimizer([torch.zeros(ROLLOUT_H, 2)], num_samples=8, seed=0,
+                        rollout=lambda a: Trajectory(states=None, rewards=a.sum(-1)))
+    free.step()
+
+
+# ----- bounds
+@pytest.mark.parametrize(
+    "bounds, match",
+    [
+        ((torch.tensor([0.0, float("nan"), 0.0]), 1.0), "NaN"),
+        ((-1.0, torch.tensor([1.0, float("nan"), 1.0])), "NaN"),
+        ((float("nan"), 1.0), "bounds lower"),
+        ((math.inf, math.inf), "bounds lower"),
+        ((-1.0, -math.inf), "bounds upper"),
+        ((torch.tensor([0.0, math.inf, 0.0]), math.inf), "bounds lower"),
+        ((torch.zeros(4), 1.0), "shape"),
+        ((-1.0, torch.ones(2, 3)), "shape"),
+        ((torch.zeros(3, dtype=torch.int64), 1.0), "floating-point"),
+        (("a", 1.0), "bounds lower"),
+        ((torch.ones(3), torch.zeros(3)), "lower must be <= upper"),
+    ],
+)
+def test_bad_bounds_are_refused_at_construction(bounds, match):
+    with pytest.raises(ValueError, match=match):
+        MBDOptimizer([torch.zeros(3)], bounds=bounds)
+
+
+def test_infinite_bound_leaves_a_coordinate_unbounded():
+    """``-inf`` / ``inf`` in a bounds tensor: that coordinate is free on that side, the others are clipped."""
+    target = torch.tensor([-3.0, 0.5, 4.0])
+    x = torch.zeros(3)
+    lower = torch.tensor([-math.inf, 0.0, 0.0])
+    upper = torch.tensor([1.0, 1.0, math.inf])
+    opt = MBDOptimizer([x], num_samples=64, num_steps=60, bounds=(lower, upper), seed=0)
+    for _ in range(60):
+        opt.step(lambda c: ((c[0] - target) ** 2).sum(-1))
+        samples = opt.last_step.samples[0]
+        assert (samples >= lower).all() and (samples <= upper).all()
+    # coordinate 0 reaches -3 below no bound, 2 goes past 1 (only its lower bound 0 holds), 1 is clipped
+    assert x[0] < -1.5 and x[2] > 1.5 and 0.0 <= x[1] <= 1.0
+    # in rollout mode a bounds tensor broadcasts over [H, nu] (batch dimensions excluded)
+    u = torch.zeros(2, ROLLOUT_H, 2)
+    MBDOptimizer([u], rollout=state_rollout, bounds=(torch.tensor([-math.inf, -1.0]), 1.0), num_samples=8).step()
+
+
+def test_numpy_bounds_numbers():
+    x = torch.zeros(3)
+    opt = MBDOptimizer([x], num_samples=16, num_steps=3, bounds=(np.float32(-0.1), np.float64(0.1)), seed=0)
+    opt.step(lambda c: c[0].sum(-1))
+    assert opt.param_groups[0]["bounds"] == (pytest.approx(-0.1), 0.1)
+    assert (x.abs() <= 0.1 + 1e-6).all()
+
+
+# ----- empty, numpy scalars, seeds, devices
+def test_empty_problems_are_refused():
+    with pytest.raises(ValueError, match="empty batch"):
+        MBDOptimizer([torch.zeros(0, ROLLOUT_H, 2)], rollout=state_rollout)
+    with pytest.raises(ValueError, match="no element"):
+        MBDOptimizer([torch.zeros(ROLLOUT_H, 0)], rollout=state_rollout)
+    with pytest.raises(ValueError, match="no element"):
+        MBDOptimizer([torch.zeros(0), torch.zeros(0, 3)])
+
+
+def test_a_single_sample_is_followed():
+    x = torch.zeros(3)
+    opt = MBDOptimizer([x], num_samples=1, num_steps=5, seed=0)
+    seen = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one valid sample is not a "constant objective"
+        opt.step(lambda c: (seen.append(c[0].clone()) or c[0].sum(-1)))
+    torch.testing.assert_close(x, seen[0][0])
+
+
+def test_numpy_scalars_are_accepted_everywhere():
+    def run(**numbers):
+        x = torch.zeros(3)
+        opt = MBDOptimizer([x], seed=numbers.pop("seed"), **numbers)
+        for _ in range(3):
+            opt.step(lambda c: ((c[0] - 0.2) ** 2).sum(-1))
+        return x
+
+    plain = dict(temperature=0.25, num_samples=8, num_steps=4, beta0=1e-3, beta1=2e-2, step_scale=0.5,
+                 noise_scale=0.8, fraction=1.0, seed=3)
+    numpy = dict(temperature=np.float32(0.25), num_samples=np.int64(8), num_steps=np.int32(4), beta0=np.float64(1e-3),
+                 beta1=np.float32(2e-2), step_scale=np.float16(0.5), noise_scale=np.float64(0.8),
+                 fraction=np.float64(1.0), seed=np.uint64(3))
+    torch.testing.assert_close(run(**numpy), run(**plain), rtol=1e-6, atol=1e-7)  # np.float32(2e-2) != 2e-2 exactly
+
+
+@pytest.mark.parametrize("seed", [1.5, "abc", 2**70, -1, True, np.float64(2.0)])
+def test_bad_seeds(seed):
+    with pytest.raises(ValueError, match="seed"):
+        MBDOptimizer([torch.zeros(3)], seed=seed)
+
+
+def test_meta_device_params_are_refused():
+    with pytest.raises(ValueError, match="meta"):
+        MBDOptimizer([torch.zeros(3, device="meta")])
+
+
+def test_bool_and_complex_losses_are_refused_integer_accepted():
+    opt = MBDOptimizer([torch.zeros(3)], num_samples=8, seed=0)
+    with pytest.raises(TypeError, match="real"):
+        opt.step(lambda c: torch.zeros(8, dtype=torch.bool))
+    with pytest.raises(TypeError, match="real"):
+        opt.step(lambda c: torch.zeros(8, dtype=torch.complex64))
+    opt.step(lambda c: torch.arange(8))
+    assert opt.last_step.weights[0, 0] > opt.last_step.weights[0, -1]  # loss 0 beats loss 7
+
+
+# ----- state_dict
+def fresh(x, **options):
+    base = dict(num_samples=8, num_steps=10, seed=123)
+    base.update(options)
+    return MBDOptimizer([x], **base)
+
+
+def test_state_dict_refuses_other_shapes_and_missing_keys():
+    opt = fresh(torch.zeros(3))
+    opt.step(lambda c: c[0].sum(-1))
+    state = opt.state_dict()
+    with pytest.raises(ValueError, match="shapes"):
+        fresh(torch.zeros(4)).load_state_dict(state)
+    broken = copy.deepcopy(state)
+    del broken["mbd"]["rng_state"]
+    with pytest.raises(ValueError, match="rng_state"):
+        fresh(torch.zeros(3)).load_state_dict(broken)
+    broken = copy.deepcopy(state)
+    del broken["param_groups"]
+    with pytest.raises(ValueError, match="param_groups"):
+        fresh(torch.zeros(3)).load_state_dict(broken)
+    with pytest.raises(TypeError, match="dict"):
+        fresh(torch.zeros(3)).load_state_dict([1, 2])
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (lambda s: s["param_groups"][0].update(bounds=(1.0, -1.0)), "lower must be <= upper"),
+        (lambda s: s["param_groups"][0].update(bounds=(torch.zeros(5), 1.0)), "shape"),
+        (lambda s: s["param_groups"][0].update(fraction=1.5), "fraction"),
+        (lambda s: s["param_groups"][0].update(noise_scale=-1.0), "noise_scale"),
+        (lambda s: s["mbd"].update(temperature=0.0), "temperature"),
+        (lambda s: s["mbd"].update(steps_done=-3), "steps_done"),
+        (lambda s: s["mbd"].update(demo_reward=float("nan")), "demo_reward"),
+        (lambda s: s["mbd"].update(rng_state=torch.zeros(3, dtype=torch.uint8)), "rng_state"),
+        (lambda s: s["param_groups"].append(dict(s["param_groups"][0])), "param groups"),
+    ],
+)
+def test_a_rejected_state_dict_changes_nothing(edit, match):
+    """Every restored option is checked as the constructor checks it, before anything changes."""
+    x = torch.zeros(3)
+    donor = fresh(x.clone(), bounds=(-1.0, 1.0), temperature=0.3)
+    for _ in range(3):
+        donor.step(lambda c: c[0].sum(-1))
+    state = copy.deepcopy(donor.state_dict())
+    edit(state)
+    target = fresh(x, bounds=(-2.0, 2.0), temperature=0.7)
+    target.step(lambda c: c[0].sum(-1))
+    before = copy.deepcopy(target.state_dict())
+    with pytest.raises(ValueError, match=match):
+        target.load_state_dict(state)
+    after = target.state_dict()
+    assert after["mbd"]["steps_done"] == before["mbd"]["steps_done"] == 1
+    assert torch.equal(after["mbd"]["rng_state"], before["mbd"]["rng_state"])
+    assert after["param_groups"] == before["param_groups"] and target.temperature == 0.7
+
+
+def test_state_dict_restores_the_temperature():
+    donor = fresh(torch.zeros(3), temperature=0.05)
+    target = fresh(torch.zeros(3), temperature=2.0)
+    target.load_state_dict(donor.state_dict())
+    assert target.temperature == 0.05
+    # a state saved before the temperature and the shapes were saved still loads, keeping the temperature
+    old = donor.state_dict()
+    del old["mbd"]["temperature"], old["mbd"]["param_shapes"]
+    older = fresh(torch.zeros(3), temperature=2.0)
+    older.load_state_dict(old)
+    assert older.temperature == 2.0
+    with pytest.raises(ValueError, match="state"):
+        older.load_state_dict(dict(donor.state_dict(), state=[]))
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    num_samples=st.integers(1, 12),
+    num_steps=st.integers(1, 6),
+    before=st.integers(0, 7),
+    temperature=st.floats(0.01, 2.0),
+    noise=st.sampled_from(["official", "paper"]),
+    bounded=st.booleans(),
+    fraction=st.sampled_from([1.0, 0.5]),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+    rollout_mode=st.booleans(),
+)
+def test_state_dict_round_trip_is_bit_identical(
+    num_samples, num_steps, before, temperature, noise, bounded, fraction, dtype, rollout_mode
+):
+    """Save after ``before`` steps, load into a fresh optimizer (other seed, other temperature): the next
+    steps are identical bit for bit, in closure or rollout mode (with a demonstration there)."""
+    shape = (2, ROLLOUT_H, 2) if rollout_mode else (5,)
+    options = dict(num_samples=num_samples, num_steps=num_steps, noise=noise, temperature=temperature,
+                   bounds=(-0.8, 0.9) if bounded else None)
+    if rollout_mode:
+        options.update(rollout=state_rollout, demo=torch.full((ROLLOUT_H, 1), 0.5, dtype=dtype),
+                       demo_mask=torch.tensor([True, False]))
+    else:
+        options.update(fraction=fraction)
+
+    def step(opt):
+        return opt.step() if rollout_mode else opt.step(lambda c: torch.cos(3 * c[0]).sum(-1) + (c[0] ** 2).sum(-1))
+
+    x = torch.full(shape, 0.1, dtype=dtype)
+    opt = MBDOptimizer([x], seed=7, **options)
+    for _ in range(before):
+        step(opt)
+    buffer = io.BytesIO()
+    torch.save({"x": x.clone(), "opt": opt.state_dict()}, buffer)
+    expected = []
+    for _ in range(3):
+        step(opt)
+        expected.append(x.clone())
+    buffer.seek(0)
+    ckpt = torch.load(buffer, weights_only=False)
+    y = ckpt["x"]
+    resumed = MBDOptimizer([y], seed=99, **dict(options, temperature=1.0))
+    resumed.load_state_dict(ckpt["opt"])
+    for k in range(3):
+        step(resumed)
+        assert torch.equal(y, expected[k]), k
+
+
+def test_a_rejected_param_group_is_not_added():
+    x, y = torch.zeros(3), torch.zeros(2)
+    opt = MBDOptimizer([x], num_samples=8, seed=0)
+    for bad, match in ((dict(fraction=2.0), "fraction"), (dict(noise_scale=float("nan")), "noise_scale"),
+                       (dict(bounds=(torch.zeros(3), 1.0)), "shape")):
+        with pytest.raises(ValueError, match=match):
+            opt.add_param_group({"params": [y], **bad})
+        assert len(opt.param_groups) == 1
+    opt.add_param_group({"params": [y], "fraction": np.float32(0.5), "bounds": (-1.0, np.float64(1.0))})
+    assert len(opt.param_groups) == 2 and opt.param_groups[1]["fraction"] == 0.5
+    opt.step(lambda c: c[0].sum(-1) + c[1].sum(-1))

@@ -43,3 +43,35 @@ def test_install_requires_is_torch_and_numpy():
             assert sorted(reqs) == ["numpy", "torch"]
             return
     raise AssertionError("setup.py has no install_requires")
+
+
+def test_license_is_mit_and_ships_in_the_wheel_and_the_sdist(tmp_path):
+    """LICENSE says MIT, as setup.py declares, and both distributions carry it."""
+    import shutil
+    import tarfile
+    import zipfile
+
+    text = (ROOT / "LICENSE").read_text()
+    assert text.startswith("MIT License") and "Permission is hereby granted, free of charge" in text
+    for name in ("setup.py", "pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    for package in ("torch_mbd", "dynamics"):  # a copy, so that the build leaves nothing in the checkout
+        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    code = (
+        "from setuptools import build_meta\n"
+        "wheel = build_meta.build_wheel('dist')\n"
+        "sdist = build_meta.build_sdist('dist')\n"
+        "print('BUILT', wheel, sdist)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    wheel_name, sdist_name = out.stdout.split("BUILT ")[-1].split()
+    with zipfile.ZipFile(tmp_path / "dist" / wheel_name) as wheel:
+        names = wheel.namelist()
+        licenses = [n for n in names if n.endswith(".dist-info/licenses/LICENSE")]
+        assert len(licenses) == 1 and wheel.read(licenses[0]).decode() == text
+        metadata = wheel.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode().splitlines()
+    assert "License-File: LICENSE" in metadata and any(line.startswith("License") and "MIT" in line for line in metadata)
+    with tarfile.open(tmp_path / "dist" / sdist_name) as sdist:
+        member = next(m for m in sdist.getmembers() if m.name.endswith("/LICENSE") and m.name.count("/") == 1)
+        assert sdist.extractfile(member).read().decode() == text

@@ -136,3 +136,54 @@ def test_bad_arguments(hopper, tmp_path):
 def test_unknown_camera(hopper, tmp_path):
     with pytest.raises(ValueError, match="camera 'nope'"):
         render(hopper, hopper_actions(), tmp_path / "a.gif", camera="nope", width=W, height=H)
+
+
+def test_check_rendering_fails_in_one_line_naming_what_to_install(monkeypatch):
+    from dynamics.render import check_rendering
+
+    def renderer(*args, **kwargs):
+        raise mujoco.FatalError("an OpenGL platform library has not been loaded\ninto this process")
+
+    monkeypatch.setattr(mujoco, "Renderer", renderer)
+    with pytest.raises(RuntimeError) as info:
+        check_rendering()
+    message = str(info.value)
+    assert "\n" not in message and "apt-get install libosmesa6" in message and "MUJOCO_GL=egl" in message
+
+
+def test_check_rendering_passes_with_a_working_backend(gl):
+    from dynamics.render import check_rendering
+
+    check_rendering()
+
+
+def _box_fixture():
+    """A body on slide x, slide y and hinge z with one box, 0.1 x 0.04 (half sizes 0.05, 0.02), offset 0.1 in x."""
+    return mujoco.MjModel.from_xml_string(
+        """<mujoco><worldbody><body name="b" pos="0 0 0.02">
+        <joint type="slide" axis="1 0 0"/><joint type="slide" axis="0 1 0"/><joint type="hinge" axis="0 0 1"/>
+        <geom name="box" type="box" pos="0.1 0 0" size="0.05 0.02 0.02"/>
+        <geom name="ball" type="sphere" pos="0 0 0" size="0.03"/>
+        </body></worldbody></mujoco>"""
+    )
+
+
+def test_planar_poses_and_outlines_follow_the_joints():
+    from dynamics.render import planar_outlines, planar_poses
+
+    model = _box_fixture()
+    qpos = np.array([[0.0, 0.0, 0.0], [0.3, -0.2, np.pi / 2]])
+    np.testing.assert_allclose(planar_poses(model, qpos, "b"), qpos, atol=1e-12)
+    box, ball = planar_outlines(model, qpos, "b", points=8)
+    assert box.shape == (2, 4, 2) and ball.shape == (2, 8, 2)
+    # at rest: the box spans x in [0.05, 0.15], y in [-0.02, 0.02]
+    np.testing.assert_allclose(box[0].min(0), [0.05, -0.02], atol=1e-12)
+    np.testing.assert_allclose(box[0].max(0), [0.15, 0.02], atol=1e-12)
+    # turned 90 degrees about the body origin, then moved by (0.3, -0.2): the offset points along +y
+    np.testing.assert_allclose(box[1].min(0), [0.3 - 0.02, -0.2 + 0.05], atol=1e-12)
+    np.testing.assert_allclose(box[1].max(0), [0.3 + 0.02, -0.2 + 0.15], atol=1e-12)
+    np.testing.assert_allclose(np.linalg.norm(ball[1] - [0.3, -0.2], axis=-1), 0.03, atol=1e-12)
+    with pytest.raises(ValueError, match="body 'nope'"):
+        planar_poses(model, qpos, "nope")
+    with pytest.raises(ValueError, match=r"qpos must have shape \[T, 3\]"):
+        planar_outlines(model, qpos[:, :2], "b")

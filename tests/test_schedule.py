@@ -51,3 +51,28 @@ def test_settable():
 def test_bad_arguments(kwargs, name):
     with pytest.raises(ValueError, match=name):
         linear_schedule(**kwargs)
+
+
+def test_numpy_scalars_are_accepted():
+    np = pytest.importorskip("numpy")
+    a = linear_schedule(num_steps=np.int64(7), beta0=np.float32(1e-3), beta1=np.float64(5e-2))
+    b = linear_schedule(num_steps=7, beta0=float(np.float32(1e-3)), beta1=5e-2)
+    assert a.num_steps == 7 and torch.equal(a.sigmas, b.sigmas)
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(num_steps=True), "num_steps"),
+        (dict(num_steps="10"), "num_steps"),
+        (dict(beta0="0.1"), "beta0"),
+        (dict(beta0=True), "beta0"),
+        (dict(beta1=float("inf")), "beta1"),
+        (dict(beta1=1j), "beta1"),
+        (dict(noise=None), "noise"),
+        (dict(noise=["official"]), "noise"),
+    ],
+)
+def test_bad_types_name_the_argument(kwargs, name):
+    with pytest.raises(ValueError, match=f"Invalid {name}"):
+        linear_schedule(**kwargs)

@@ -19,7 +19,8 @@ from .denoise import (
 )
 from .minimize import MinimizeHistory, MinimizeResult, minimize
 from .mpc import MPC
-from .optim import MBDOptimizer, StepInfo
+from .optim import ConstantObjectiveWarning, MBDOptimizer, StepInfo
+from .paper_baselines import PaperCEMOptimizer, PaperCMAESOptimizer, PaperMPPIOptimizer
 from .plan import PlanResult, plan
 from .rollout import RolloutModel, Trajectory
 from .schedule import Schedule, linear_schedule
@@ -31,8 +32,12 @@ __all__ = [
     "CEMOptimizer",
     "MPPIOptimizer",
     "CMAESOptimizer",
+    "PaperMPPIOptimizer",
+    "PaperCEMOptimizer",
+    "PaperCMAESOptimizer",
     "batched_closure",
     "StepInfo",
+    "ConstantObjectiveWarning",
     "minimize",
     "MinimizeResult",
     "MinimizeHistory",

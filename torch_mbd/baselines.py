@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from . import denoise
+from .checks import check_int, check_positive
 from .optim import MBDOptimizer, StepInfo
 
 _MBD_ONLY = ("demo", "demo_mask", "demo_sigma", "demo_reward", "step_scale")
@@ -190,6 +191,17 @@ def _step_info(level, sigma, rewards, weights, valid, trajectory, samples) -> St
     return StepInfo(**{k: fields[k] for k in StepInfo._fields})
 
 
+def _pop_baseline_state(state_dict, optimizer) -> tuple[dict, dict]:
+    """``(MBD's part, the baseline's part)`` of a baseline's ``state_dict``, checked to be ``optimizer``'s kind."""
+    if not isinstance(state_dict, dict):
+        raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
+    state_dict = dict(state_dict)
+    extra = state_dict.pop("baseline", None)
+    if not isinstance(extra, dict) or extra.get("method") != optimizer.method:
+        raise ValueError(f"state_dict was not saved by {type(optimizer).__name__}")
+    return state_dict, extra
+
+
 def _mean_objective(rewards: Tensor, feasible: Tensor | None, rollout_mode: bool) -> Tensor:
     ok = torch.isfinite(rewards) if feasible is None else torch.isfinite(rewards) & feasible
     mean = torch.where(ok, rewards, torch.zeros_like(rewards)).sum() / ok.sum().clamp(min=1)
@@ -235,19 +247,14 @@ class CEMOptimizer(_SampledGaussianOptimizer):
         min_std: float = 0.0,
         **options,
     ):
-        if isinstance(elite_fraction, bool) or not isinstance(elite_fraction, (int, float)) or not (
-            0.0 < elite_fraction <= 1.0
-        ):
+        elite_fraction = check_positive("elite_fraction", elite_fraction)
+        if elite_fraction > 1.0:
             raise ValueError(f"Invalid elite_fraction: expected a number in (0, 1], got {elite_fraction!r}")
-        if init_std is not None and (
-            isinstance(init_std, bool) or not isinstance(init_std, (int, float)) or not (0.0 < init_std < math.inf)
-        ):
-            raise ValueError(f"Invalid init_std: expected a finite number > 0 or None, got {init_std!r}")
-        if isinstance(min_std, bool) or not isinstance(min_std, (int, float)) or not (0.0 <= min_std < math.inf):
-            raise ValueError(f"Invalid min_std: expected a finite number >= 0, got {min_std!r}")
+        init_std = None if init_std is None else check_positive("init_std", init_std)
+        min_std = check_positive("min_std", min_std, allow_zero=True)
         super().__init__(params, num_samples=num_samples, **options)
-        self.elite_fraction, self.init_std, self.min_std = float(elite_fraction), init_std, float(min_std)
-        self.num_elites = max(1, int(round(self.elite_fraction * num_samples)))
+        self.elite_fraction, self.init_std, self.min_std = elite_fraction, init_std, min_std
+        self.num_elites = max(1, int(round(self.elite_fraction * self.num_samples)))
         self.std: Tensor | None = None  # [B, D] once the first step ran
 
     def _sampling_std(self, layout: dict, B: int) -> Tensor:
@@ -267,12 +274,19 @@ class CEMOptimizer(_SampledGaussianOptimizer):
         return state
 
     def load_state_dict(self, state_dict: dict) -> None:
-        state_dict = dict(state_dict)
-        extra = state_dict.pop("baseline", None)
-        if extra is None or extra.get("method") != self.method:
-            raise ValueError(f"state_dict was not saved by {type(self).__name__}")
-        super().load_state_dict(state_dict)
-        self.std = None if extra["std"] is None else extra["std"].to(self.device, self.dtype).clone()
+        """Restore a :meth:`state_dict`, all or nothing (see :meth:`MBDOptimizer.load_state_dict`)."""
+        state_dict, extra = _pop_baseline_state(state_dict, self)
+        std = extra.get("std")
+        if std is not None:
+            shape = (math.prod(self.batch_shape), self._flat_dim())
+            if not isinstance(std, Tensor) or tuple(std.shape) != shape or not std.is_floating_point():
+                got = tuple(std.shape) if isinstance(std, Tensor) else type(std).__name__
+                raise ValueError(f"state_dict baseline std must be a floating-point tensor of shape {shape}, got {got}")
+            if not bool((torch.isfinite(std) & (std >= 0)).all()):
+                raise ValueError("state_dict baseline std must be finite and >= 0 everywhere")
+            std = std.to(self.device, self.compute_dtype).clone()  # the dtype cem_update refits it in
+        super().load_state_dict(state_dict)  # checks everything before changing anything
+        self.std = std
 
 
 # --------------------------------------------------------------------------- MPPI
@@ -296,10 +310,7 @@ class MPPIOptimizer(_SampledGaussianOptimizer):
     method = "mppi"
 
     def __init__(self, params, num_samples: int = 256, temperature: float = 0.1, noise_std: float | None = None, **options):
-        if noise_std is not None and (
-            isinstance(noise_std, bool) or not isinstance(noise_std, (int, float)) or not (0.0 < noise_std < math.inf)
-        ):
-            raise ValueError(f"Invalid noise_std: expected a finite number > 0 or None, got {noise_std!r}")
+        noise_std = None if noise_std is None else check_positive("noise_std", noise_std)
         super().__init__(params, num_samples=num_samples, temperature=temperature, **options)
         self.noise_std = noise_std
         self._std: Tensor | None = None
@@ -365,13 +376,10 @@ class CMAESOptimizer(MBDOptimizer):
     def __init__(self, params, num_samples: int = 256, sigma0: float | None = None, cma_options: dict | None = None, **options):
         _check_mbd_only(options, self.method)
         _import_cma()  # fail early, naming the extra to install
-        if sigma0 is not None and (
-            isinstance(sigma0, bool) or not isinstance(sigma0, (int, float)) or not (0.0 < sigma0 < math.inf)
-        ):
-            raise ValueError(f"Invalid sigma0: expected a finite number > 0 or None, got {sigma0!r}")
+        sigma0 = None if sigma0 is None else check_positive("sigma0", sigma0)
         if cma_options is not None and not isinstance(cma_options, dict):
             raise TypeError(f"cma_options must be a dict, got {type(cma_options).__name__}")
-        if isinstance(num_samples, int) and not isinstance(num_samples, bool) and num_samples == 1:
+        if check_int("num_samples", num_samples, minimum=1) == 1:
             raise ValueError("Invalid num_samples: CMA-ES needs a population of at least 2, got 1")
         super().__init__(params, num_samples=num_samples, **options)
         for group in self.param_groups:
@@ -474,21 +482,30 @@ class CMAESOptimizer(MBDOptimizer):
         return state
 
     def load_state_dict(self, state_dict: dict) -> None:
-        state_dict = dict(state_dict)
-        extra = state_dict.pop("baseline", None)
-        if extra is None or extra.get("method") != self.method:
-            raise ValueError(f"state_dict was not saved by {type(self).__name__}")
-        super().load_state_dict(state_dict)
+        """Restore a :meth:`state_dict`, all or nothing (see :meth:`MBDOptimizer.load_state_dict`)."""
         import copy
 
-        self.strategies = copy.deepcopy(extra["strategies"])
+        state_dict, extra = _pop_baseline_state(state_dict, self)
+        strategies = extra.get("strategies")
+        B = math.prod(self.batch_shape)
+        if strategies is not None and (not isinstance(strategies, list) or len(strategies) != B):
+            got = len(strategies) if isinstance(strategies, list) else type(strategies).__name__
+            raise ValueError(f"state_dict baseline strategies must be a list of {B} pycma strategies, got {got}")
+        strategies = copy.deepcopy(strategies)
+        super().load_state_dict(state_dict)  # checks everything before changing anything
+        self.strategies = strategies
 
 
 OPTIMIZERS = {"mbd": MBDOptimizer, "cem": CEMOptimizer, "mppi": MPPIOptimizer, "cmaes": CMAESOptimizer}
 
 
 def optimizer_class(method: str) -> type[MBDOptimizer]:
-    """The optimizer class for ``method``: ``"mbd"``, ``"cem"``, ``"mppi"`` or ``"cmaes"``."""
-    if method not in OPTIMIZERS:
-        raise ValueError(f"method must be one of {tuple(OPTIMIZERS)}, got {method!r}")
-    return OPTIMIZERS[method]
+    """The optimizer class for ``method``: ``"mbd"``, ``"cem"``, ``"mppi"``, ``"cmaes"``, or the
+    paper's baselines as the authors ran them, ``"paper-mppi"``, ``"paper-cem"``, ``"paper-cmaes"``
+    (:mod:`torch_mbd.paper_baselines`)."""
+    from .paper_baselines import PAPER_OPTIMIZERS  # imported here: that module imports this one
+
+    classes = {**OPTIMIZERS, **PAPER_OPTIMIZERS}
+    if method not in classes:
+        raise ValueError(f"method must be one of {tuple(classes)}, got {method!r}")
+    return classes[method]

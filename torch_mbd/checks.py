@@ -92,8 +92,8 @@ def check_device(device, name: str = "device") -> torch.device:
     """``device`` as a ``torch.device`` this process can compute on.
 
     Raises:
-        ValueError: not a device (or a device string), the ``meta`` device (it holds no data), or
-            a CUDA / MPS device this machine does not have.
+        ValueError: not a device (or a device string), the ``meta`` device (it holds no data), a
+            CUDA / MPS device this machine does not have, or another device torch cannot allocate on.
     """
     try:
         dev = torch.device(device)
@@ -108,4 +108,52 @@ def check_device(device, name: str = "device") -> torch.device:
             raise ValueError(f"Invalid {name}: {str(dev)!r} but this machine has {torch.cuda.device_count()} CUDA device(s)")
     if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
         raise ValueError(f"Invalid {name}: 'mps' was asked for but torch.backends.mps.is_available() is False")
+    if dev.type not in ("cpu", "cuda", "mps"):  # e.g. 'xpu' on a torch built without it
+        try:
+            torch.empty(0, device=dev)
+        except Exception as err:  # RuntimeError, AssertionError, ImportError, ... depending on the device type
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0].split(". ")[0]  # torch's first sentence
+            raise ValueError(f"Invalid {name}: torch cannot allocate tensors on {str(dev)!r} ({first})") from None
     return dev
+
+
+def check_tensor(name: str, value, *, kind: str = "real") -> Tensor:
+    """``value`` as a tensor: a ``torch.Tensor`` or a NumPy array (converted, sharing memory).
+
+    Python lists are refused (wrap them in ``torch.tensor(...)``): a nested list of mixed
+    types would otherwise be guessed at. The result keeps its dtype and device; the caller casts.
+
+    Args:
+        name: the argument's name, for the error message.
+        value: what the user gave.
+        kind: ``"real"`` (integer or floating-point entries; bool and complex are refused) or
+            ``"bool"`` (a boolean mask).
+
+    Raises:
+        TypeError: not a tensor or a NumPy array, an array NumPy cannot give torch (strings,
+            objects), or entries of the wrong kind.
+        ValueError: a tensor on the ``meta`` device (it holds no data).
+    """
+    if not isinstance(value, Tensor):
+        if type(value).__module__ != "numpy" or not hasattr(value, "dtype"):
+            hint = " (wrap it in torch.tensor(...))" if isinstance(value, (list, tuple)) else ""
+            raise TypeError(f"Invalid {name}: expected a tensor or a NumPy array, got {type(value).__name__}{hint}")
+        try:
+            value = torch.as_tensor(value)
+        except (TypeError, RuntimeError) as error:
+            raise TypeError(
+                f"Invalid {name}: a NumPy array of dtype {value.dtype} cannot become a tensor ({error})"
+            ) from None
+    if value.device.type == "meta":
+        raise ValueError(f"Invalid {name}: a tensor on the meta device holds no data")
+    if kind == "bool":
+        if value.dtype != torch.bool:
+            raise TypeError(f"Invalid {name}: expected a boolean tensor, got dtype {value.dtype}")
+    elif kind == "real":
+        if value.dtype == torch.bool or value.is_complex():
+            raise TypeError(
+                f"Invalid {name}: expected real (integer or floating-point) entries, got dtype {value.dtype}"
+            )
+    else:
+        raise ValueError(f"check_tensor: kind must be 'real' or 'bool', got {kind!r}")
+    return value

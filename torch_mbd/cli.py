@@ -1,30 +1,41 @@
-"""The ``torch-mbd`` command: plan a task from the shell and write a figure and the arrays.
+"""The ``torch-mbd`` command: plan a task from the shell and write the arrays and a figure or video.
 
 This is the application layer, the one module that composes ``torch_mbd`` with the models of
 ``dynamics``; it imports ``dynamics`` (and matplotlib) inside :func:`main`, never at import time.
 
 Example::
 
-    torch-mbd plan car2d --demo rrt --out car.png      # writes car.png and car.npz
+    torch-mbd tasks                                    # every task: horizon, default budget, backends
+    torch-mbd plan car2d --demo rrt --out car.png      # writes car.npz, then car.png
     torch-mbd plan hopper --backend mujoco --samples 100 --out hopper.gif
     torch-mbd plan --help
+
+Nothing finished is lost: everything the output needs (matplotlib for a figure; an offscreen
+OpenGL backend and an encoder for a video) is checked before planning, the ``.npz`` is written
+before the figure or video, and without ``--out`` the arrays go to ``TASK.npz`` in the current folder.
 """
 
 from __future__ import annotations
 
 import argparse
 import inspect
+import os
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-METHODS = ("mbd", "cem", "mppi", "cmaes")
+METHODS = ("mbd", "cem", "mppi", "cmaes", "paper-mppi", "paper-cem", "paper-cmaes")
 BACKENDS = ("mujoco", "warp", "mjx")
 VIDEO_SUFFIXES = (".mp4", ".gif")
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg")
+# the budget of a task that recommends none (dynamics.TaskInfo / the model's attributes say)
+DEFAULT_SAMPLES = 256
+DEFAULT_STEPS = 100
+DEFAULT_TEMPERATURE = 0.1
 
 
 class CommandError(Exception):
@@ -51,25 +62,51 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def default_budget(*sources) -> tuple[int, int, float]:
+    """``(num_samples, num_steps, temperature)`` that ``torch-mbd plan`` uses for a task.
+
+    The task's own recommendation where it has one (attributes ``num_samples``, ``num_steps``,
+    ``temperature`` of a model or a :class:`dynamics.TaskInfo`; the first source that has a value
+    wins), else :data:`DEFAULT_SAMPLES`, :data:`DEFAULT_STEPS`, :data:`DEFAULT_TEMPERATURE`.
+    """
+
+    def first(attr):
+        return next((v for v in (getattr(src, attr, None) for src in sources) if v is not None), None)
+
+    samples, steps, temperature = first("num_samples"), first("num_steps"), first("temperature")
+    return (
+        DEFAULT_SAMPLES if samples is None else int(samples),
+        DEFAULT_STEPS if steps is None else int(steps),
+        DEFAULT_TEMPERATURE if temperature is None else float(temperature),
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``torch-mbd`` (sub-command ``plan``)."""
+    """The argument parser of ``torch-mbd`` (sub-commands ``plan`` and ``tasks``)."""
     parser = argparse.ArgumentParser(
         prog="torch-mbd",
         description="Model-Based Diffusion (Pan et al.) for PyTorch: trajectory optimization from the shell.",
-        epilog="Run 'torch-mbd plan --help' for the planner's options.",
+        epilog="Run 'torch-mbd tasks' for the tasks, 'torch-mbd plan --help' for the planner's options.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    sub.add_parser(
+        "tasks",
+        help="list every task: description, horizon, default budget and the backends it runs on",
+        description="List every registered task with a one-line description, its horizon H, the budget "
+        "'torch-mbd plan' uses for it by default (samples x diffusion steps, temperature) and its backends.",
+    )
     p = sub.add_parser(
         "plan",
-        help="optimize an open-loop control sequence for a task and write a figure / video and an .npz",
+        help="optimize an open-loop control sequence for a task and write an .npz and a figure / video",
         description=(
             "Optimize an open-loop control sequence for TASK with Model-Based Diffusion (or a baseline), "
-            "print the final reward, feasibility, whether the goal was reached and the files written."
+            "print the final reward, feasibility, whether the goal was reached and the files written. "
+            "Everything the output needs is checked before planning; the .npz is written first."
         ),
-        epilog="Example: torch-mbd plan car2d --demo rrt --out car.png   (writes car.png and car.npz)",
+        epilog="Example: torch-mbd plan car2d --demo rrt --out car.png   (writes car.npz and car.png)",
     )
-    p.add_argument("task", metavar="TASK", help="task name, one of dynamics.task_names() (e.g. car2d, hopper, push_t)")
+    p.add_argument("task", metavar="TASK", help="task name ('torch-mbd tasks' lists them; 'list' lists them too)")
     p.add_argument(
         "--backend",
         choices=BACKENDS,
@@ -86,45 +123,86 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--samples", type=_positive_int, default=None, metavar="N",
-        help="rollouts per diffusion step (default: the task's own value, else 256)",
+        help=f"rollouts per diffusion step (default: the task's own value, else {DEFAULT_SAMPLES}; see 'torch-mbd tasks')",
     )
-    p.add_argument("--steps", type=_positive_int, default=100, metavar="K", help="diffusion steps (default: 100, the paper's)")
+    p.add_argument(
+        "--steps", type=_positive_int, default=None, metavar="K",
+        help=f"diffusion steps (default: the task's own value, else {DEFAULT_STEPS}, the paper's)",
+    )
     p.add_argument(
         "--temperature", type=_positive_float, default=None, metavar="T",
-        help="sampling temperature lambda (default: the task's own value, else 0.1)",
+        help=f"sampling temperature lambda (default: the task's own value, else {DEFAULT_TEMPERATURE})",
     )
     p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed of the sampler and the demonstration (default: 0)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the model and the optimizer run (default: cpu)")
     p.add_argument("--horizon", type=_positive_int, default=None, metavar="H", help="control steps (default: the task's horizon)")
-    p.add_argument("--method", choices=METHODS, default="mbd", help="optimizer: mbd (default), or the baseline cem, mppi or cmaes")
+    p.add_argument("--method", choices=METHODS, default="mbd", help="optimizer: mbd (default), the baseline cem, mppi or cmaes, or the paper's own baselines as the authors ran them (paper-mppi, paper-cem, paper-cmaes)")
     p.add_argument(
         "--out", type=Path, default=None, metavar="PATH",
-        help="write a figure (.png/.pdf/.svg/.jpg) or a video (.mp4/.gif, MuJoCo tasks) here, and the arrays "
-        "(actions, states, rewards, feasible, history, demo) to the .npz with the same stem",
+        help="write the arrays (actions, states, rewards, feasible, history, demo) to the .npz with PATH's stem, "
+        "then a figure (.png/.pdf/.svg/.jpg) or a video (.mp4/.gif, MuJoCo tasks) to PATH "
+        "(default: only TASK.npz in the current folder)",
     )
     p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
     return parser
 
 
+# ----------------------------------------------------------------------------- tasks
+def task_table() -> list[str]:
+    """The lines ``torch-mbd tasks`` prints: a header, then one line per registered task."""
+    import dynamics
+
+    rows = []
+    for name in dynamics.task_names():
+        info = dynamics.task_info(name)
+        samples, steps, temperature = default_budget(info)
+        rows.append((name, str(info.horizon), f"{samples} x {steps}", f"{temperature:g}", ", ".join(info.backends), info.description))
+    header = ("task", "H", "samples x steps", "temperature", "backends", "description")
+    widths = [max(len(r[k]) for r in rows + [header]) for k in range(len(header) - 1)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths)) + "  " + row[-1] for row in [header] + rows]
+    lines.append("")
+    lines.append("H: default horizon (control steps); samples x steps: the default budget of 'torch-mbd plan TASK'")
+    lines.append("(--samples, --steps override it); backends: --backend choices ('torch': analytic, no simulator).")
+    return lines
+
+
+def run_tasks(args=None) -> int:
+    """The ``tasks`` sub-command; returns the exit status."""
+    print("\n".join(task_table()))
+    return 0
+
+
+# ----------------------------------------------------------------------------- plan
 def build_model(task: str, backend: str | None, device: str):
-    """``dynamics.make`` for ``task``; ``backend`` only for tasks that have one (not car2d)."""
+    """``dynamics.make`` for ``task``; ``backend`` only for tasks that run on it."""
     import dynamics
 
     names = dynamics.task_names()
     if task not in names:
-        raise CommandError(f"unknown task {task!r}; choose one of: {', '.join(names)}")
-    if task == "car2d":
-        if backend is not None:
-            raise CommandError(f"--backend {backend}: car2d is analytic torch dynamics and has no simulator backend")
-        return dynamics.make(task, device=device)
+        raise CommandError(f"unknown task {task!r}; choose one of: {', '.join(names)} (see 'torch-mbd tasks')")
+    if backend is not None:
+        backends = dynamics.task_info(task).backends
+        if tuple(backends) == ("torch",):
+            raise CommandError(f"--backend {backend}: {task} is analytic torch dynamics and has no simulator backend")
+        if backend not in backends:
+            raise CommandError(f"--backend {backend}: {task} runs on {', '.join(backends)} only")
     options = {"device": device}
     if backend is not None:
         options["backend"] = backend
     return dynamics.make(task, **options)
 
 
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
 def demonstration_options(model, source: str, seed: int, horizon: int | None) -> dict:
-    """``model.demonstration(source, seed=seed[, horizon=...])``: optimizer options (``demo``, ...)."""
+    """``model.demonstration(source, seed=seed[, horizon=...])``: optimizer options (``demo``, ...).
+
+    Raises:
+        CommandError: one line, for a task without demonstrations, a missing or unreadable
+            demonstration file, or a planner that found no demonstration.
+    """
     if not hasattr(model, "demonstration"):
         raise CommandError(f"--demo: the task {type(model).__name__} has no demonstrations")
     kwargs = {"seed": seed}
@@ -132,8 +210,14 @@ def demonstration_options(model, source: str, seed: int, horizon: int | None) ->
         kwargs["horizon"] = horizon
     try:
         options = model.demonstration(source, **kwargs)
-    except RuntimeError as err:  # e.g. dynamics.planning.PlanningError: RRT found no path
-        raise CommandError(f"--demo {source}: {err}") from err
+    except FileNotFoundError as err:
+        raise CommandError(f"--demo {source}: no such file ({_one_line(err)})") from err
+    except IsADirectoryError as err:
+        raise CommandError(f"--demo {source}: is a folder, expected a file") from err
+    # RuntimeError: e.g. dynamics.planning.PlanningError (RRT found no path); the others: a file
+    # that is not a readable demonstration
+    except (RuntimeError, OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as err:
+        raise CommandError(f"--demo {source}: {_one_line(err)}") from err
     if not isinstance(options, dict) or "demo" not in options:
         raise CommandError(f"{type(model).__name__}.demonstration must return a dict with 'demo', got {type(options).__name__}")
     return options
@@ -168,8 +252,14 @@ def _import_pyplot():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as err:
-        raise ImportError("figures need matplotlib: pip install 'torch-mbd[examples]'") from err
+        raise ImportError("figures need matplotlib: pip install 'torch-mbd[examples]' (or pip install matplotlib)") from err
     return plt
+
+
+def _integer_ticks(ax) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def draw_map(ax, model, result, demo=None, iterates: int = 8) -> None:
@@ -193,64 +283,192 @@ def draw_map(ax, model, result, demo=None, iterates: int = 8) -> None:
         for k, path in enumerate(paths):
             full = np.concatenate([start, path])
             ax.plot(full[:, 0], full[:, 1], color="tab:blue", alpha=0.1 + 0.4 * k / max(len(paths) - 1, 1), lw=1,
-                    label="diffusion iterates" if k == 0 else None)
+                    label="diffusion iterates (darker: later)" if k == 0 else None)
     if demo is not None:
         dpath = np.concatenate([start, _numpy(model.positions(demo))])
         ax.plot(dpath[:, 0], dpath[:, 1], "--", color="tab:orange", lw=1.5, label="demonstration (RRT)")
     final = np.concatenate([start, _numpy(model.positions(result.states))])
-    ax.plot(final[:, 0], final[:, 1], "-o", color="tab:red", lw=2, markersize=2.5, label="MBD path")
-    ax.legend(loc="lower left", fontsize=7)
+    ax.plot(final[:, 0], final[:, 1], "-o", color="tab:red", lw=2, markersize=2.5, label="plan (dots: control steps)")
+    ax.set_xlabel("x (m)")
+    ax.set_ylabel("y (m)")
+    # below the map, where it covers nothing
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize=7, frameon=False)
+
+
+def draw_optimization(ax, result) -> None:
+    """Mean sample reward against the diffusion step (1 .. K), integer step ticks."""
+    history = _numpy(result.reward_history).reshape(len(result.reward_history), -1).mean(-1)
+    steps = np.arange(1, len(history) + 1)
+    ax.plot(steps, history, "-o" if len(steps) <= 30 else "-", color="tab:blue", markersize=3)
+    ax.set_xlabel("diffusion step")
+    ax.set_ylabel("mean sample reward (per control step)")
+    ax.set_title("optimization", fontsize=9)
+    _integer_ticks(ax)
+    ax.grid(alpha=0.3)
+
+
+def _control_dt(model) -> float | None:
+    mj_model = getattr(model, "mj_model", None)
+    frame_skip = getattr(model, "frame_skip", None)
+    if mj_model is None or frame_skip is None:
+        return getattr(model, "dt", None)
+    return float(mj_model.opt.timestep) * int(frame_skip)
+
+
+def is_push_t(model) -> bool:
+    """Whether ``model`` is a MuJoCo model with a ``block`` and a ``goal`` body (push-T)."""
+    mj_model = getattr(model, "mj_model", None)
+    if mj_model is None:
+        return False
+    names = {mj_model.body(i).name for i in range(mj_model.nbody)}
+    return {"block", "goal"} <= names
+
+
+def draw_push_t(axes, model, result, poses: int = 5) -> None:
+    """Push-T: a top-down drawing of the T at ``poses`` times and the goal; pose errors over time.
+
+    Args:
+        axes: three matplotlib ``Axes``: the drawing, the position error, the angle error.
+        model: a push-T :class:`~dynamics.model.MujocoModel` (bodies ``block``, ``goal``, ``pusher``).
+        result: a :class:`~torch_mbd.plan.PlanResult` of an unbatched plan.
+        poses: how many times (evenly spaced, start and end included) to draw the T at.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Polygon
+
+    from dynamics.render import planar_outlines, planar_poses
+
+    ax, ax_dist, ax_angle = axes
+    mj_model = model.mj_model
+    qpos = np.concatenate([_numpy(model.qpos0)[None], _numpy(result.states)[:, : mj_model.nq]]).astype(np.float64)
+    dt = _control_dt(model)
+    times = dt * np.arange(len(qpos))
+    picks = np.unique(np.linspace(0, len(qpos) - 1, min(poses, len(qpos))).round().astype(int))
+    colors = plt.get_cmap("copper_r")(np.linspace(0.25, 1.0, len(picks)))
+    for outline in planar_outlines(mj_model, qpos[:1], "goal"):
+        ax.add_patch(Polygon(outline[0], closed=True, facecolor="tab:green", alpha=0.35, edgecolor="tab:green", lw=1.5))
+    ax.plot([], [], "s", color="tab:green", alpha=0.5, label="goal pose")
+    block = planar_outlines(mj_model, qpos, "block")
+    for color, t in zip(colors, picks):
+        for outline in block:
+            ax.add_patch(Polygon(outline[t], closed=True, facecolor=(*color[:3], 0.3), edgecolor=color, lw=1.5))
+        ax.plot([], [], "s", color=color, label=f"T at t = {times[t]:.2f} s")
+    poses_block = planar_poses(mj_model, qpos, "block")
+    ax.plot(poses_block[:, 0], poses_block[:, 1], ":", color="black", lw=1, label="T's path")
+    if "pusher" in {mj_model.body(i).name for i in range(mj_model.nbody)}:
+        pusher = planar_poses(mj_model, qpos, "pusher")
+        ax.plot(pusher[:, 0], pusher[:, 1], "-", color="tab:blue", lw=1, label="pusher's path")
+        ax.scatter(pusher[picks, 0], pusher[picks, 1], c=colors, edgecolors="tab:blue", s=22, zorder=5)
+    ax.set_aspect("equal")
+    ax.autoscale_view()
+    ax.margins(0.15)
+    ax.set_xlabel("x (m)")
+    ax.set_ylabel("y (m)")
+    ax.set_title("top view: the T over time, and the goal", fontsize=9)
+    # below the drawing, where it covers nothing
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, fontsize=7, frameon=False)
+    goal = planar_poses(mj_model, qpos[:1], "goal")[0]
+    distance = np.linalg.norm(poses_block[:, :2] - goal[:2], axis=-1)
+    angle = np.abs(np.angle(np.exp(1j * (poses_block[:, 2] - goal[2]))))
+    ax_dist.plot(times, 100 * distance, "-o", color="tab:red", markersize=2.5)
+    ax_dist.set_ylabel("T's distance to the goal (cm)")
+    ax_angle.plot(times, np.degrees(angle), "-o", color="tab:purple", markersize=2.5)
+    ax_angle.set_ylabel("T's angle to the goal (deg, 0-180)")
+    for a in (ax_dist, ax_angle):
+        a.set_xlabel("time (s)")
+        a.set_ylim(bottom=0)
+        a.grid(alpha=0.3)
 
 
 def write_figure(path: Path, model, result, demo=None, title: str = "") -> Path:
-    """A map (models with ``draw``/``positions``) or reward curves (any model) saved to ``path``."""
+    """A map (models with ``draw``/``positions``), push-T poses, or reward curves (any model), to ``path``."""
     plt = _import_pyplot()
     if hasattr(model, "draw") and hasattr(model, "positions"):
-        fig, ax = plt.subplots(figsize=(5, 5))
-        draw_map(ax, model, result, demo)
-        ax.set_title(title, fontsize=9)
+        fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 5.2), gridspec_kw={"width_ratios": [1.15, 1]})
+        draw_map(ax0, model, result, demo)
+        ax0.set_title("map", fontsize=9)
+        draw_optimization(ax1, result)
+    elif is_push_t(model):
+        fig = plt.figure(figsize=(10, 6.5))
+        grid = fig.add_gridspec(2, 2, width_ratios=[1.3, 1])
+        ax_map = fig.add_subplot(grid[:, 0])
+        ax_dist, ax_angle = fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, 1])
+        draw_push_t((ax_map, ax_dist, ax_angle), model, result)
+        ax_dist.set_title("pose error over the plan", fontsize=9)
     else:
-        fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(9, 3.5))
-        ax0.plot(_numpy(result.rewards).reshape(-1, result.rewards.shape[-1]).T)
+        fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(9, 3.8))
+        rewards = _numpy(result.rewards).reshape(-1, result.rewards.shape[-1])
+        steps = np.arange(1, rewards.shape[-1] + 1)
+        for row in rewards:
+            ax0.plot(steps, row, "-o" if len(steps) <= 60 else "-", markersize=2.5)
         ax0.set_xlabel("control step")
-        ax0.set_ylabel("reward")
+        dt = _control_dt(model)
+        ax0.set_ylabel("reward per control step" + (f" ({dt:g} s each)" if dt else ""))
         ax0.set_title("reward per step of the plan", fontsize=9)
-        ax1.plot(_numpy(result.reward_history))
-        ax1.set_xlabel("diffusion step")
-        ax1.set_ylabel("mean sample reward")
-        ax1.set_title("optimization", fontsize=9)
-        fig.suptitle(title, fontsize=9)
+        _integer_ticks(ax0)
+        ax0.grid(alpha=0.3)
+        draw_optimization(ax1, result)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=150)
     plt.close(fig)
     return path
 
 
-def run_plan(args) -> int:
-    """The ``plan`` sub-command; returns the exit status."""
-    from torch_mbd import plan
-
-    out = args.out
-    if out is not None:
+def check_out(out: Path | None, task: str) -> Path:
+    """Check ``--out`` before any work; return the ``.npz`` path the plan goes to."""
+    if out is None:
+        npz = Path(f"{task}.npz")
+    else:
         suffix = out.suffix.lower()
         if suffix not in FIGURE_SUFFIXES + VIDEO_SUFFIXES:
             raise CommandError(f"--out {out}: expected a figure ({', '.join(FIGURE_SUFFIXES)}) or a video ({', '.join(VIDEO_SUFFIXES)})")
         if not out.parent.exists():
             raise CommandError(f"--out {out}: the folder {out.parent} does not exist")
+        npz = out.with_suffix(".npz")
+    folder = npz.parent if str(npz.parent) else Path(".")
+    if not os.access(folder, os.W_OK):
+        raise CommandError(f"cannot write {npz}: the folder {folder.resolve()} is not writable (give --out elsewhere)")
+    return npz
+
+
+def check_video(model, task: str, out: Path) -> None:
+    """Everything a video needs, before planning: a MuJoCo model, the encoder, an offscreen OpenGL backend."""
+    if getattr(model, "mj_model", None) is None:
+        raise CommandError(f"--out {out}: {task} cannot render a video; write a figure (.png) instead")
+    from dynamics.render import check_rendering, video_writer
+
+    video_writer(out.suffix)  # ImportError naming what to install
+    try:
+        check_rendering()
+    except RuntimeError as err:
+        raise CommandError(f"--out {out}: {_one_line(err)}") from err
+
+
+def run_plan(args) -> int:
+    """The ``plan`` sub-command; returns the exit status."""
+    if args.task == "list":  # 'torch-mbd plan list' is what a newcomer types first
+        return run_tasks(args)
+    from torch_mbd import plan
+
+    out = args.out
+    npz = check_out(out, args.task)
+    if out is not None and out.suffix.lower() in FIGURE_SUFFIXES:
+        _import_pyplot()  # a missing matplotlib fails now, not after the whole plan
     model = build_model(args.task, args.backend, args.device)
     if out is not None and out.suffix.lower() in VIDEO_SUFFIXES:
-        if getattr(model, "mj_model", None) is None:
-            raise CommandError(f"--out {out}: {args.task} cannot render a video; write a figure (.png) instead")
-        from dynamics.render import video_writer
-
-        video_writer(out.suffix)  # a missing encoder fails now, not after the whole plan
+        check_video(model, args.task, out)
     options = {}
     if args.demo is not None:
         options = demonstration_options(model, args.demo, args.seed, args.horizon)
-    num_samples = args.samples if args.samples is not None else getattr(model, "num_samples", 256)
-    temperature = args.temperature if args.temperature is not None else getattr(model, "temperature", 0.1)
+    import dynamics
+
+    samples, steps, temperature = default_budget(model, dynamics.task_info(args.task))  # as 'torch-mbd tasks' lists
+    num_samples = args.samples if args.samples is not None else samples
+    num_steps = args.steps if args.steps is not None else steps
+    temperature = args.temperature if args.temperature is not None else temperature
     print(
-        f"torch-mbd plan {args.task}: method={args.method}, samples={num_samples}, steps={args.steps}, "
+        f"torch-mbd plan {args.task}: method={args.method}, samples={num_samples}, steps={num_steps}, "
         f"temperature={temperature}, seed={args.seed}, device={args.device}"
         + (f", demo={args.demo}" if args.demo is not None else "")
     )
@@ -259,7 +477,7 @@ def run_plan(args) -> int:
         model,
         horizon=args.horizon,
         num_samples=num_samples,
-        num_steps=args.steps,
+        num_steps=num_steps,
         temperature=temperature,
         seed=args.seed,
         progress=not args.no_progress,
@@ -276,18 +494,21 @@ def run_plan(args) -> int:
     if hasattr(model, "goal_distance"):
         print(f"final distance to the goal: {float(model.goal_distance(result.states)[..., -1].max()):.2f}")
     print(f"time: {elapsed:.1f} s")
+    demo = options.get("demo")
+    write_npz(npz, result, demo)  # first: whatever happens to the figure, the plan is kept
+    print(f"wrote: {npz}" + ("" if out is not None else "  (no --out given: add --out PATH.png for a figure)"))
     if out is not None:
-        demo = options.get("demo")
         title = f"{args.task} ({args.method}{', demo ' + args.demo if args.demo else ''}): reward {result.reward:.3f}"
-        if out.suffix.lower() in VIDEO_SUFFIXES:
-            from dynamics.render import render
+        try:
+            if out.suffix.lower() in VIDEO_SUFFIXES:
+                from dynamics.render import render
 
-            written = render(model, result.actions, out)
-        else:
-            written = write_figure(out, model, result, demo, title)
-        npz = write_npz(out.with_suffix(".npz"), result, demo)
+                written = render(model, result.actions, out)
+            else:
+                written = write_figure(out, model, result, demo, title)
+        except (ImportError, RuntimeError, OSError, ValueError) as err:
+            raise CommandError(f"could not write {out} ({_one_line(err)}); the plan is saved in {npz}") from err
         print(f"wrote: {written}")
-        print(f"wrote: {npz}")
     return 0
 
 
@@ -296,10 +517,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command == "tasks":
+            return run_tasks(args)
         if args.command == "plan":
             return run_plan(args)
-    except (CommandError, ValueError, TypeError, ImportError) as err:
-        print(f"torch-mbd: error: {err}", file=sys.stderr)
+    except (CommandError, ValueError, TypeError, ImportError, OSError) as err:
+        print(f"torch-mbd: error: {_one_line(err)}", file=sys.stderr)
         return 2
     parser.error(f"unknown command {args.command!r}")  # pragma: no cover - argparse rejects it first
     return 2

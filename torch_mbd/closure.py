@@ -6,6 +6,11 @@ network this is ``torch.func.functional_call`` (run the module with other parame
 ``torch.vmap`` (over the candidate dimension): no Python loop over candidates, and for linear
 and convolutional layers vmap turns the per-candidate products into batched matrix products.
 ``chunk_size`` bounds memory by evaluating the candidates a slice at a time.
+
+Candidates are matched to parameters by identity, not by position: before every call an
+:class:`~torch_mbd.MBDOptimizer` (or a baseline) hands the closure its parameters through
+``closure.bind_params(params)``, so an optimizer whose parameters are listed in another order
+than the model's (or than ``params=``) still evaluates every candidate on the right layer.
 """
 
 from __future__ import annotations
@@ -15,8 +20,10 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 from torch import Tensor, nn
 
+from .checks import check_int
 
-def _optimized_names(model: nn.Module, params) -> list[str]:
+
+def _optimized_names(model: nn.Module, params, what: str = "params") -> list[str]:
     """Names (in ``model.named_parameters()``) of ``params``, in the order the optimizer sends them."""
     by_id = {id(p): name for name, p in model.named_parameters()}
     if params is None:
@@ -24,17 +31,39 @@ def _optimized_names(model: nn.Module, params) -> list[str]:
     if isinstance(params, torch.optim.Optimizer):
         params = [p for group in params.param_groups for p in group["params"]]
     elif isinstance(params, Tensor):
-        raise TypeError("params must be an iterable of tensors or an optimizer, got a single tensor")
+        raise TypeError(f"{what} must be an iterable of tensors or an optimizer, got a single tensor")
     names = []
     for p in params:
         if not isinstance(p, Tensor):
-            raise TypeError(f"params must hold tensors, got {type(p).__name__}")
+            raise TypeError(f"{what} must hold tensors, got {type(p).__name__}")
         if id(p) not in by_id:
-            raise ValueError(f"params holds a tensor of shape {tuple(p.shape)} that is not a parameter of model")
+            raise ValueError(f"{what} holds a tensor of shape {tuple(p.shape)} that is not a parameter of model")
         names.append(by_id[id(p)])
     if len(set(names)) != len(names):
-        raise ValueError("params holds the same parameter twice")
+        raise ValueError(f"{what} holds the same parameter twice")
     return names
+
+
+def _check_inputs(model: nn.Module, names: list[str], inputs: tuple) -> None:
+    """Refuse inputs the forward pass would choke on deep inside torch: NumPy arrays, and
+    floating-point tensors of another dtype or device than the optimized parameters."""
+    params = dict(model.named_parameters())
+    floating = {params[name].dtype for name in names if params[name].is_floating_point()}
+    devices = {params[name].device for name in names}
+    for k, value in enumerate(inputs):
+        if type(value).__module__ == "numpy" and hasattr(value, "dtype"):
+            raise TypeError(f"inputs[{k}] is a NumPy array: convert it with torch.as_tensor(...) on the model's device")
+        if not isinstance(value, Tensor):
+            continue  # other arguments of the forward pass (flags, sizes) are passed as they are
+        if len(devices) == 1 and value.device not in devices:
+            device = next(iter(devices))
+            raise ValueError(f"inputs[{k}] is on {value.device}, the model's parameters on {device}: move it")
+        if len(floating) == 1 and (value.is_floating_point() or value.is_complex()) and value.dtype not in floating:
+            dtype = next(iter(floating))
+            raise ValueError(
+                f"inputs[{k}] has dtype {value.dtype}, the model's parameters {dtype}: convert it "
+                f"(inputs[{k}].to({dtype})) or the model (model.to({value.dtype}))"
+            )
 
 
 def batched_closure(
@@ -70,10 +99,22 @@ def batched_closure(
             Memory grows linearly with it; the result does not depend on it.
         params: the optimizer's parameters in its order, or the optimizer itself. ``None``
             means ``model.parameters()`` in order, which is right for
-            ``MBDOptimizer(model.parameters(), ...)``.
+            ``MBDOptimizer(model.parameters(), ...)``. When the closure is called by an
+            optimizer of this package, the optimizer's own order wins (see ``bind_params``).
 
     Returns:
-        ``closure(candidates: list[Tensor]) -> Tensor [n]``.
+        ``closure(candidates: list[Tensor]) -> Tensor [n]``, with a method
+        ``closure.bind_params(params)`` that :meth:`MBDOptimizer.step <torch_mbd.MBDOptimizer.step>`
+        calls before every evaluation: it maps the candidates to ``params`` (the optimizer's
+        tensors, in the candidates' order) by identity, and raises ``ValueError`` if one of them
+        is not a parameter of ``model``.
+
+    Raises:
+        TypeError: ``model`` is not a module, ``loss_fn`` not callable, ``params`` not tensors,
+            or an input is a NumPy array.
+        ValueError: bad ``chunk_size``; ``params`` not parameters of ``model``; a floating-point
+            input of another dtype (or an input on another device) than the parameters. At call
+            time: candidates of the wrong number, shape, dtype or device.
 
     Example:
         >>> model = torch.nn.Linear(3, 1)
@@ -88,12 +129,14 @@ def batched_closure(
         raise TypeError(f"loss_fn must be callable (output, target) -> loss, got {type(loss_fn).__name__}")
     if not inputs:
         raise ValueError("inputs: expected at least one tensor (the model's input, then the target)")
-    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
-        raise ValueError(f"Invalid chunk_size: expected an integer >= 1 or None, got {chunk_size!r}")
+    if chunk_size is not None:
+        chunk_size = check_int("chunk_size", chunk_size, minimum=1)
     names = _optimized_names(model, params)
     if not names:
         raise ValueError("params: the model has no parameters to optimize")
-    shapes = {name: tuple(p.shape) for name, p in model.named_parameters()}
+    _check_inputs(model, names, inputs)
+    meta = {name: (tuple(p.shape), p.dtype, p.device) for name, p in model.named_parameters()}
+    bound = {"ids": None}  # the ids of the optimizer's tensors names was last matched to
     model_inputs, target = (inputs[:-1], inputs[-1]) if len(inputs) > 1 else (inputs, None)
 
     def one(candidate: dict, buffers: dict) -> Tensor:
@@ -104,17 +147,36 @@ def batched_closure(
             raise ValueError(f"loss_fn must return a 0-dim loss per candidate, got {shape}")
         return loss
 
+    def bind_params(optimized: Sequence[Tensor]) -> None:
+        """Map the candidates to ``optimized`` (the optimizer's parameters, in its order) by identity."""
+        ids = tuple(id(p) for p in optimized)
+        if ids != bound["ids"]:
+            names[:] = _optimized_names(model, list(optimized), "the optimizer's params")
+            bound["ids"] = ids
+
     def closure(candidates: Sequence[Tensor]) -> Tensor:
         if len(candidates) != len(names):
             raise ValueError(f"closure got {len(candidates)} candidate tensors, the model has {len(names)} optimized parameters")
-        n = candidates[0].shape[0]
+        for k, c in enumerate(candidates):
+            if not isinstance(c, Tensor):
+                raise TypeError(f"candidates[{k}] must be a tensor [n, *p.shape], got {type(c).__name__}")
+        n = candidates[0].shape[0] if candidates[0].dim() > 0 else 0
         for name, c in zip(names, candidates):
-            if tuple(c.shape) != (n, *shapes[name]):
-                raise ValueError(f"candidates for {name!r} must have shape {(n, *shapes[name])}, got {tuple(c.shape)}")
+            shape, dtype, device = meta[name]
+            if tuple(c.shape) != (n, *shape):
+                raise ValueError(f"candidates for {name!r} must have shape {(n, *shape)}, got {tuple(c.shape)}")
+            if c.dtype != dtype or c.device != device:
+                raise ValueError(
+                    f"candidates for {name!r} must be {dtype} on {device} like the parameter, "
+                    f"got {c.dtype} on {c.device}"
+                )
+        if n == 0:  # vmap cannot map over an empty dimension
+            return torch.empty(0, dtype=meta[names[0]][1], device=meta[names[0]][2])
         # Buffers the forward pass may update in place get a private copy per candidate.
         buffers = {name: b.unsqueeze(0).expand(n, *b.shape).clone() for name, b in model.named_buffers()}
         batched = torch.vmap(one, in_dims=(0, 0), chunk_size=chunk_size)
         with torch.no_grad():
             return batched(dict(zip(names, candidates)), buffers)
 
+    closure.bind_params = bind_params
     return closure

@@ -56,9 +56,63 @@ def sample_candidates(
     return out
 
 
-def _spread_tolerance(mean: Tensor) -> Tensor:
-    eps = torch.finfo(mean.dtype).eps
-    return 64.0 * eps * mean.abs().clamp(min=1.0)
+SPREAD_TOLERANCE = 64
+"""Valid rewards whose spread is at most ``SPREAD_TOLERANCE * eps * |R|`` count as constant.
+
+The test is relative to the rewards' own size (a float32 objective scaled by ``1e-8`` still has a
+spread), and ``eps`` is the machine epsilon of the dtype the statistics are computed in.
+"""
+
+
+def statistics_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype weights and reward statistics are computed in: ``dtype``, at least float32.
+
+    float16 / bfloat16 rewards of a few hundred overflow when squared (float16 tops out at 65504) and
+    hold three significant digits; float32 and float64 are kept as they are.
+    """
+    return torch.promote_types(dtype, torch.float32)
+
+
+def _power_of_two_below(x: Tensor) -> Tensor:
+    """``2**floor(log2(x))`` elementwise for ``x > 0`` (so ``x / result`` is in ``[1, 2)``), 1 where ``x == 0``."""
+    _, exponent = torch.frexp(x)  # x = m * 2**e, 0.5 <= m < 1
+    power = torch.ldexp(torch.ones_like(x), exponent - 1)
+    return torch.where(x > 0, power, torch.ones_like(x))
+
+
+def _standardize(rewards: Tensor, valid: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """``R - mean R`` and ``std R`` over the valid rewards, without overflow, in units of a power of two.
+
+    The rewards are divided by the power of two just below their largest valid ``|R|`` before the
+    mean and spread are taken: nothing is squared in reward units (a float32 objective of size
+    ``1e19`` would overflow), and since dividing by a power of two rounds nothing, the result is
+    bit for bit the plain formula wherever that one does not overflow. The test for a constant
+    objective is relative to the rewards' size (:data:`SPREAD_TOLERANCE`), not an absolute threshold
+    (a spread of ``1e-8`` is a spread), so ``a * R + b`` is treated like ``R``.
+
+    Args:
+        rewards: ``[B, n]``, any floating dtype (computed in :func:`statistics_dtype`).
+        valid: boolean ``[B, n]``; invalid entries are ignored (they may be NaN or infinite).
+
+    Returns:
+        ``(centered, mean, std, unit, constant)``: ``centered = (R - mean R) / unit`` ``[B, n]`` (0
+        where invalid); ``mean = mean R / unit`` (0 for a problem with no valid reward) and
+        ``std = std R / unit``, each ``[B, 1]``; the power of two ``unit`` ``[B, 1]``; and the boolean
+        ``[B]`` of problems whose valid rewards are equal to within float rounding (a single valid
+        reward, or none, included).
+    """
+    dtype = statistics_dtype(rewards.dtype)
+    rewards = rewards.to(dtype)
+    zero = torch.zeros((), dtype=dtype, device=rewards.device)
+    safe = torch.where(valid, rewards, zero)
+    unit = _power_of_two_below(safe.abs().amax(-1, keepdim=True))  # [B, 1]
+    scaled = safe / unit  # every valid value in (-2, 2): no square below can overflow
+    count = valid.sum(-1, keepdim=True).clamp(min=1).to(dtype)
+    mean = scaled.sum(-1, keepdim=True) / count
+    centered = torch.where(valid, scaled - mean, zero)
+    std = (centered.square().sum(-1, keepdim=True) / count).sqrt()
+    constant = std <= SPREAD_TOLERANCE * torch.finfo(dtype).eps * mean.abs()  # includes std == 0
+    return centered, mean, std, unit, constant.squeeze(-1)
 
 
 def reward_statistics(rewards: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
@@ -69,40 +123,56 @@ def reward_statistics(rewards: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
         valid: boolean ``[B, n]``; invalid entries are ignored.
 
     Returns:
-        ``(mean, std)``, each ``[B]``. A problem with no valid sample gets mean 0; a spread
-        too small to divide by (identical rewards, a single sample) is replaced by 1, so
-        normalization never divides by zero.
+        ``(mean, std)``, each ``[B]``, in :func:`statistics_dtype` of the rewards. A problem with no
+        valid sample gets mean 0; a spread too small to divide by (identical rewards to within
+        ``SPREAD_TOLERANCE`` float roundings of their size, a single sample) is replaced by 1, so
+        normalization never divides by zero. Computed without squaring in reward units (no
+        overflow for rewards near the dtype's largest value; the results are clamped to it).
     """
-    count = valid.sum(-1).clamp(min=1).to(rewards.dtype)
-    masked = torch.where(valid, rewards, torch.zeros((), dtype=rewards.dtype, device=rewards.device))
-    mean = masked.sum(-1) / count
-    centered = torch.where(valid, rewards - mean.unsqueeze(-1), torch.zeros_like(rewards))
-    std = (centered.square().sum(-1) / count).sqrt()
-    std = torch.where(std > _spread_tolerance(mean), std, torch.ones_like(std))
-    return mean, std
+    _, mean, std, unit, constant = _standardize(rewards, valid)
+    return _in_reward_units(mean, std, unit, constant)
+
+
+def _in_reward_units(mean: Tensor, std: Tensor, unit: Tensor, constant: Tensor) -> tuple[Tensor, Tensor]:
+    """``[B]`` mean and std in reward units from :func:`_standardize`'s, clamped to the dtype; std 1 where constant."""
+    big = torch.finfo(std.dtype).max
+    mean = (mean * unit).clamp(-big, big).squeeze(-1)
+    std = (std * unit).clamp(min=torch.finfo(std.dtype).tiny, max=big).squeeze(-1)
+    return mean, torch.where(constant, torch.ones_like(std), std)
 
 
 def normalized_log_weights(
-    rewards: Tensor, temperature: float, feasible: Tensor | None = None
-) -> tuple[Tensor, Tensor, Tensor]:
+    rewards: Tensor, temperature: float, feasible: Tensor | None = None, *, return_constant: bool = False
+):
     """Model log-weights ``log p_J p_g = (R - mean R) / std R / temperature`` (Eq. 10d).
+
+    Invariant to ``a * R + b`` for any ``a > 0`` and finite ``b`` (up to float rounding), in every
+    dtype; float16 / bfloat16 rewards are standardized in float32 (:func:`statistics_dtype`).
+    Rewards that are constant to within float rounding (:data:`SPREAD_TOLERANCE`) get log-weight 0.
 
     Args:
         rewards: per-sample reward (higher is better), ``[B, n]``.
         temperature: ``lambda > 0``.
         feasible: optional boolean ``[B, n]``; infeasible samples (``p_g = 0``) get ``-inf``.
+        return_constant: also return the boolean ``[B]`` of problems whose 2 or more valid rewards
+            are all equal (their log-weights are all 0: a plain mean).
 
     Returns:
-        ``(logp, mean, std)``: log-weights ``[B, n]`` (``-inf`` for infeasible, NaN or
-        infinite rewards) and the statistics ``[B]`` used to normalize, computed over the
-        feasible, finite samples only.
+        ``(logp, mean, std)`` (and ``constant`` with ``return_constant``): log-weights ``[B, n]``
+        (``-inf`` for infeasible, NaN or infinite rewards) and the statistics ``[B]`` used to
+        normalize (as :func:`reward_statistics`), computed over the feasible, finite samples only.
     """
     valid = torch.isfinite(rewards)
     if feasible is not None:
         valid = valid & feasible
-    mean, std = reward_statistics(rewards, valid)
-    logp = (rewards - mean.unsqueeze(-1)) / (std.unsqueeze(-1) * temperature)
+    centered, mean_u, std_u, unit, constant = _standardize(rewards, valid)
+    flat = constant.unsqueeze(-1)
+    logp = centered / (torch.where(flat, torch.ones_like(std_u), std_u) * temperature)
+    logp = torch.where(valid & ~flat, logp, torch.zeros_like(logp))
     logp = torch.where(valid, logp, torch.full_like(logp, float("-inf")))
+    mean, std = _in_reward_units(mean_u, std_u, unit, constant)
+    if return_constant:
+        return logp, mean, std, constant & (valid.sum(-1) >= 2)
     return logp, mean, std
 
 
@@ -204,12 +274,25 @@ def demo_log_weights(
     demo_loglik = torch.where(allowed, demo_loglik, neg_inf)
     best = demo_loglik.amax(-1, keepdim=True)
     demo_loglik = demo_loglik - torch.where(torch.isfinite(best), best, torch.zeros_like(best))
-    demo_reward = torch.as_tensor(demo_reward, dtype=logp_model.dtype, device=logp_model.device)
+    dtype = logp_model.dtype
+    demo_reward = torch.as_tensor(demo_reward, dtype=dtype, device=logp_model.device)
     scale = (std * temperature).unsqueeze(-1)
+    lead = (demo_reward - mean).unsqueeze(-1)
     if units == "logit":
-        logp_demo = demo_loglik + (demo_reward - mean).unsqueeze(-1) / scale
+        logp_demo = demo_loglik + lead / scale
     else:
-        logp_demo = (demo_loglik + (demo_reward - mean).unsqueeze(-1)) / scale
+        logp_demo = (demo_loglik + lead) / scale
+    overflow = torch.isposinf(logp_demo) | torch.isnan(logp_demo)
+    if bool(overflow.any()):  # huge rewards: the same terms in float64, clamped to the working dtype
+        wide = torch.float64 if logp_model.device.type != "mps" else torch.float32
+        lead, scale = lead.to(wide), scale.to(wide)
+        if units == "logit":
+            again = demo_loglik.to(wide) + (lead / scale).clamp(max=torch.finfo(dtype).max)
+        else:
+            again = (demo_loglik.to(wide) + lead) / scale
+        # below -max the cast gives -inf: weight 0 either way
+        again = again.clamp(max=torch.finfo(dtype).max).to(dtype)
+        logp_demo = torch.where(overflow, again, logp_demo)
     demo_wins = logp_demo > logp_model
     logp = torch.where(demo_wins, logp_demo, logp_model)
     if units == "reward":
@@ -224,15 +307,21 @@ def weighted_mean(samples: Tensor, logp: Tensor) -> tuple[Tensor, Tensor, Tensor
         samples: ``[B, n, D]``.
         logp: ``[B, n]`` log-weights; ``-inf`` gives weight 0.
 
+    Computed in :func:`statistics_dtype` (at least float32: float16 samples are averaged in float32).
+
     Returns:
         ``(y_bar0, weights, valid)``: the weighted mean ``[B, D]``, the weights ``[B, n]`` and a
         boolean ``[B]`` that is False for a problem whose samples all have weight 0 (its
         ``y_bar0`` is then the plain mean, finite but meaningless: keep the previous estimate).
     """
+    dtype = statistics_dtype(torch.promote_types(samples.dtype, logp.dtype))
+    logp = logp.to(dtype)
+    # NaN counts as -inf (weight 0); +inf as the largest finite log-weight (softmax stays finite)
+    logp = torch.nan_to_num(logp, nan=float("-inf"), posinf=torch.finfo(dtype).max, neginf=float("-inf"))
     valid = torch.isfinite(logp).any(-1)
     safe = torch.where(valid.unsqueeze(-1), logp, torch.zeros_like(logp))
     weights = torch.softmax(safe, dim=-1)
-    y_bar0 = torch.bmm(weights.unsqueeze(-2), samples).squeeze(-2)
+    y_bar0 = torch.bmm(weights.unsqueeze(-2), samples.to(dtype)).squeeze(-2)
     return y_bar0, weights, valid
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -10,7 +11,9 @@ import torch
 from torch import Tensor
 
 from .baselines import optimizer_class
+from .checks import check_device, check_int, check_positive, check_seed, check_tensor
 from .progress import progress_bar
+from .threads import use_threads
 
 
 @dataclass
@@ -18,7 +21,7 @@ class MinimizeHistory:
     """Per-step record of a :func:`minimize` run (``N`` = number of steps).
 
     Attributes:
-        best: ``[N]`` lowest cost among each step's samples.
+        best: ``[N]`` lowest finite cost among each step's samples (``inf`` if none was finite).
         mean: ``[N]`` mean cost of each step's finite samples.
         best_so_far: ``[N]`` lowest cost evaluated up to and including each step.
         estimate: ``[N, *x0.shape]`` the estimate after each step.
@@ -36,9 +39,9 @@ class MinimizeResult:
 
     Attributes:
         x: the best point evaluated (the final estimate included), shape of ``x0``.
-        fun: its cost, a float.
+        fun: its cost, a finite float (NaN and infinite costs are never the best).
         x_final: the final diffusion estimate ``Ybar`` (often equal to ``x`` in quality, smoother).
-        fun_final: its cost.
+        fun_final: its cost, as ``f`` returned it (may be NaN or infinite).
         history: a :class:`MinimizeHistory`.
         nfev: number of points evaluated (``num_steps * num_samples + 1``).
         nit: number of diffusion steps.
@@ -69,86 +72,112 @@ def minimize(
     device: str | torch.device | None = None,
     progress: bool = True,
     method: str = "mbd",
+    torch_threads: int | str | None = None,
     **options,
 ) -> MinimizeResult:
     """Minimize a batched black-box function with Model-Based Diffusion (or a baseline).
 
     Args:
-        f: maps candidates ``[n, *x0.shape]`` (``[n, D]`` for a vector) to costs ``[n]``. Non-finite
-            costs are treated as infeasible (weight 0).
-        x0: the starting point (the initial estimate ``Ybar``), e.g. ``[D]``.
+        f: maps candidates ``[n, *x0.shape]`` (``[n, D]`` for a vector) to real costs ``[n]``
+            (floating-point or integer; integers are converted to floating point before any
+            arithmetic). Non-finite costs (NaN, ``+inf`` and ``-inf`` alike) are treated as
+            infeasible: weight 0, and never the best point.
+        x0: the starting point (the initial estimate ``Ybar``), e.g. ``[D]``: a non-empty, finite
+            tensor or NumPy array; an integer ``x0`` is converted to the default floating dtype.
         num_samples: candidates per step ``n``.
         num_steps: diffusion steps ``N``.
         temperature: ``lambda``; costs are standardized per step before it is applied.
         bounds: ``(lower, upper)`` floats or tensors broadcastable to ``x0``; candidates are clipped.
-        seed: seed of the sampling generator (same seed, same result).
+        seed: seed of the sampling generator (same seed, same result), in ``[0, 2**64 - 1]``.
         device: where to run; default ``x0.device``.
         progress: show a tqdm progress bar.
         method: ``"mbd"`` (default), or a baseline at the same budget (``num_samples`` per step,
             ``num_steps`` steps, same ``x0`` and bounds): ``"cem"``, ``"mppi"`` or ``"cmaes"``
-            (pycma; :mod:`torch_mbd.baselines`). The result has the same fields for every method.
+            (pycma; :mod:`torch_mbd.baselines`), or the paper's baselines as the authors ran them,
+            ``"paper-mppi"``, ``"paper-cem"``, ``"paper-cmaes"`` (reproductions, not recommendations:
+            :mod:`torch_mbd.paper_baselines`). The result has the same fields for every method.
         **options: any other option of the chosen optimizer: for MBD (:class:`~torch_mbd.MBDOptimizer`)
             ``beta0``, ``beta1``, ``noise``, ``step_scale``, ``demo``, ...; for CEM ``elite_fraction``,
             ``init_std``; for MPPI ``noise_std``; for CMA-ES ``sigma0``, ``cma_options``.
+        torch_threads: torch intra-op threads while minimizing (restored afterwards): default 1, or
+            ``$TORCH_MBD_THREADS``; ``"torch"`` keeps torch's setting, e.g. for an ``f`` that runs a
+            large network (:mod:`torch_mbd.threads`).
 
     Returns:
         A :class:`MinimizeResult`.
+
+    Raises:
+        TypeError: ``f`` is not callable, ``x0`` is not a real tensor / NumPy array, or ``f``
+            returns bool or complex costs.
+        ValueError: a bad number, device or ``bounds``; an empty or non-finite ``x0``; ``f``
+            returns costs of the wrong shape or device; or no evaluated point had a finite cost.
 
     Example:
         >>> res = minimize(lambda x: (x**2).sum(-1), torch.ones(10), seed=0, progress=False)
         >>> res.fun < 1e-2
         True
     """
-    if not isinstance(x0, Tensor):
-        raise TypeError(f"x0 must be a tensor, got {type(x0).__name__}")
+    x0 = check_tensor("x0", x0)
     if not callable(f):
         raise TypeError(f"f must be callable ([n, D] -> [n]), got {type(f).__name__}")
-    x = x0.detach().to(device=device if device is not None else x0.device).clone()
+    if x0.numel() == 0:
+        raise ValueError(f"Invalid x0: expected at least one entry, got shape {tuple(x0.shape)}")
+    num_samples = check_int("num_samples", num_samples, minimum=1)
+    num_steps = check_int("num_steps", num_steps, minimum=1)
+    temperature = check_positive("temperature", temperature)
+    seed = check_seed(seed)
+    x = x0.detach().to(device=x0.device if device is None else check_device(device)).clone()
     if not x.is_floating_point():
         x = x.to(torch.get_default_dtype())
-    if bounds is not None:
-        bounds = tuple(b.to(x.device, x.dtype) if isinstance(b, Tensor) else b for b in bounds)
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("Invalid x0: expected finite entries, got NaN or inf")
+    bounds = _bounds(bounds, x)
+    # costs, best and history in at least float32 whatever the dtype of x (float16 overflows at 65504)
+    cost_dtype = torch.promote_types(x.dtype, torch.float32)
     optimizer = optimizer_class(method)
     opt = optimizer(
         [x], num_samples=num_samples, temperature=temperature, num_steps=num_steps, bounds=bounds, seed=seed, **options
     )
     best, mean, best_so_far, estimates = [], [], [], []
-    record = {"fun": torch.tensor(float("inf"), dtype=x.dtype, device=x.device), "x": x.clone()}
+    record = {"fun": torch.tensor(float("inf"), dtype=cost_dtype, device=x.device), "x": x.clone()}
 
     def closure(candidates: list[Tensor]) -> Tensor:
         cands = candidates[0]
-        costs = f(cands)
-        if not isinstance(costs, Tensor) or costs.shape != (cands.shape[0],):
-            got = tuple(costs.shape) if isinstance(costs, Tensor) else type(costs).__name__
-            raise ValueError(f"f must map [n, ...] candidates to [n] costs: expected ({cands.shape[0]},), got {got}")
+        costs = _costs(f, cands, cost_dtype)
         finite = torch.where(torch.isfinite(costs), costs, torch.full_like(costs, float("inf")))
         k = torch.argmin(finite)
-        step_best = finite[k].to(x.dtype)
+        step_best = finite[k].to(cost_dtype)
         improved = step_best < record["fun"]
         record["x"] = torch.where(improved, cands[k], record["x"])
         record["fun"] = torch.minimum(step_best, record["fun"])
         ok = torch.isfinite(costs)
         best.append(step_best)
-        mean.append(torch.where(ok, costs, torch.zeros_like(costs)).sum() / ok.sum().clamp(min=1))
+        mean.append((torch.where(ok, costs, torch.zeros_like(costs)).sum() / ok.sum().clamp(min=1)).to(cost_dtype))
         best_so_far.append(record["fun"].clone())
         return costs
 
     start = time.perf_counter()
-    with progress_bar(num_steps, f"{method.upper()} minimize", progress) as bar:
+    with use_threads(torch_threads), progress_bar(num_steps, f"{method.upper()} minimize", progress) as bar:
         for _ in range(num_steps):
             opt.step(closure)
             estimates.append(x.clone())
             bar.update()
             if progress:
                 bar.set_postfix(best=f"{float(record['fun']):.4g}")
-    final_cost = f(x.unsqueeze(0))
-    fun_final = float(final_cost.reshape(-1)[0])
-    if fun_final < float(record["fun"]):
-        record["x"], record["fun"] = x.clone(), torch.tensor(fun_final)
+    with torch.no_grad(), use_threads(torch_threads):
+        final_cost = _costs(f, x.unsqueeze(0), cost_dtype)[0].to(cost_dtype)
+    fun_final = float(final_cost)
+    if math.isfinite(fun_final) and fun_final < float(record["fun"]):
+        record["x"], record["fun"] = x.clone(), final_cost
+    if not math.isfinite(float(record["fun"])):
+        raise ValueError(
+            f"f returned no finite cost at any of the {num_steps * num_samples + 1} points evaluated "
+            "(NaN, inf and -inf count as infeasible): check f, x0 and the bounds"
+        )
     elapsed = time.perf_counter() - start
     history = MinimizeHistory(
         best=torch.stack(best).cpu(),
-        mean=torch.stack(mean).to(x.dtype).cpu(),
+        mean=torch.stack(mean).cpu(),
         best_so_far=torch.stack(best_so_far).cpu(),
         estimate=torch.stack(estimates).cpu(),
     )
@@ -162,3 +191,36 @@ def minimize(
         nit=num_steps,
         time=elapsed,
     )
+
+
+def _costs(f: Callable[[Tensor], Tensor], candidates: Tensor, dtype: torch.dtype) -> Tensor:
+    """``f(candidates [n, ...])`` checked: a real ``[n]`` tensor on the candidates' device.
+
+    Integer costs are converted to ``dtype`` (floating point) before any arithmetic, so that
+    neither negation nor the ``inf`` used for invalid costs can overflow; floating-point costs
+    of a lower precision than ``dtype`` are promoted to it.
+    """
+    n = candidates.shape[0]
+    costs = f(candidates)
+    if not isinstance(costs, Tensor) or tuple(costs.shape) != (n,):
+        got = tuple(costs.shape) if isinstance(costs, Tensor) else type(costs).__name__
+        raise ValueError(f"f must map [n, ...] candidates to [n] costs: expected ({n},), got {got}")
+    if costs.dtype == torch.bool or costs.is_complex():
+        raise TypeError(f"f must return real (integer or floating-point) costs, got dtype {costs.dtype}")
+    if costs.device != candidates.device:
+        raise ValueError(f"f returned costs on {costs.device}, the candidates are on {candidates.device}")
+    return costs.to(torch.promote_types(costs.dtype, dtype)) if costs.is_floating_point() else costs.to(dtype)
+
+
+def _bounds(bounds, x: Tensor):
+    """``bounds`` as a ``(lower, upper)`` pair with tensors (or NumPy arrays) on ``x``'s device and dtype."""
+    if bounds is None:
+        return None
+    if not isinstance(bounds, (tuple, list)) or len(bounds) != 2:
+        raise ValueError(f"Invalid bounds: expected None or a (lower, upper) pair, got {bounds!r}")
+    pair = []
+    for name, b in zip(("lower", "upper"), bounds):
+        if isinstance(b, Tensor) or type(b).__module__ == "numpy":
+            b = check_tensor(f"bounds {name}", b).to(x.device, x.dtype)
+        pair.append(b)
+    return tuple(pair)

@@ -25,6 +25,10 @@ The model is any :class:`~torch_mbd.rollout.RolloutModel` whose ``initial_state`
 before each plan, ``MPC`` assigns ``model.initial_state = state`` (for
 ``dynamics.car.Car2D`` a plain attribute; for ``dynamics.model.MujocoModel`` a property taking
 ``[state_dim]`` or ``[nq + nv]``). The model is therefore left at the last state planned from.
+The state is checked first (a tensor, NumPy array or list of real, finite numbers; the shape of
+the current ``initial_state`` unless the model's ``initial_state`` is a property, whose setter
+then decides), and a call that fails leaves the model's ``initial_state``, the generator and the controller's
+plan as they were.
 """
 
 from __future__ import annotations
@@ -35,8 +39,10 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from .checks import check_int, check_positive, check_real, check_seed, check_tensor
 from .optim import MBDOptimizer
 from .schedule import linear_schedule
+from .threads import resolve_threads, use_threads
 
 SHIFT_FILLS = ("repeat", "zero")
 
@@ -69,8 +75,7 @@ def shift_actions(actions: Tensor, steps: int = 1, fill: str = "repeat") -> Tens
         got = tuple(actions.shape) if isinstance(actions, Tensor) else type(actions).__name__
         raise ValueError(f"actions must be a tensor [..., H, nu], got {got}")
     horizon = actions.shape[-2]
-    if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= horizon:
-        raise ValueError(f"steps must be an integer in [0, H={horizon}], got {steps!r}")
+    steps = check_int("steps", steps, minimum=0, maximum=horizon)
     if fill not in SHIFT_FILLS:
         raise ValueError(f"fill must be one of {SHIFT_FILLS}, got {fill!r}")
     if steps == 0:
@@ -99,21 +104,10 @@ def warm_start_sigmas(
     Returns:
         ``[K]`` float64, decreasing (constant for ``K = 1``), first entry ``warm_noise``.
     """
-    _check_positive_float("warm_noise", warm_noise)
-    sigmas = linear_schedule(num_steps, beta0, beta1, noise).sigmas.flip(0)
-    return sigmas * (float(warm_noise) / float(sigmas[0]))
-
-
-def _check_positive_float(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or value == float("inf"):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
-
-
-def _check_count(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
+    warm_noise = check_positive("warm_noise", warm_noise)
+    num_steps = check_int("num_steps", num_steps, minimum=1)
+    sigmas = linear_schedule(num_steps, check_real("beta0", beta0), check_real("beta1", beta1), noise).sigmas.flip(0)
+    return sigmas * (warm_noise / float(sigmas[0]))
 
 
 class MPCStep(NamedTuple):
@@ -162,6 +156,8 @@ class MPC:
         generator: a ``torch.Generator`` on the model's device.
         process_group: spread each step's rollouts over ``torch.distributed`` ranks (every rank
             must call :meth:`act` with the same state); see :class:`~torch_mbd.optim.MBDOptimizer`.
+        torch_threads: torch intra-op threads while planning (restored after every call): default 1,
+            or ``$TORCH_MBD_THREADS``; ``"torch"`` keeps torch's setting (:mod:`torch_mbd.threads`).
         **options: other :class:`~torch_mbd.optim.MBDOptimizer` options (``step_scale``, ``fraction``, ...).
 
     Example:
@@ -187,6 +183,7 @@ class MPC:
         seed: int | None = None,
         generator: torch.Generator | None = None,
         process_group=None,
+        torch_threads: int | str | None = None,
         **options,
     ):
         for attr in ("action_dim", "action_bounds", "rollout", "initial_state"):
@@ -200,26 +197,31 @@ class MPC:
         lower, upper = (torch.as_tensor(b, device=self.device) for b in model.action_bounds)
         self.dtype = lower.dtype if lower.is_floating_point() else torch.get_default_dtype()
         self.bounds = (lower.to(self.dtype), upper.to(self.dtype))
-        self.horizon = _check_count("horizon", getattr(model, "horizon", None) if horizon is None else horizon)
-        self.num_samples = _check_count("num_samples", num_samples)
-        self.temperature = _check_positive_float("temperature", temperature)
-        self.diffusion_steps = _check_count("diffusion_steps", diffusion_steps)
-        self.initial_steps = _check_count("initial_steps", initial_steps)
-        self.warm_noise = _check_positive_float("warm_noise", warm_noise)
+        self.horizon = check_int("horizon", getattr(model, "horizon", None) if horizon is None else horizon, minimum=1)
+        self.action_dim = check_int("model.action_dim", model.action_dim, minimum=1)
+        self.num_samples = check_int("num_samples", num_samples, minimum=1)
+        self.temperature = check_positive("temperature", temperature)
+        self.diffusion_steps = check_int("diffusion_steps", diffusion_steps, minimum=1)
+        self.initial_steps = check_int("initial_steps", initial_steps, minimum=1)
+        self.warm_noise = check_positive("warm_noise", warm_noise)
         if shift not in SHIFT_FILLS:
             raise ValueError(f"shift must be one of {SHIFT_FILLS}, got {shift!r}")
         self.shift = shift
+        beta0, beta1 = check_real("beta0", beta0), check_real("beta1", beta1)
         self.schedule_options = dict(beta0=beta0, beta1=beta1, noise=noise)
         # validates beta0, beta1 and noise now rather than at the first call
         top = float(linear_schedule(self.diffusion_steps, beta0, beta1, noise).sigmas[-1])
         self.warm_noise_scale = self.warm_noise / top
+        seed = check_seed(seed)
         if generator is None:
             generator = torch.Generator(device=self.device)
-            generator.manual_seed(int(torch.randint(0, 2**62, (), dtype=torch.int64)) if seed is None else int(seed))
+            generator.manual_seed(int(torch.randint(0, 2**62, (), dtype=torch.int64)) if seed is None else seed)
         elif not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
         self.generator = generator
         self.process_group = process_group
+        resolve_threads(torch_threads)  # a bad value fails here, not at the first call
+        self.torch_threads = torch_threads
         self.options = options
         self.actions: Tensor | None = None
         self.last_step: MPCStep | None = None
@@ -243,11 +245,13 @@ class MPC:
                 one from :func:`torch_mbd.plan` for the same initial state, in closed loop.
         """
         if init is not None:
-            shape = (self.horizon, len(self.bounds[0]))
-            if not isinstance(init, Tensor) or tuple(init.shape) != shape:
-                got = tuple(init.shape) if isinstance(init, Tensor) else type(init).__name__
-                raise ValueError(f"init must be a tensor of shape {shape} ([H, nu]), got {got}")
+            shape = (self.horizon, self.action_dim)
+            init = check_tensor("init", init)
+            if tuple(init.shape) != shape:
+                raise ValueError(f"init must be a tensor of shape {shape} ([H, nu]), got {tuple(init.shape)}")
             init = init.detach().to(self.device, self.dtype).clone()
+            if not bool(torch.isfinite(init).all()):
+                raise ValueError("init must be finite, got NaN or inf")
         elif warm:
             raise ValueError("warm=True needs an init plan to warm-start from")
         self.actions = None
@@ -255,11 +259,25 @@ class MPC:
         self._next_warm = bool(warm)
 
     def _state(self, state) -> Tensor:
+        """``state`` checked and converted to the model's device and dtype; nothing is assigned yet."""
         current = self.model.initial_state
         dtype = current.dtype if isinstance(current, Tensor) and current.is_floating_point() else self.dtype
-        if not isinstance(state, (Tensor, list, tuple)) and type(state).__module__ != "numpy":
+        if isinstance(state, (list, tuple)):
+            try:
+                state = torch.as_tensor(state, dtype=torch.float64)
+            except (TypeError, ValueError, RuntimeError):
+                raise TypeError(f"state must be a tensor, NumPy array or list of numbers, got {state!r}") from None
+        elif not isinstance(state, Tensor) and type(state).__module__ != "numpy":
             raise TypeError(f"state must be a tensor (or array) of the model's state, got {type(state).__name__}")
-        state = torch.as_tensor(state, dtype=dtype, device=self.device)
+        state = check_tensor("state", state).detach()
+        setter = _validating_setter(self.model)
+        if setter and state.is_floating_point():
+            dtype = state.dtype  # the setter converts; a float64 state (a simulator's) keeps its precision
+        state = state.to(self.device, dtype)
+        if isinstance(current, Tensor) and state.shape != current.shape and not setter:
+            raise ValueError(
+                f"state must have the shape of model.initial_state, {tuple(current.shape)}, got {tuple(state.shape)}"
+            )
         if not bool(torch.isfinite(state).all()):
             raise ValueError("state must be finite: the system diverged or the state holds NaN")
         return state
@@ -273,14 +291,24 @@ class MPC:
             shifted by one step, as if its first action had been applied.
         """
         start = time.perf_counter()
-        self.model.initial_state = self._state(state)
+        state = self._state(state)
+        rng = self.generator.get_state()
+        undo = _assign_initial_state(self.model, state)  # a property setter may refuse it: nothing changed then
+        try:
+            return self._plan_from_here(start)
+        except BaseException:  # a failed call changes nothing: the model's state, the RNG, the plan
+            undo()
+            self.generator.set_state(rng)
+            raise
+
+    def _plan_from_here(self, start: float) -> Tensor:
         warm = self.actions is not None or self._next_warm
         if self.actions is not None:
             actions = shift_actions(self.actions, 1, self.shift)
         elif self._next_init is not None:
             actions = self._next_init.clone()
         else:
-            actions = torch.zeros(self.horizon, len(self.bounds[0]), dtype=self.dtype, device=self.device)
+            actions = torch.zeros(self.horizon, self.action_dim, dtype=self.dtype, device=self.device)
         steps, noise_scale = (self.diffusion_steps, self.warm_noise_scale) if warm else (self.initial_steps, 1.0)
         optimizer = MBDOptimizer(
             [actions],
@@ -295,8 +323,9 @@ class MPC:
             **self.schedule_options,
             **self.options,
         )
-        for _ in range(steps):
-            reward = optimizer.step()
+        with use_threads(self.torch_threads):
+            for _ in range(steps):
+                reward = optimizer.step()
         self.actions = actions
         self.last_step = MPCStep(
             action=actions[0].clone(),
@@ -313,3 +342,40 @@ class MPC:
         return self.plan(state)[0].clone()
 
     __call__ = act
+
+
+def _validating_setter(model) -> bool:
+    """Whether ``model.initial_state`` is a property with a setter (which then checks the shape)."""
+    attr = getattr(type(model), "initial_state", None)
+    return isinstance(attr, property) and attr.fset is not None
+
+
+def _assign_initial_state(model, state: Tensor):
+    """``model.initial_state = state``; returns a function that undoes it exactly.
+
+    The undo restores every attribute the assignment rebound (a property setter may set several,
+    e.g. ``MujocoModel``'s ``qpos0`` and ``qvel0`` next to the state) to the object it held, so
+    that nothing is lost to a round trip through the setter's dtype.
+    """
+    attrs = getattr(model, "__dict__", None)
+    if attrs is None:  # __slots__ or the like: undo through the setter
+        previous = model.initial_state
+        model.initial_state = state
+
+        def undo():
+            model.initial_state = previous
+
+        return undo
+    missing = object()
+    before = dict(attrs)
+    model.initial_state = state
+    rebound = {key: before.get(key, missing) for key, value in attrs.items() if before.get(key, missing) is not value}
+
+    def undo():
+        for key, value in rebound.items():
+            if value is missing:
+                attrs.pop(key, None)
+            else:
+                attrs[key] = value
+
+    return undo

@@ -17,6 +17,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from . import denoise
+from .checks import check_device, check_int, check_positive, check_real, check_seed, check_tensor
 from .rollout import as_trajectory
 from .schedule import linear_schedule
 
@@ -91,13 +92,74 @@ def auto_fraction(dim: int, full_dim: int = AUTO_FRACTION_DIM) -> float:
     return min(1.0, full_dim / max(int(dim), 1))
 
 
-def _check_positive(name: str, value, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or math.isinf(value):
-        raise ValueError(f"Invalid {name}: expected a finite number, got {value!r}")
-    if value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"Invalid {name}: expected {bound}, got {value!r}")
-    return float(value)
+class ConstantObjectiveWarning(RuntimeWarning):
+    """Every valid sample of a step scored the same: the objective does not tell candidates apart.
+
+    The samples are then weighted equally and the estimate moves to their plain mean (a random
+    walk). :class:`MBDOptimizer` warns once per optimizer.
+    """
+
+
+def _check_fraction(value) -> float | str:
+    if isinstance(value, str) and value == "auto":
+        return value
+    try:
+        frac = check_real("fraction", value)
+    except ValueError:
+        raise ValueError(f"Invalid fraction: expected a number in (0, 1] or 'auto', got {value!r}") from None
+    if not 0.0 < frac <= 1.0:
+        raise ValueError(f"Invalid fraction: expected a number in (0, 1] or 'auto', got {value!r}")
+    return frac
+
+
+def _check_noise_scale(value) -> float | str:
+    if isinstance(value, str) and value == "auto":
+        return value
+    return check_positive("noise_scale", value, allow_zero=True)
+
+
+def _check_bound(name: str, bound, event_shapes: list[tuple], params: list[Tensor]):
+    """One side of ``bounds``: ``None``, a number (numpy scalars too) or a tensor; returns it checked."""
+    side = name.split()[-1]
+    if bound is None:
+        return None
+    if not isinstance(bound, Tensor):
+        try:
+            value = check_real(name, bound, finite=False)
+        except ValueError:
+            raise ValueError(f"Invalid {name}: expected a number, a tensor or None, got {bound!r}") from None
+        if (side == "lower" and value == math.inf) or (side == "upper" and value == -math.inf):
+            raise ValueError(f"Invalid {name}: {value} leaves no value a candidate can take")
+        return value
+    if not bound.is_floating_point():
+        raise ValueError(f"Invalid {name}: expected a floating-point tensor, got dtype {bound.dtype}")
+    for p, shape in zip(params, event_shapes):
+        if bound.device != p.device:
+            raise ValueError(f"Invalid {name}: it is on {bound.device}, params on {p.device}")
+        if bound.dtype != p.dtype:
+            raise ValueError(f"Invalid {name}: it has dtype {bound.dtype}, params {p.dtype}")
+        try:
+            fits = torch.broadcast_shapes(tuple(bound.shape), shape) == shape
+        except RuntimeError:
+            fits = False
+        if not fits:
+            raise ValueError(
+                f"Invalid {name}: shape {tuple(bound.shape)} does not broadcast to the parameter's shape {shape}"
+                " (without its batch dimensions)"
+            )
+    if bool(torch.isnan(bound).any()):
+        raise ValueError(f"Invalid {name}: it holds NaN; use -inf / inf for an unbounded coordinate")
+    if side == "lower" and bool((bound == math.inf).any()):
+        raise ValueError(f"Invalid {name}: it holds +inf, which leaves no value a candidate can take")
+    if side == "upper" and bool((bound == -math.inf).any()):
+        raise ValueError(f"Invalid {name}: it holds -inf, which leaves no value a candidate can take")
+    return bound
+
+
+def _check_real_dtype(name: str, values: Tensor) -> None:
+    """Losses and rewards must be real numbers: floating or integer tensors, not bool or complex."""
+    if values.dtype == torch.bool or values.is_complex():
+        raise TypeError(f"{name} must be real numbers (a floating-point or integer tensor), got dtype {values.dtype}")
 
 
 class MBDOptimizer(Optimizer):
@@ -136,8 +198,9 @@ class MBDOptimizer(Optimizer):
         beta1: last beta of the linear schedule, in ``(0, 1)``.
         noise: sampling-noise convention, ``"official"`` (``sqrt(1 - alpha_bar_i)``, default) or
             ``"paper"`` (``sqrt(1/alpha_bar_i - 1)``); see :mod:`torch_mbd.schedule`.
-        bounds: ``(lower, upper)``: floats or tensors broadcastable to each parameter's shape
-            (without its batch dimensions); candidates are clipped to them.
+        bounds: ``(lower, upper)``: numbers or tensors broadcastable to each parameter's shape
+            (without its batch dimensions); candidates are clipped to them. ``-inf`` / ``inf`` (also
+            per coordinate, inside a tensor) leaves that side unbounded; NaN is refused.
         noise_scale: per-group multiplier of ``sigma_i``, a number ``>= 0`` or ``"auto"`` (default).
             ``"auto"`` is ``1.0`` for plain tensors (control sequences, black-box vectors: the
             paper's behaviour, unchanged) and in rollout mode; for an ``nn.Parameter`` (a network,
@@ -177,6 +240,12 @@ class MBDOptimizer(Optimizer):
             same estimate after every step, bit for bit the single-process result for an
             objective that scores each sample independently. ``None``: one process.
 
+    Numbers may be Python numbers, NumPy scalars or 0-dim tensors. Rewards, weights and the weighted
+    mean are computed in at least float32 (float16 / bfloat16 parameters are sampled in their own
+    dtype); the weights are invariant to ``a * loss + b`` (``a > 0``); a step whose valid samples all
+    score the same warns once with :class:`ConstantObjectiveWarning`. See "Errors and edge cases"
+    in the user guide for what happens with NaN, infinite, infeasible, constant and empty input.
+
     Example:
         >>> x = torch.zeros(5)
         >>> opt = MBDOptimizer([x], num_samples=64, temperature=0.1, num_steps=50, seed=0)
@@ -209,16 +278,17 @@ class MBDOptimizer(Optimizer):
         seed: int | None = None,
         process_group=None,
     ):
-        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-            raise ValueError(f"Invalid num_samples: expected an integer >= 1, got {num_samples!r}")
-        self.num_samples = num_samples
-        self.temperature = _check_positive("temperature", temperature)
-        self.step_scale = _check_positive("step_scale", step_scale)
-        if demo_units not in denoise.DEMO_UNITS:
+        self.num_samples = check_int("num_samples", num_samples, minimum=1)
+        self.temperature = check_positive("temperature", temperature)
+        self.step_scale = check_positive("step_scale", step_scale)
+        if not isinstance(demo_units, str) or demo_units not in denoise.DEMO_UNITS:
             raise ValueError(f"Invalid demo_units: expected one of {denoise.DEMO_UNITS}, got {demo_units!r}")
         self.demo_units = demo_units
-        self.schedule = linear_schedule(num_steps, beta0, beta1, noise)
-        self.num_steps, self.beta0, self.beta1, self.noise = num_steps, float(beta0), float(beta1), noise
+        self.schedule = linear_schedule(num_steps, beta0, beta1, noise)  # checks the four arguments
+        self.num_steps, self.noise = self.schedule.num_steps, noise
+        self.beta0, self.beta1 = check_real("beta0", beta0), check_real("beta1", beta1)
+        seed = check_seed(seed)
+        demo_reward = None if demo_reward is None else check_real("demo_reward", demo_reward)
         if rollout is not None and not callable(rollout):
             raise TypeError(f"rollout must be callable (actions -> Trajectory), got {type(rollout).__name__}")
         self.rollout = rollout
@@ -230,11 +300,13 @@ class MBDOptimizer(Optimizer):
         for p in self._params:
             if not p.is_floating_point():
                 raise TypeError(f"params must be floating-point tensors, got dtype {p.dtype}")
+            check_device(p.device, "params")  # the meta device holds no data to optimize
             if p.device != first.device:
                 raise ValueError(f"params must all be on one device, got {first.device} and {p.device}")
             if p.dtype != first.dtype:
                 raise ValueError(f"params must all have one dtype, got {first.dtype} and {p.dtype}")
         self.device, self.dtype = first.device, first.dtype
+        self.compute_dtype = denoise.statistics_dtype(self.dtype)  # rewards, weights, means: >= float32
         if rollout is not None:
             if len(self._params) != 1 or first.dim() < 2:
                 shapes = [tuple(p.shape) for p in self._params]
@@ -243,14 +315,23 @@ class MBDOptimizer(Optimizer):
                     f"got shapes {shapes}"
                 )
             self.batch_shape = tuple(first.shape[:-2])
+            if math.prod(self.batch_shape) == 0:
+                raise ValueError(
+                    f"params: the action tensor has shape {tuple(first.shape)}, an empty batch of problems; "
+                    "give at least one problem ([..., H, nu] with every leading size >= 1)"
+                )
         else:
             self.batch_shape = ()
+        if self._flat_dim() == 0:
+            raise ValueError(
+                f"params hold no element to optimize (shapes {[tuple(p.shape) for p in self._params]})"
+            )
 
         if generator is None:
             generator = torch.Generator(device=self.device)
             if seed is None:
                 seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
-            generator.manual_seed(int(seed))
+            generator.manual_seed(seed)
         elif not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
         elif generator.device.type != self.device.type:
@@ -263,59 +344,75 @@ class MBDOptimizer(Optimizer):
         self._demo, self._demo_mask = self._prepare_demo(demo, demo_mask)
         self.demo_sigma = self._prepare_demo_sigma(demo_sigma)
         self._demo_flat: tuple | None = None  # (nx, demo, mask, sigma) flattened by _demo_features
-        self.demo_reward = None if demo_reward is None else float(demo_reward)
+        self.demo_reward = demo_reward
         self.steps_done = 0
         self.last_step: StepInfo | None = None
         self._layout = None
         self._buffer: Tensor | None = None
+        self._warned_constant = False
 
     # ----------------------------------------------------------------- set-up helpers
     def add_param_group(self, param_group: dict) -> None:
         super().add_param_group(param_group)
         group = self.param_groups[-1]
-        if group["noise_scale"] != "auto":
-            group["noise_scale"] = _check_positive("noise_scale", group["noise_scale"], allow_zero=True)
-        frac = group["fraction"]
-        if frac != "auto" and (isinstance(frac, bool) or not isinstance(frac, (int, float)) or not (0.0 < frac <= 1.0)):
-            raise ValueError(f"Invalid fraction: expected a number in (0, 1] or 'auto', got {frac!r}")
-        group["bounds"] = self._check_bounds(group["bounds"], group["params"])
+        try:
+            group.update(self._checked_group_options(group, group["params"]))
+        except (ValueError, TypeError):
+            self.param_groups.pop()  # a rejected group leaves the optimizer as it was
+            raise
         if hasattr(self, "_params"):  # a group added after construction
             self._params = [p for g in self.param_groups for p in g["params"]]
             self._layout = None
 
-    @staticmethod
-    def _check_bounds(bounds, params):
+    def _checked_group_options(self, group: dict, params: list[Tensor]) -> dict:
+        """``noise_scale``, ``fraction`` and ``bounds`` of a param group, checked (nothing is changed)."""
+        return dict(
+            noise_scale=_check_noise_scale(group["noise_scale"]),
+            fraction=_check_fraction(group["fraction"]),
+            bounds=self._check_bounds(group["bounds"], params),
+        )
+
+    def _check_bounds(self, bounds, params):
+        """``bounds`` checked against ``params``: ``None`` or ``(lower, upper)``.
+
+        Each side is ``None`` (unbounded), a number or a tensor broadcastable to each parameter's shape
+        without its batch dimensions; ``-inf`` (lower) and ``inf`` (upper) leave a coordinate unbounded
+        on that side. NaN, ``lower = inf``, ``upper = -inf``, ``lower > upper``, other shapes, dtypes or
+        devices are rejected.
+        """
         if bounds is None:
             return None
         if not isinstance(bounds, (tuple, list)) or len(bounds) != 2:
-            raise ValueError(f"bounds must be None or a (lower, upper) pair, got {bounds!r}")
-        lower, upper = bounds
-        for name, b in (("lower", lower), ("upper", upper)):
-            if isinstance(b, Tensor):
-                for p in params:
-                    if b.device != p.device:
-                        raise ValueError(f"bounds {name} is on {b.device}, params on {p.device}")
-                    if b.dtype != p.dtype:
-                        raise ValueError(f"bounds {name} has dtype {b.dtype}, params {p.dtype}")
-            elif b is not None and (isinstance(b, bool) or not isinstance(b, (int, float)) or math.isnan(b)):
-                raise ValueError(f"bounds {name} must be a number, a tensor or None, got {b!r}")
-        if lower is not None and upper is not None and bool(torch.any(torch.as_tensor(lower) > torch.as_tensor(upper))):
-            raise ValueError("bounds lower must be <= upper everywhere")
+            raise ValueError(f"Invalid bounds: expected None or a (lower, upper) pair, got {bounds!r}")
+        # the shape a bound must broadcast to: the parameter without its batch dimensions (rollout mode)
+        rollout_mode = getattr(self, "rollout", None) is not None
+        shapes = [tuple(p.shape[-2:]) if rollout_mode and p.dim() >= 2 else tuple(p.shape) for p in params]
+        lower = _check_bound("bounds lower", bounds[0], shapes, params)
+        upper = _check_bound("bounds upper", bounds[1], shapes, params)
+        if lower is not None and upper is not None:
+            if bool(torch.any(torch.as_tensor(lower) > torch.as_tensor(upper))):
+                raise ValueError("Invalid bounds: lower must be <= upper everywhere")
         return (lower, upper)
 
     def _prepare_demo(self, demo, mask):
+        """``demo`` and ``demo_mask`` checked; returned as ``(demo, mask)`` in :attr:`compute_dtype`.
+
+        Closure mode: both flat ``[1, D]``. Rollout mode: ``demo [..., H, nx or k]`` and ``mask [nx]`` or
+        ``[H, nx]`` as given (``nx`` is checked against the first rollout's states).
+        """
         if demo is None:
             if mask is not None:
                 raise ValueError("demo_mask was given without demo")
             return None, None
-        if not isinstance(demo, Tensor):
-            raise TypeError(f"demo must be a tensor, got {type(demo).__name__}")
+        if not isinstance(demo, Tensor):  # a NumPy array is taken in the params' dtype, on their device
+            demo = check_tensor("demo", demo).to(self.device, self.dtype)
         if demo.device != self.device or demo.dtype != self.dtype:
             raise ValueError(f"demo must be on {self.device} with dtype {self.dtype}, got {demo.device}, {demo.dtype}")
         if mask is not None:
-            if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
-                raise TypeError("demo_mask must be a boolean tensor")
-            mask = mask.to(self.device)
+            mask = check_tensor("demo_mask", mask, kind="bool").to(self.device)
+            if not bool(mask.any()):
+                raise ValueError("Invalid demo_mask: it covers no entry of the demonstration (every entry is False)")
+        demo = demo.to(self.compute_dtype)
         p = self._params[0]
         if self.rollout is None:
             if len(self._params) != 1 or tuple(demo.shape) != tuple(p.shape):
@@ -325,23 +422,56 @@ class MBDOptimizer(Optimizer):
                 )
             if mask is not None and tuple(mask.shape) != tuple(p.shape):
                 raise ValueError(f"demo_mask must have shape {tuple(p.shape)}, got {tuple(mask.shape)}")
+            covered = demo if mask is None else demo[mask]
+            self._check_demo_finite(covered)
             flat_mask = None if mask is None else mask.reshape(1, -1)
             return demo.reshape(1, -1), flat_mask
         # Rollout mode: demo describes states [..., H, nx]; nx is known after the first rollout.
         horizon = p.shape[-2]
         if demo.dim() < 2 or demo.shape[-2] != horizon:
             raise ValueError(f"demo must have shape [..., H={horizon}, nx], got {tuple(demo.shape)}")
-        if mask is not None and mask.dim() not in (1, 2):
-            raise ValueError(f"demo_mask must have shape [nx] or [H, nx], got {tuple(mask.shape)}")
+        try:
+            fits = torch.broadcast_shapes(tuple(demo.shape[:-2]), self.batch_shape) == self.batch_shape
+        except RuntimeError:
+            fits = False
+        if not fits:
+            raise ValueError(
+                f"demo of shape {tuple(demo.shape)}: its leading dimensions {tuple(demo.shape[:-2])} must "
+                f"broadcast to the params' batch dimensions {self.batch_shape}"
+            )
+        if mask is None:
+            self._check_demo_finite(demo)
+            return demo, None
+        if mask.dim() not in (1, 2) or (mask.dim() == 2 and mask.shape[0] != horizon):
+            raise ValueError(f"demo_mask must have shape [nx] or [H={horizon}, nx], got {tuple(mask.shape)}")
+        if demo.shape[-1] == mask.shape[-1]:  # a full demo [..., H, nx]: only the covered entries count
+            self._check_demo_finite(demo[..., mask])
+        elif mask.dim() == 1 and demo.shape[-1] == int(mask.sum()):  # a partial demo [..., H, k]
+            self._check_demo_finite(demo)
+        else:
+            raise ValueError(
+                f"demo has {demo.shape[-1]} dimensions per step and demo_mask covers {mask.shape[-1]} state "
+                f"dimensions ({int(mask.sum())} selected): demo must have nx = {mask.shape[-1]} dimensions, or "
+                "as many as a [nx] demo_mask selects"
+            )
         return demo, mask
+
+    @staticmethod
+    def _check_demo_finite(covered: Tensor) -> None:
+        if not bool(torch.isfinite(covered).all()):
+            bad = int((~torch.isfinite(covered)).sum())
+            raise ValueError(
+                f"Invalid demo: {bad} entr{'y' if bad == 1 else 'ies'} the demonstration covers "
+                "(demo_mask True) is NaN or infinite; exclude them with demo_mask"
+            )
 
     def _prepare_demo_sigma(self, sigma):
         """``demo_sigma`` checked: a float, or a tensor of the demo's shape (flat ``[1, D]`` in closure mode)."""
         if not isinstance(sigma, Tensor):
-            return _check_positive("demo_sigma", sigma)
+            return check_positive("demo_sigma", sigma)
         if not sigma.is_floating_point():
             raise TypeError(f"demo_sigma must be a number or a floating-point tensor, got dtype {sigma.dtype}")
-        sigma = sigma.to(self.device, self.dtype)
+        sigma = sigma.to(self.device, self.compute_dtype)
         if not bool(torch.isfinite(sigma).all()) or not bool((sigma > 0).all()):
             raise ValueError("Invalid demo_sigma: every entry must be a finite number > 0")
         if self._demo is None:
@@ -443,6 +573,11 @@ class MBDOptimizer(Optimizer):
         """The diffusion level ``i`` the next step uses (``0`` once the schedule is spent)."""
         return max(self.num_steps - 1 - self.steps_done, 0)
 
+    def _flat_dim(self) -> int:
+        """``D``: the number of optimized coordinates per problem (parameters without batch dimensions)."""
+        nbatch = len(self.batch_shape)
+        return sum(math.prod(p.shape[nbatch:]) for p in self._params)
+
     def _flat_estimate(self, B: int) -> Tensor:
         if len(self._params) == 1:
             return self._params[0].detach().reshape(B, -1)
@@ -483,18 +618,26 @@ class MBDOptimizer(Optimizer):
         denoise.sample_candidates(y_bar, samples, noise_scale, layout["lower"], layout["upper"], out=samples)
 
         rewards, feasible, loglik, trajectory = self._evaluate(closure, samples)
-        logp, mean, std = denoise.normalized_log_weights(rewards, self.temperature, feasible)
+        logp, mean, std, constant = denoise.normalized_log_weights(
+            rewards, self.temperature, feasible, return_constant=True
+        )
+        self._warn_if_constant(constant)
         demo_wins = None
         if loglik is not None:
             if self.demo_reward is None:
                 finite = torch.where(torch.isfinite(logp), rewards, torch.full_like(rewards, -math.inf))
-                self.demo_reward = float(finite.max())
-            logp, demo_wins = denoise.demo_log_weights(
-                logp, loglik, self.demo_reward, mean, std, self.temperature, self.demo_units
-            )
+                best = float(finite.max())
+                # an all-invalid step has no reward to give the demonstration: wait for a finite one
+                self.demo_reward = best if math.isfinite(best) else None
+            if self.demo_reward is not None:
+                logp, demo_wins = denoise.demo_log_weights(
+                    logp, loglik, self.demo_reward, mean, std, self.temperature, self.demo_units
+                )
+            else:
+                demo_wins = torch.zeros_like(logp, dtype=torch.bool)
 
         y_bar0, weights, valid = denoise.weighted_mean(samples, logp)
-        new = denoise.reverse_step(y_bar, y_bar0, i, self.schedule, self.step_scale)
+        new = denoise.reverse_step(y_bar.to(y_bar0.dtype), y_bar0, i, self.schedule, self.step_scale)
         if not bool(valid.all()):
             warnings.warn(
                 f"MBDOptimizer step {self.steps_done}: every sample of {int((~valid).sum())} problem(s) was "
@@ -511,6 +654,25 @@ class MBDOptimizer(Optimizer):
         finite = torch.isfinite(rewards) if feasible is None else torch.isfinite(rewards) & feasible
         mean_reward = torch.where(finite, rewards, torch.zeros_like(rewards)).sum() / finite.sum().clamp(min=1)
         return mean_reward if self.rollout is not None else -mean_reward
+
+    def _warn_if_constant(self, constant: Tensor) -> None:
+        """Warn once (:class:`ConstantObjectiveWarning`) when some problem's valid samples all scored the same."""
+        if self._warned_constant or not bool(constant.any()):
+            return
+        self._warned_constant = True
+        what = "losses" if self.rollout is None else "rewards"
+        effect = (
+            "so the model weights them equally and only the demonstration tells them apart"
+            if self._demo is not None
+            else "so they are weighted equally and the estimate moves to their plain mean"
+        )
+        warnings.warn(
+            f"{type(self).__name__} step {self.steps_done}: the objective is constant: the valid samples of "
+            f"{int(constant.sum())} of {constant.numel()} problem(s) all got the same {what} (to within float "
+            f"rounding), {effect}. Check that the objective depends on the parameters. (Warned once per optimizer.)",
+            ConstantObjectiveWarning,
+            stacklevel=4,  # _warn_if_constant <- step <- torch.no_grad's wrapper <- the caller
+        )
 
     def _shard(self, n: int) -> tuple[int, int, int]:
         """``(start, stop, size)`` of this rank's share of the ``n`` samples (all of them alone)."""
@@ -548,15 +710,16 @@ class MBDOptimizer(Optimizer):
         k = stop - start
         feasible = loglik = trajectory = None
         if k == 0:  # more ranks than samples: nothing to evaluate here
-            rewards = shard.new_empty(B, 0)
+            rewards = shard.new_empty(B, 0, dtype=self.compute_dtype)
             feasible = torch.ones(B, 0, dtype=torch.bool, device=self.device) if self.rollout is not None else None
-            loglik = shard.new_empty(B, 0) if self._demo is not None else None
+            loglik = shard.new_empty(B, 0, dtype=self.compute_dtype) if self._demo is not None else None
         elif self.rollout is not None:
             rewards, feasible, loglik, trajectory = self._evaluate_rollout(shard, B, k)
         else:
             rewards = self._evaluate_closure(closure, shard, k)
             if self._demo is not None:
-                loglik = denoise.demo_log_likelihood(shard, self._demo, self._demo_mask, self.demo_sigma)
+                features = shard.to(self.compute_dtype)
+                loglik = denoise.demo_log_likelihood(features, self._demo, self._demo_mask, self.demo_sigma)
         rewards = self._gather(rewards, size, n)
         if feasible is not None:
             feasible = self._gather(feasible.to(self.dtype), size, n) == 1
@@ -567,6 +730,8 @@ class MBDOptimizer(Optimizer):
     def _evaluate_closure(self, closure, samples: Tensor, n: int) -> Tensor:
         flat = samples[0]
         candidates = [flat[:, o : o + k].unflatten(-1, shape) if shape else flat[:, o] for o, k, shape in self._layout["segments"]]
+        if callable(getattr(closure, "bind_params", None)):  # batched_closure: match candidates by identity
+            closure.bind_params(self._params)
         losses = closure(candidates)
         if not isinstance(losses, Tensor):
             raise TypeError(f"closure must return a tensor of {n} losses, got {type(losses).__name__}")
@@ -574,7 +739,8 @@ class MBDOptimizer(Optimizer):
             raise ValueError(f"closure must return one loss per candidate, shape ({n},), got {tuple(losses.shape)}")
         if losses.device != self.device:
             raise ValueError(f"closure returned losses on {losses.device}, params are on {self.device}")
-        return (-losses.to(self.dtype)).unsqueeze(0)
+        _check_real_dtype("closure losses", losses)
+        return (-losses.to(self.compute_dtype)).unsqueeze(0)
 
     def _evaluate_rollout(self, samples: Tensor, B: int, n: int):
         p = self._params[0]
@@ -582,17 +748,29 @@ class MBDOptimizer(Optimizer):
         traj = as_trajectory(self.rollout(actions), actions)
         if traj.rewards.device != self.device:
             raise ValueError(f"rollout returned rewards on {traj.rewards.device}, params are on {self.device}")
-        rewards = traj.rewards.to(self.dtype).mean(-1).reshape(B, n)
+        _check_real_dtype("rollout rewards", traj.rewards)
+        rewards = traj.rewards.to(self.compute_dtype).mean(-1).reshape(B, n)
         feasible = None if traj.feasible is None else traj.feasible.reshape(B, n).to(torch.bool)
         loglik = None
         if self._demo is not None:
+            if traj.states is None:
+                raise ValueError(
+                    "rollout returned no states (Trajectory.states is None) but a demo was given: the "
+                    "demonstration is compared with the states, so the rollout must return them"
+                )
+            _check_real_dtype("rollout states", traj.states)
             demo, mask, sigma = self._demo_features(traj.states.shape[-1])
-            loglik = denoise.demo_log_likelihood(traj.states.to(self.dtype).reshape(B, n, -1), demo, mask, sigma)
+            states = traj.states.to(self.device, self.compute_dtype).reshape(B, n, -1)
+            loglik = denoise.demo_log_likelihood(states, demo, mask, sigma)
         return rewards, feasible, loglik, traj
 
     # ----------------------------------------------------------------- state
+    _STATE_KEYS = ("steps_done", "rng_state", "demo_reward", "num_steps", "beta0", "beta1", "noise", "num_samples")
+    """Keys every saved ``state_dict()["mbd"]`` holds (``temperature`` and ``param_shapes`` are newer)."""
+
     def state_dict(self) -> dict:
-        """The ``torch.optim`` state plus the schedule position, the RNG state and the schedule."""
+        """The ``torch.optim`` state plus the schedule position, the RNG state, the schedule, the
+        temperature and the parameters' shapes."""
         state = super().state_dict()
         state["mbd"] = dict(
             steps_done=self.steps_done,
@@ -603,20 +781,92 @@ class MBDOptimizer(Optimizer):
             beta1=self.beta1,
             noise=self.noise,
             num_samples=self.num_samples,
+            temperature=self.temperature,
+            param_shapes=[tuple(p.shape) for p in self._params],
         )
         return state
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """Restore a :meth:`state_dict`; the schedule and sample count must match this optimizer's."""
+        """Restore a :meth:`state_dict`: all or nothing.
+
+        The schedule, the sample count, the parameters' shapes and the param groups must match this
+        optimizer's; the saved group options (``bounds``, ``noise_scale``, ``fraction``), temperature,
+        step count, demonstration reward and RNG state are checked as the constructor checks them.
+        Everything is checked before anything changes, so a rejected ``state_dict`` leaves the
+        optimizer as it was. (A ``state_dict`` saved before ``temperature`` was saved keeps this
+        optimizer's temperature.)
+
+        Raises:
+            TypeError: ``state_dict`` is not a dict.
+            ValueError: not an ``MBDOptimizer`` state, a missing key, or a mismatch named in the message.
+        """
+        self._apply_state(self._checked_state(state_dict))
+
+    def _checked_state(self, state_dict) -> dict:
+        """Everything :meth:`load_state_dict` restores, checked; changes nothing."""
+        if not isinstance(state_dict, dict):
+            raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
         state_dict = dict(state_dict)
         if "mbd" not in state_dict:
             raise ValueError("state_dict has no 'mbd' entry: it was not saved by MBDOptimizer")
         mbd = state_dict.pop("mbd")
+        if not isinstance(mbd, dict):
+            raise ValueError(f"state_dict['mbd'] must be a dict, got {type(mbd).__name__}")
+        missing = [k for k in self._STATE_KEYS if k not in mbd]
+        missing += [k for k in ("state", "param_groups") if k not in state_dict]
+        if missing:
+            raise ValueError(f"state_dict lacks {missing}: it is not a complete MBDOptimizer state_dict")
         for key in ("num_steps", "beta0", "beta1", "noise", "num_samples"):
             if mbd[key] != getattr(self, key):
                 raise ValueError(f"state_dict was saved with {key}={mbd[key]!r}, this optimizer has {getattr(self, key)!r}")
-        super().load_state_dict(state_dict)
-        self.steps_done = int(mbd["steps_done"])
-        self.generator.set_state(mbd["rng_state"])
-        self.demo_reward = mbd["demo_reward"]
+        shapes = [tuple(p.shape) for p in self._params]
+        saved_shapes = mbd.get("param_shapes")
+        if saved_shapes is not None and [tuple(s) for s in saved_shapes] != shapes:
+            raise ValueError(
+                f"state_dict was saved for parameters of shapes {[tuple(s) for s in saved_shapes]}, "
+                f"this optimizer's are {shapes}"
+            )
+        if not isinstance(state_dict["state"], dict):
+            raise ValueError(f"state_dict['state'] must be a dict, got {type(state_dict['state']).__name__}")
+        groups = state_dict["param_groups"]
+        if not isinstance(groups, (list, tuple)) or len(groups) != len(self.param_groups):
+            count = len(groups) if isinstance(groups, (list, tuple)) else type(groups).__name__
+            raise ValueError(f"state_dict has {count} param groups, this optimizer {len(self.param_groups)}")
+        options = []
+        for k, (saved, group) in enumerate(zip(groups, self.param_groups)):
+            if not isinstance(saved, dict) or len(saved.get("params", ())) != len(group["params"]):
+                raise ValueError(f"state_dict param group {k} does not hold as many parameters as this optimizer's")
+            absent = [key for key in ("bounds", "noise_scale", "fraction") if key not in saved]
+            if absent:
+                raise ValueError(f"state_dict param group {k} lacks {absent}")
+            try:
+                options.append(self._checked_group_options(saved, group["params"]))
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"state_dict param group {k}: {exc}") from None
+        steps_done = check_int("state_dict steps_done", mbd["steps_done"], minimum=0)
+        temperature = self.temperature  # a state saved before the temperature was saved keeps ours
+        if "temperature" in mbd:
+            temperature = check_positive("state_dict temperature", mbd["temperature"])
+        demo_reward = mbd["demo_reward"]
+        demo_reward = None if demo_reward is None else check_real("state_dict demo_reward", demo_reward)
+        rng_state = mbd["rng_state"]
+        try:  # on a scratch generator: a bad state must not touch ours
+            torch.Generator(device=self.generator.device).set_state(rng_state)
+        except (RuntimeError, TypeError, ValueError) as exc:
+            device = self.generator.device
+            raise ValueError(f"state_dict rng_state is not a state of a {device} generator: {exc}") from None
+        return dict(
+            torch_state=state_dict, options=options, steps_done=steps_done, temperature=temperature,
+            demo_reward=demo_reward, rng_state=rng_state,
+        )
+
+    def _apply_state(self, checked: dict) -> None:
+        """Apply what :meth:`_checked_state` returned."""
+        super().load_state_dict(checked["torch_state"])
+        for group, options in zip(self.param_groups, checked["options"]):
+            group.update(options)
+        self.steps_done = checked["steps_done"]
+        self.temperature = checked["temperature"]
+        self.generator.set_state(checked["rng_state"])
+        self.demo_reward = checked["demo_reward"]
         self._layout = None

@@ -7,13 +7,15 @@ and so can any user object with the same attributes.
 A model rolls a batch of control sequences out from its initial state::
 
     traj = model.rollout(actions)       # actions: [..., n, H, nu], in the model's action bounds
-    traj.states                         # [..., n, H, nx]  state after each control step
+    traj.states                         # [..., n, H, nx]  state after each control step, or None
     traj.rewards                        # [..., n, H]      reward of each step (higher is better)
     traj.feasible                       # [..., n] bool, or None when every sample is feasible
 
 A sample whose path violates a constraint (``p_g = 0`` in the paper) or whose simulation
 diverged is marked infeasible; its rewards may be anything, NaN included. Tensors are on
-the model's ``device``.
+the model's ``device``. A model that does not report states may return ``states=None``:
+:func:`torch_mbd.plan` then returns ``PlanResult.states = None``, and demonstrations (which
+score states) are refused with a ``ValueError``.
 """
 
 from __future__ import annotations
@@ -28,12 +30,13 @@ class Trajectory(NamedTuple):
     """The result of a batched rollout.
 
     Attributes:
-        states: ``[..., n, H, nx]``, the state after each of the ``H`` control steps.
+        states: ``[..., n, H, nx]``, the state after each of the ``H`` control steps, or ``None``
+            when the model reports no states (then no demonstration can be used).
         rewards: ``[..., n, H]``, the reward of each step.
         feasible: ``[..., n]`` boolean, or ``None`` when every sample is feasible.
     """
 
-    states: Tensor
+    states: Tensor | None
     rewards: Tensor
     feasible: Tensor | None = None
 

@@ -19,10 +19,11 @@ records why ``"official"`` is the default.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
+
+from .checks import check_int, check_real
 
 NOISE_CONVENTIONS = ("official", "paper")
 
@@ -66,8 +67,10 @@ def linear_schedule(
 ) -> Schedule:
     """Build the linear schedule of the paper.
 
+    Numbers may be Python or numpy scalars (or 0-dim tensors).
+
     Args:
-        num_steps: number of diffusion levels ``N`` (one optimizer step each), ``>= 1``.
+        num_steps: number of diffusion levels ``N`` (one optimizer step each), an integer ``>= 1``.
         beta0: first beta, in ``(0, 1)``.
         beta1: last beta, in ``(0, 1)``. With ``num_steps == 1`` only ``beta0`` is used.
         noise: ``"official"`` (``sqrt(1 - alpha_bar)``) or ``"paper"`` (``sqrt(1/alpha_bar - 1)``).
@@ -80,14 +83,19 @@ def linear_schedule(
         >>> round(float(s.sigmas[-1]), 3), round(float(s.sigmas[0]), 3)
         (0.63, 0.01)
     """
-    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
-        raise ValueError(f"num_steps must be an integer >= 1, got {num_steps!r}")
+    num_steps = check_int("num_steps", num_steps, minimum=1)
+    betas_given = []
     for name, value in (("beta0", beta0), ("beta1", beta1)):
-        if not isinstance(value, (int, float)) or not (0.0 < float(value) < 1.0) or math.isnan(value):
-            raise ValueError(f"{name} must be a float in (0, 1), got {value!r}")
-    if noise not in NOISE_CONVENTIONS:
-        raise ValueError(f"noise must be one of {NOISE_CONVENTIONS}, got {noise!r}")
-    betas = torch.linspace(float(beta0), float(beta1), num_steps, dtype=torch.float64)
+        try:
+            value = check_real(name, value)
+        except ValueError:
+            raise ValueError(f"Invalid {name}: expected a float in (0, 1), got {value!r}") from None
+        if not 0.0 < value < 1.0:
+            raise ValueError(f"Invalid {name}: expected a float in (0, 1), got {value!r}")
+        betas_given.append(value)
+    if not isinstance(noise, str) or noise not in NOISE_CONVENTIONS:
+        raise ValueError(f"Invalid noise: expected one of {NOISE_CONVENTIONS}, got {noise!r}")
+    betas = torch.linspace(betas_given[0], betas_given[1], num_steps, dtype=torch.float64)
     alphas = 1.0 - betas
     alpha_bars = torch.cumprod(alphas, dim=0)
     if noise == "official":

@@ -1,0 +1,267 @@
+"""The ``torch-mbd`` command: listing the tasks, and no finished plan lost to a missing dependency.
+
+Missing dependencies are simulated: ``sys.modules[name] = None`` makes ``import name`` fail as if
+the package were not installed, and a ``mujoco.Renderer`` that raises stands for a machine with
+no OpenGL. Planning itself is replaced by a sentinel where a test asserts it never starts.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import matplotlib
+import numpy as np
+import pytest
+
+matplotlib.use("Agg")
+
+import dynamics  # noqa: E402
+import torch_mbd  # noqa: E402
+from torch_mbd import cli  # noqa: E402
+
+FAST = ["--samples", "8", "--steps", "2", "--no-progress"]
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err  # one line, no traceback
+    assert lines[0].startswith("torch-mbd: error: ")
+    return lines[0]
+
+
+@pytest.fixture
+def no_planning(monkeypatch):
+    """Fail the test if planning starts (the check under test must come before it)."""
+
+    def plan(*args, **kwargs):
+        raise AssertionError("planning started although the output cannot be written")
+
+    monkeypatch.setattr(torch_mbd, "plan", plan)
+
+
+# ----------------------------------------------------------------------------- tasks
+def test_tasks_lists_every_registered_task_with_its_horizon_budget_and_backends(capsys):
+    assert cli.main(["tasks"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: line for line in lines[1:] if line and line.split()[0] in dynamics.task_names()}
+    assert sorted(rows) == dynamics.task_names()
+    for name, line in rows.items():
+        info = dynamics.task_info(name)
+        samples, steps, temperature = cli.default_budget(info)
+        cells = line.split()
+        assert cells[1] == str(info.horizon)
+        assert f"{samples} x {steps}" in line and info.description in line
+        assert ", ".join(info.backends) in line
+    # the budget is what 'plan' uses; the horizon and backends what the model has
+    car = dynamics.make("car2d")
+    assert rows["car2d"].split()[1] == str(car.horizon) and "torch" in rows["car2d"]
+    assert cli.default_budget(car) == cli.default_budget(dynamics.task_info("car2d")) == (256, 100, 0.1)
+
+
+def test_task_info_matches_the_built_models():
+    for name in ("car2d", "hopper", "push_t"):
+        info, model = dynamics.task_info(name), dynamics.make(name)
+        assert info.horizon == model.horizon
+        assert cli.default_budget(info) == cli.default_budget(model)
+    assert dynamics.task_info("hopper").backends == ("mujoco", "warp", "mjx")
+    with pytest.raises(ValueError, match="unknown task 'nope'"):
+        dynamics.task_info("nope")
+
+
+def test_tasks_compiles_no_mujoco_model(monkeypatch, capsys):
+    from dynamics.tasks import Task
+
+    def compile(self):
+        raise AssertionError("listing the tasks compiled a MuJoCo model")
+
+    monkeypatch.setattr(Task, "compile", compile)
+    assert cli.main(["tasks"]) == 0
+    assert "push_t" in capsys.readouterr().out
+
+
+def test_plan_list_lists_the_tasks_instead_of_unknown_task(capsys):
+    assert cli.main(["plan", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "unknown task" not in out and all(name in out for name in dynamics.task_names())
+
+
+def test_registered_task_is_listed_with_its_description(monkeypatch, capsys):
+    from dynamics import registry
+    from dynamics.car import Car2D
+
+    monkeypatch.setattr(registry, "_FACTORIES", dict(registry._FACTORIES))
+    monkeypatch.setattr(registry, "_METADATA", dict(registry._METADATA))
+    monkeypatch.setattr(registry, "_DESCRIPTIONS", dict(registry._DESCRIPTIONS))
+    dynamics.register("short_car", lambda **kw: Car2D(horizon=7, **kw), description="a car with 7 steps")
+    info = dynamics.task_info("short_car")
+    assert (info.horizon, info.backends, info.description) == (7, ("torch",), "a car with 7 steps")
+    assert cli.main(["tasks"]) == 0
+    assert any(line.split()[:2] == ["short_car", "7"] for line in capsys.readouterr().out.splitlines())
+
+
+# ----------------------------------------------------------------------------- no lost work
+def test_missing_matplotlib_fails_before_planning(tmp_path, monkeypatch, capsys, no_planning):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
+    out = tmp_path / "car.png"
+    assert cli.main(["plan", "car2d", "--out", str(out), *FAST]) == 2
+    line = one_line_error(capsys)
+    assert "figures need matplotlib" in line and "pip install" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_no_opengl_fails_before_planning(tmp_path, monkeypatch, capsys, no_planning):
+    from dynamics.tasks import import_mujoco
+
+    mujoco = import_mujoco()
+
+    def renderer(*args, **kwargs):
+        raise mujoco.FatalError("gladLoadGL error")  # what a machine without OpenGL raises
+
+    monkeypatch.setattr(mujoco, "Renderer", renderer)
+    assert cli.main(["plan", "push_t", "--out", str(tmp_path / "push_t.gif"), *FAST]) == 2
+    line = one_line_error(capsys)
+    assert "libosmesa6" in line and "MUJOCO_GL" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_video_encoder_fails_before_planning(tmp_path, monkeypatch, capsys, no_planning):
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)
+    assert cli.main(["plan", "push_t", "--out", str(tmp_path / "push_t.mp4"), *FAST]) == 2
+    assert "pip install imageio imageio-ffmpeg" in one_line_error(capsys)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("suffix", [".png", ".gif"])
+def test_npz_is_written_before_a_figure_or_video_that_fails(suffix, tmp_path, monkeypatch, capsys):
+    """The plan is saved first; an output that fails afterwards loses nothing and says where the plan is."""
+    out = tmp_path / f"plan{suffix}"
+    npz = out.with_suffix(".npz")
+    seen = {}
+
+    def failing_output(*args, **kwargs):
+        seen["npz existed"] = npz.exists()
+        raise ImportError("simulated: the figure's library vanished")
+
+    if suffix == ".png":
+        monkeypatch.setattr(cli, "write_figure", failing_output)
+        task = "car2d"
+    else:
+        from dynamics import render as render_module
+
+        monkeypatch.setattr(render_module, "check_rendering", lambda: None)  # pass the pre-check
+        monkeypatch.setattr(render_module, "render", failing_output)
+        task = "push_t"
+    assert cli.main(["plan", task, "--out", str(out), *FAST]) == 2
+    assert seen == {"npz existed": True}
+    captured = capsys.readouterr()
+    assert f"wrote: {npz}" in captured.out
+    line = captured.err.strip()
+    assert len(line.splitlines()) == 1 and f"the plan is saved in {npz}" in line
+    arrays = np.load(npz)
+    assert arrays["actions"].shape[-1] == dynamics.make(task).action_dim and arrays["history"].shape[0] == 2
+
+
+def test_without_out_the_arrays_go_to_task_npz_in_the_current_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["plan", "car2d", *FAST]) == 0
+    out = capsys.readouterr().out
+    assert "wrote: car2d.npz" in out and "--out" in out  # says so, and how to get a figure
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["car2d.npz"]
+    arrays = np.load(tmp_path / "car2d.npz")
+    assert arrays["actions"].shape == (dynamics.task_info("car2d").horizon, 2)
+
+
+def test_unwritable_folder_fails_before_planning(tmp_path, monkeypatch, capsys, no_planning):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli.os, "access", lambda path, mode: False)
+    assert cli.main(["plan", "car2d", *FAST]) == 2
+    assert "not writable" in one_line_error(capsys)
+
+
+@pytest.mark.parametrize("content", [None, b"", b"just some text\n", b"PK\x03\x04 truncated"])
+def test_missing_or_unreadable_demo_file_is_one_line_with_status_2(content, tmp_path, capsys, no_planning):
+    path = tmp_path / "clip.npz"
+    if content is not None:
+        path.write_bytes(content)
+    assert cli.main(["plan", "humanoid_jog", "--demo", str(path), *FAST]) == 2
+    line = one_line_error(capsys)
+    assert f"--demo {path}" in line
+    if content is None:
+        assert "no such file" in line
+
+
+def test_a_folder_as_demo_file(tmp_path, capsys, no_planning):
+    assert cli.main(["plan", "humanoid_jog", "--demo", str(tmp_path), *FAST]) == 2
+    assert f"--demo {tmp_path}" in one_line_error(capsys)
+
+
+# ----------------------------------------------------------------------------- figures
+def _small_plan(model, steps=3):
+    return torch_mbd.plan(model, num_samples=8, num_steps=steps, seed=0, progress=False)
+
+
+def test_car_figure_has_units_integer_step_ticks_and_a_legend_off_the_map():
+    import matplotlib.pyplot as plt
+
+    car = dynamics.make("car2d")
+    result = _small_plan(car)
+    fig, (ax_map, ax_opt) = plt.subplots(1, 2)
+    cli.draw_map(ax_map, car, result)
+    cli.draw_optimization(ax_opt, result)
+    fig.canvas.draw()
+    assert (ax_map.get_xlabel(), ax_map.get_ylabel()) == ("x (m)", "y (m)")
+    assert ax_opt.get_xlabel() == "diffusion step"
+    ticks = [t for t in ax_opt.get_xticks() if ax_opt.get_xlim()[0] <= t <= ax_opt.get_xlim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks)  # 3 steps: no 0.5 ticks
+    legend = ax_map.get_legend().get_window_extent()
+    assert legend.y1 <= ax_map.get_window_extent().y0  # entirely below the map: it covers no data
+    plt.close(fig)
+
+
+def test_push_t_figure_draws_the_t_over_time_and_the_goal(tmp_path):
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Polygon
+
+    from dynamics.render import planar_poses
+
+    model = dynamics.make("push_t")
+    result = _small_plan(model, steps=2)
+    fig, axes = plt.subplots(1, 3)
+    cli.draw_push_t(axes, model, result, poses=4)
+    mj = model.mj_model
+    block_geoms = sum(mj.body(int(mj.geom_bodyid[g])).name == "block" for g in range(mj.ngeom))
+    goal_geoms = sum(mj.body(int(mj.geom_bodyid[g])).name == "goal" for g in range(mj.ngeom))
+    polygons = [p for p in axes[0].patches if isinstance(p, Polygon)]
+    assert len(polygons) == goal_geoms + 4 * block_geoms  # the goal once, the T at 4 times
+    # the distance panel starts at the start pose's distance to the goal (in cm)
+    qpos0 = model.qpos0.numpy()[None]
+    start, goal = planar_poses(mj, qpos0, "block")[0], planar_poses(mj, qpos0, "goal")[0]
+    first = axes[1].get_lines()[0].get_ydata()[0]
+    assert first == pytest.approx(100 * np.hypot(*(start[:2] - goal[:2])))
+    assert axes[1].get_ylabel().endswith("(cm)") and axes[2].get_ylabel().startswith("T's angle")
+    plt.close(fig)
+    path = cli.write_figure(tmp_path / "push_t.png", model, result, title="push-T")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+class _Captured(Exception):
+    pass
+
+
+@pytest.mark.parametrize("task", ["car2d", "push_t"])
+def test_plan_uses_the_budget_that_tasks_lists(task, monkeypatch):
+    seen = {}
+
+    def plan(model, **kwargs):
+        seen.update(kwargs, horizon_of_model=model.horizon)
+        raise _Captured
+
+    monkeypatch.setattr(torch_mbd, "plan", plan)
+    with pytest.raises(_Captured):
+        cli.main(["plan", task, "--no-progress"])
+    info = dynamics.task_info(task)
+    samples, steps, temperature = cli.default_budget(info)
+    assert (seen["num_samples"], seen["num_steps"], seen["temperature"]) == (samples, steps, temperature)
+    assert seen["horizon"] is None and seen["horizon_of_model"] == info.horizon
