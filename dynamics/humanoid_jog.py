@@ -55,7 +55,7 @@ from torch import Tensor
 from torch_mbd.checks import check_int, check_positive
 
 from .model import MujocoModel
-from .tasks import Task, humanoid_run_spec, import_mujoco
+from .tasks import AUTHORS_HUMANOID_TIMESTEP, Task, humanoid_run_spec, import_mujoco
 
 TRACKED = ("torso", "left_thigh", "right_thigh", "left_shin", "right_shin")
 LEG_KEYS = ("lhip", "lknee", "ltoe", "rhip", "rknee", "rtoe")
@@ -92,7 +92,7 @@ def humanoid_jog_spec():
     """The authors' running humanoid (:func:`~dynamics.tasks.humanoid_run_spec`, ``torso_pos``
     sensor included) with the five ``{point}_track`` sensors."""
     mujoco = import_mujoco()
-    spec = humanoid_run_spec()
+    spec = humanoid_run_spec(timestep=AUTHORS_HUMANOID_TIMESTEP)  # the authors' 0.006 s, 5 per control step
     sites = _track_sites(spec)
     for point in TRACKED:  # sensor order = TRACKED order = the demo's column order
         body, pos = sites[point]

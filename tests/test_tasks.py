@@ -21,7 +21,7 @@ TABLE4 = {  # the paper's Table 4: (temperature, num_samples)
     "humanoid_run": (0.1, 300),
     "push_t": (0.2, 200),
 }
-FRAME_SKIP = {"hopper": 20, "walker2d": 20, "humanoid_standup": 7, "humanoid_run": 7, "push_t": 5}
+FRAME_SKIP = {"hopper": 20, "walker2d": 20, "humanoid_standup": 14, "humanoid_run": 14, "push_t": 5}
 
 
 @pytest.fixture(scope="module")
@@ -212,12 +212,13 @@ AUTHORS = {
         0.003125, 16, 4, [120.0, 90.0, 60.0, 120.0, 100.0, 100.0], {"head", "bthigh", "bfoot", "fthigh", "ffoot"}
     ),
     "ant": (0.005, 10, 4, [200.0] * 8, {"left_foot_geom", "right_foot_geom", "third_foot_geom", "fourth_foot_geom"}),
+    # the humanoids' timestep is half the authors' 0.006 s (dynamics.tasks.HUMANOID_TIMESTEP), same control step
     "humanoid_standup": (
-        0.006, 7, 8, [350.0] * 11 + [100.0] * 6,
+        0.003, 14, 8, [350.0] * 11 + [100.0] * 6,
         {"torso1", "head", "uwaist", "right_thigh1", "left_thigh1", "right_foot", "left_foot",
          "right_larm", "left_larm"},
     ),
-    "humanoid_run": (0.006, 7, 8, [350.0] * 11 + [100.0] * 6, {"right_foot", "left_foot"}),
+    "humanoid_run": (0.003, 14, 8, [350.0] * 11 + [100.0] * 6, {"right_foot", "left_foot"}),
     "humanoid_jog": (0.006, 5, 8, [350.0] * 11 + [100.0] * 6, {"right_foot", "left_foot"}),
 }
 
