@@ -51,6 +51,7 @@ def run_one(car: Car2D, seed: int, demo: bool, args) -> dict:
         temperature=args.temperature,
         seed=seed,
         progress=False,
+        preset="paper",  # the paper's algorithm (section 5.2), as the published table
         **options,
     )
     elapsed = time.perf_counter() - start

@@ -101,6 +101,7 @@ def run(args) -> tuple[dict, torch.Tensor, HumanoidJog]:
                     temperature=args.temperature,
                     seed=seed,
                     progress=False,
+                    preset="paper",  # the paper's algorithm, as section 5.2
                     **options,
                 )
                 metrics = evaluate(model, res.states, res.rewards, reference)

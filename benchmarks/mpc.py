@@ -227,7 +227,7 @@ def evaluate(name: str, args) -> list[dict]:
     episode = min(nominal.horizon, args.episode) if args.episode else nominal.horizon
     torch.manual_seed(args.seed)
     open_loop = plan(nominal, horizon=episode, num_samples=args.plan_samples, num_steps=args.plan_steps,
-                     seed=args.seed, progress=not args.quiet)
+                     seed=args.seed, progress=not args.quiet, preset="paper")
     plan_actions = open_loop.actions.cpu()
     results = []
     for condition in args.conditions:
@@ -238,7 +238,8 @@ def evaluate(name: str, args) -> list[dict]:
         planner = factory()
         controller = MPC(planner, horizon=min(size_of(args.horizon, name), episode),
                          num_samples=size_of(args.samples, name), diffusion_steps=size_of(args.diffusion_steps, name),
-                         warm_noise=args.warm_noise, seed=args.seed)
+                         warm_noise=args.warm_noise, seed=args.seed, temperature=args.temperature,
+                         num_knots=args.knots or None, horizon_noise=args.horizon_noise, keep_best=args.keep_best)
         controller.reset(open_loop.actions[: controller.horizon], warm=True)
         times = []
         with progress_bar(episode, f"MPC {name} {condition}", not args.quiet) as bar:
@@ -296,13 +297,25 @@ def figure(results, path) -> None:
     plt.close(fig)
 
 
+def _temperature(text: str):
+    """``--temperature``: a number > 0 or ``auto``."""
+    if text == "auto":
+        return text
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0 or 'auto', got {text!r}")
+    return value
+
+
 def sizes(args) -> str:
     """The run's sizes, one line."""
     episode = f"{args.episode} control steps at most" if args.episode else "the task's horizon"
     return (
         f"open-loop plan: {args.plan_samples} samples x {args.plan_steps} diffusion steps over the episode; "
         f"MPC: samples {size_text(args.samples)}, diffusion steps per control step {size_text(args.diffusion_steps)}, "
-        f"horizon {size_text(args.horizon)}, warm noise {args.warm_noise}; episode: {episode}; "
+        f"horizon {size_text(args.horizon)}, warm noise {args.warm_noise}, temperature {args.temperature}, "
+        f"knots {args.knots or 'none'}, horizon noise {args.horizon_noise}, keep-best {'on' if args.keep_best else 'off'}; "
+        f"episode: {episode}; "
         f"a push every {args.kick_every} steps; planner on {args.device} ({args.backend} backend for MuJoCo)"
     )
 
@@ -318,6 +331,10 @@ def main() -> None:
     parser.add_argument("--diffusion-steps", nargs="+", default=["2", "push_t=3", "car2d=3"],
                         help="MPC diffusion steps per control step: N [TASK=N ...]")
     parser.add_argument("--warm-noise", type=float, default=0.2, help="MPC warm-start noise level")
+    parser.add_argument("--temperature", type=_temperature, default=0.1, help="MPC temperature: a number or 'auto'")
+    parser.add_argument("--knots", type=int, default=0, help="MPC plans this many cubic knots (0: one action per step)")
+    parser.add_argument("--horizon-noise", type=float, default=0.0, help="MPC annealing along the horizon (0: off)")
+    parser.add_argument("--keep-best", action="store_true", help="MPC keeps the best sample when it beats the estimate")
     parser.add_argument("--plan-samples", type=int, default=64, help="open-loop plan: rollouts per step")
     parser.add_argument("--plan-steps", type=int, default=30, help="open-loop plan: diffusion steps")
     parser.add_argument("--episode", type=int, default=0, help="control steps per episode (0: the task's horizon)")

@@ -73,7 +73,8 @@ def car_rows(args) -> tuple[list[list[str]], dict]:
     for noise in CONVENTIONS:
         rewards, feasible = [], []
         for seed in range(args.seeds):
-            res = plan(model, num_samples=args.car_samples, num_steps=args.car_steps, seed=seed, progress=False, noise=noise)
+            res = plan(model, num_samples=args.car_samples, num_steps=args.car_steps, seed=seed, progress=False, noise=noise,
+                       preset="paper")
             rewards.append(res.reward)
             feasible.append(float(res.feasible.float().mean()))
         result[noise] = (torch.tensor(rewards), sum(feasible) / len(feasible))

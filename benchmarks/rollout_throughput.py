@@ -181,14 +181,14 @@ def plan_overhead(task: str, samples: int, horizon: int, steps: int, backend: st
     sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else None
     # a one-step warm-up plan: the first torch.optim step of a process imports torch._dynamo (~2 s),
     # a one-time cost that is not MBD's per-step overhead
-    plan(model, horizon=horizon, num_samples=2, num_steps=1, seed=0, progress=False)
+    plan(model, horizon=horizon, num_samples=2, num_steps=1, seed=0, progress=False, preset="paper")
     if backend != "mujoco":  # compile (warp kernels, MJX's jit) and capture the CUDA graph outside the timing
         model.rollout(torch.zeros(1, horizon, model.action_dim, device=model.device))
         model.rollout(torch.zeros(samples, horizon, model.action_dim, device=model.device))  # last: warp keeps it
     timer = TimedRollout(model, sync)
     start = time.perf_counter()
     result = plan(model, horizon=horizon, num_samples=samples, num_steps=steps, temperature=model.temperature,
-                  seed=0, progress=False, torch_threads=torch_threads)
+                  seed=0, progress=False, torch_threads=torch_threads, preset="paper")
     if sync is not None:
         sync()
     total = time.perf_counter() - start

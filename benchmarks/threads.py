@@ -99,7 +99,8 @@ def child(spec: dict) -> dict:
 
     model = build_model(spec["task"])
     samples = spec["samples"] or getattr(model, "num_samples", 256)
-    options = dict(num_samples=samples, seed=spec["seed"], progress=False, torch_threads=spec["torch_threads"])
+    options = dict(num_samples=samples, seed=spec["seed"], progress=False, torch_threads=spec["torch_threads"],
+                   preset="paper")
     plan(model, num_steps=1, **options)
     threads_outside = torch.get_num_threads()
     start = time.perf_counter()

@@ -128,9 +128,9 @@ class Task:
             place from the seeded generator whatever the noise (push-T draws its goal); or ``None``.
         reward_reads_previous: whether ``reward`` takes the state at the start of the control step.
         temperature: the authors' MBD temperature ``lambda`` (the paper's Table 4).
-        num_samples: a default number of samples per diffusion step sized for a CPU (the values of
-            Table 4's "Sample Number" column, which in the authors' code is the number of diffusion
-            steps, not of samples).
+        num_samples: a default number of samples per diffusion step sized for a CPU: 128 on every
+            task, the CPU budget of ``benchmarks/trajopt.py`` (Table 4's "Sample Number" column is the
+            number of diffusion steps, ``num_steps``, not of samples).
         num_steps: the authors' number of diffusion steps (Table 4's "Sample Number" column).
         paper_num_samples: the authors' samples per diffusion step (2048; humanoid running 8192).
         options: task parameters shown in ``repr`` (e.g. push-T's goal).
@@ -147,7 +147,7 @@ class Task:
     randomize: Callable | None = field(default=None, repr=False)
     reward_reads_previous: bool = False
     temperature: float = 0.1
-    num_samples: int = 100
+    num_samples: int = 128
     num_steps: int = 100
     paper_num_samples: int = 2048
     options: dict = field(default_factory=dict)
@@ -582,7 +582,7 @@ def humanoid_run() -> Task:
     """Humanoid running: run forward upright; 14 x 0.003 s (:data:`HUMANOID_TIMESTEP`), horizon 50, reset noise U(+-0.01)."""
     return Task(
         "humanoid_run", humanoid_run_spec, humanoid_run_reward, frame_skip=14, horizon=50,
-        reset_noise_scale=1e-2, num_samples=300, num_steps=300, paper_num_samples=8192,
+        reset_noise_scale=1e-2, num_steps=300, paper_num_samples=8192,
     )
 
 
@@ -608,7 +608,7 @@ def push_t(goal: tuple[float, float, float] | None = None, goal_seed: int | None
         "push_t", push_t_spec, push_t_reward, frame_skip=5, horizon=40, reset_noise_scale=0.0,
         init_qpos=PUSH_T_START + (goal if goal is not None else PUSH_T_GOAL_CENTER),
         randomize=_draw_push_t_goal if goal is None else None,
-        temperature=0.2, num_samples=200, num_steps=200, options={"goal": goal if goal is not None else "per seed"},
+        temperature=0.2, num_steps=200, options={"goal": goal if goal is not None else "per seed"},
     )
 
 

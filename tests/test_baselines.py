@@ -158,14 +158,16 @@ def test_equal_evaluation_budget_in_minimize():
     assert counts["mbd"] == 24 * 12 + 1
 
 
-def test_equal_rollout_budget_in_plan():
+@pytest.mark.parametrize("preset", ["paper", "default"])
+def test_equal_rollout_budget_in_plan(preset):
     counts = {}
     for method in METHODS:
         model = DoubleIntegrator()
-        plan(model, num_samples=20, num_steps=9, seed=0, progress=False, method=method)
+        plan(model, num_samples=20, num_steps=9, seed=0, progress=False, method=method, preset=preset)
         counts[method] = (model.calls, model.evaluated)
     assert len(set(counts.values())) == 1, counts
-    assert counts["mbd"] == (10, 20 * 9 + 1)
+    if preset == "paper":  # one rollout per step and one of the final estimate
+        assert counts["mbd"] == (10, 20 * 9 + 1)
 
 
 # --------------------------------------------------------------------------- CMA-ES is pycma
@@ -413,3 +415,41 @@ def test_mppi_state_restores_the_temperature():
     target = MPPIOptimizer([torch.zeros(3)], num_samples=8, temperature=2.0, seed=0)
     target.load_state_dict(donor.state_dict())
     assert target.temperature == 0.05
+
+
+# --------------------------------------------------------------------------- one shared step (issue 14)
+from torch_mbd.baselines import _SampledGaussianOptimizer  # noqa: E402
+
+
+class GreedyRandomSearch(_SampledGaussianOptimizer):
+    """A whole method in two hooks: sample a fixed Gaussian, move to the best sample of the step."""
+
+    method = "greedy"
+
+    def _sampling_std(self, layout, B):
+        return self._initial_std(layout, 0.2).expand(B, -1)
+
+    def _update(self, samples, rewards, feasible, loglik, y_bar):
+        logp = elite_log_weights(rewards, 1, feasible)
+        from torch_mbd.denoise import weighted_mean
+
+        return weighted_mean(samples, logp)
+
+
+def test_a_new_method_is_two_hooks():
+    x = torch.zeros(3)
+    opt = GreedyRandomSearch([x], num_samples=16, seed=0)
+    for _ in range(30):
+        opt.step(lambda c: shifted_sphere(c[0]))
+    assert shifted_sphere(x[None]).item() < 0.05
+    # the shared step did the rest: the best sample is kept, StepInfo filled in
+    assert opt.best_reward.item() >= -shifted_sphere(x[None]).item() - 1e-7  # x is one of the samples
+    assert opt.last_step.sigma == pytest.approx(0.2) and opt.last_step.temperature is None
+    # rollout mode and invalid samples come for free too
+    model = DoubleIntegrator()
+    u = torch.zeros(model.horizon, 1)
+    opt = GreedyRandomSearch([u], num_samples=8, seed=0,
+                             rollout=lambda a: Trajectory(None, torch.full(a.shape[:-1], math.nan)))
+    with pytest.warns(RuntimeWarning, match="greedy step 0: every sample"):
+        opt.step()
+    assert (u == 0).all()

@@ -250,8 +250,7 @@ class _Captured(Exception):
     pass
 
 
-@pytest.mark.parametrize("task", ["car2d", "push_t"])
-def test_plan_uses_the_budget_that_tasks_lists(task, monkeypatch):
+def _captured_plan(monkeypatch, argv) -> dict:
     seen = {}
 
     def plan(model, **kwargs):
@@ -260,8 +259,33 @@ def test_plan_uses_the_budget_that_tasks_lists(task, monkeypatch):
 
     monkeypatch.setattr(torch_mbd, "plan", plan)
     with pytest.raises(_Captured):
-        cli.main(["plan", task, "--no-progress"])
+        cli.main(argv)
+    return seen
+
+
+@pytest.mark.parametrize("task", ["car2d", "push_t"])
+def test_plan_uses_the_budget_that_tasks_lists(task, monkeypatch):
     info = dynamics.task_info(task)
     samples, steps, temperature = cli.default_budget(info)
+    seen = _captured_plan(monkeypatch, ["plan", task, "--no-progress", "--preset", "paper"])
     assert (seen["num_samples"], seen["num_steps"], seen["temperature"]) == (samples, steps, temperature)
+    assert seen["preset"] == "paper" and "num_knots" not in seen
     assert seen["horizon"] is None and seen["horizon_of_model"] == info.horizon
+    # the default preset: the task's budget, the preset's temperature (the task's is the paper's algorithm's)
+    seen = _captured_plan(monkeypatch, ["plan", task, "--no-progress"])
+    assert (seen["num_samples"], seen["num_steps"]) == (samples, steps) and seen["preset"] == "default"
+    assert seen["temperature"] == cli.PRESETS["default"]["temperature"]
+
+
+def test_plan_passes_knots_and_an_explicit_temperature(monkeypatch):
+    seen = _captured_plan(monkeypatch, ["plan", "car2d", "--no-progress", "--knots", "7", "--temperature", "0.3"])
+    assert seen["num_knots"] == 7 and seen["temperature"] == 0.3
+    seen = _captured_plan(monkeypatch, ["plan", "car2d", "--no-progress", "--temperature", "auto", "--preset", "paper"])
+    assert seen["temperature"] == "auto" and seen["preset"] == "paper"
+
+
+@pytest.mark.parametrize("argv", [["--knots", "0"], ["--temperature", "hot"], ["--preset", "fast"]])
+def test_bad_planner_flags_are_refused_by_the_parser(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["plan", "car2d", *argv])
+    assert exc.value.code == 2 and argv[0] in capsys.readouterr().err

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from torch_mbd import MPC
-from torch_mbd.mpc import shift_actions, warm_start_sigmas
+from torch_mbd.knots import fit_knots, interpolate, knot_times, shift_knots
+from torch_mbd.mpc import horizon_noise_scale, shift_actions, warm_start_sigmas
 from torch_mbd.rollout import Trajectory
 from torch_mbd.schedule import linear_schedule
 
@@ -183,6 +184,15 @@ def test_reset_warm_refines_an_offline_plan_without_shifting_it():
         (dict(beta0=2.0), ValueError, "beta0"),
         (dict(generator=3), TypeError, "generator"),
         (dict(bounds=(-1, 1)), TypeError, "bounds"),
+        (dict(num_knots=0), ValueError, "num_knots"),
+        (dict(num_knots=11), ValueError, "num_knots"),  # > H = 10
+        (dict(num_knots=2.0), ValueError, "num_knots"),
+        (dict(num_knots=3, interpolation="spline"), ValueError, "interpolation"),
+        (dict(horizon_noise=-0.5), ValueError, "horizon_noise"),
+        (dict(horizon_noise=float("nan")), ValueError, "horizon_noise"),
+        (dict(noise_scale=2.0), TypeError, "noise_scale"),
+        (dict(temperature="Auto"), ValueError, "temperature"),
+        (dict(keep_best=1), TypeError, "keep_best"),
     ],
 )
 def test_mpc_rejects_bad_options(kwargs, error, match):
@@ -241,7 +251,7 @@ def test_car_closed_loop_recovers_from_a_push_where_the_open_loop_plan_collides(
     steps = 40
     real = make_car(steps)
     push = torch.tensor([0.0, 0.0, 0.8, 0.0, 0.0])  # knocked 46 degrees to the left, towards the box
-    open_loop = plan(make_car(steps), num_samples=32, num_steps=20, seed=0, progress=False).actions
+    open_loop = plan(make_car(steps), num_samples=32, num_steps=20, seed=0, progress=False, preset="paper").actions
 
     collided, closest = drive(real, lambda t, s: open_loop[t], steps)
     assert not collided and closest < real.goal_radius  # unperturbed, the plan works
@@ -396,3 +406,135 @@ def test_reset_takes_a_numpy_plan_and_refuses_bad_ones():
 def test_bad_seeds(seed):
     with pytest.raises(ValueError, match="seed"):
         MPC(Integrator(), seed=seed)
+
+
+# ---------------------------------------------------------------- knots and annealing along the horizon
+# Recorded with the code before knots and horizon annealing (issue 14): Integrator(horizon=8),
+# MPC(num_samples=16, diffusion_steps=3, initial_steps=10, warm_noise=0.3, seed=3), 5 control steps.
+BEFORE_ISSUE_14 = [
+    0.9999887589992433, 0.6111526559310811, 0.6699889527264029, -0.022367529321690536, 0.04421242466721989,
+]
+
+
+def _episode(steps=5, **kwargs):
+    model = Integrator(horizon=8)
+    controller = MPC(model, num_samples=16, diffusion_steps=3, initial_steps=10, warm_noise=0.3, seed=3, **kwargs)
+    state, actions, plans = torch.zeros(1, dtype=torch.float64), [], []
+    for _ in range(steps):
+        action = controller(state)
+        actions.append(action)
+        plans.append(controller.actions.clone())
+        state = state + model.dt * action
+    return torch.stack(actions), torch.stack(plans), controller
+
+
+def test_no_knots_and_no_annealing_is_the_controller_of_before():
+    actions, plans, _ = _episode(num_knots=None, horizon_noise=0.0)
+    torch.testing.assert_close(actions[:, 0], torch.tensor(BEFORE_ISSUE_14, dtype=torch.float64), rtol=0, atol=1e-12)
+    default_actions, default_plans, controller = _episode()
+    assert torch.equal(default_actions, actions) and torch.equal(default_plans, plans)
+    assert controller.knots is None and controller.last_step.knots is None
+
+
+def test_as_many_knots_as_steps_is_the_per_step_controller_bit_for_bit():
+    per_step = _episode()
+    for interpolation in ("zero", "linear", "cubic"):
+        knots = _episode(num_knots=8, interpolation=interpolation)
+        assert torch.equal(knots[0], per_step[0]) and torch.equal(knots[1], per_step[1])
+        assert torch.equal(knots[2].knots, knots[2].actions)
+
+
+@pytest.mark.parametrize("interpolation", ["zero", "linear", "cubic"])
+def test_a_knots_controller_acts_with_the_first_interpolated_control(interpolation):
+    actions, plans, controller = _episode(num_knots=3, interpolation=interpolation)
+    assert controller.knots.shape == (3, 1) and controller.actions.shape == (8, 1)
+    assert controller.last_step.knots.shape == (3, 1) and "num_knots=3" in repr(controller)
+    controls = interpolate(controller.knots, 8, interpolation).clamp(-1.0, 1.0)
+    assert torch.equal(controller.actions, controls) and torch.equal(actions[-1], controls[0])
+    assert torch.equal(controller.last_step.action, controls[0])
+    assert not torch.equal(actions, _episode()[0])  # three knots are another plan than eight actions
+
+
+@pytest.mark.parametrize("interpolation", ["linear", "cubic"])
+def test_a_knots_warm_start_is_the_shifted_knots(interpolation):
+    # knots at 0, 3, 6, 9 of H = 10; a vanishing warm noise leaves the shifted knots as they are
+    model = Integrator(horizon=10)
+    controller = MPC(model, num_samples=32, initial_steps=10, diffusion_steps=2, warm_noise=1e-9, seed=0,
+                     num_knots=4, interpolation=interpolation)
+    controller.plan(torch.zeros(1, dtype=torch.float64))
+    first = controller.knots.clone()
+    model.seen.clear()
+    action = controller.act(torch.tensor([0.3], dtype=torch.float64))
+    assert model.seen[0].shape == (32, 10, 1)  # the model sees H controls
+    torch.testing.assert_close(controller.knots, shift_knots(first, 10, 1, interpolation), atol=1e-7, rtol=0)
+    # the knots sit on control steps: there the new controls are the old ones shifted by one step
+    at = knot_times(4, 10).long()
+    expected = shift_actions(interpolate(first, 10, interpolation))
+    torch.testing.assert_close(interpolate(controller.knots, 10, interpolation)[at], expected[at], atol=1e-7, rtol=0)
+    torch.testing.assert_close(action, controller.actions[0], atol=0, rtol=0)
+
+
+def test_a_knots_controller_fits_its_init_to_knots():
+    model = Integrator(horizon=10)
+    controller = MPC(model, num_samples=8, initial_steps=2, diffusion_steps=2, warm_noise=1e-9, seed=0, num_knots=4)
+    offline = interpolate(torch.tensor([[0.1], [0.4], [-0.2], [0.3]], dtype=torch.float64), 10)
+    controller.reset(offline, warm=True)
+    controller.plan(torch.zeros(1, dtype=torch.float64))
+    torch.testing.assert_close(controller.knots, fit_knots(offline, 4), atol=1e-7, rtol=0)
+    torch.testing.assert_close(controller.actions, offline, atol=1e-7, rtol=0)
+    with pytest.raises(ValueError, match="init"):
+        controller.reset(torch.zeros(4, 1, dtype=torch.float64))  # init is controls [H, nu], not knots
+
+
+def test_horizon_noise_scale_formula():
+    scale = horizon_noise_scale(5, 2.0)
+    assert scale.shape == (5, 1) and scale.dtype == torch.float64
+    expected = [math.exp(2.0 * (t / 4 - 1)) for t in range(5)]
+    torch.testing.assert_close(scale[:, 0], torch.tensor(expected, dtype=torch.float64), rtol=1e-15, atol=0)
+    assert scale[-1, 0] == 1.0 and math.isclose(float(scale[0, 0]), math.exp(-2.0), rel_tol=1e-15)
+    knots = horizon_noise_scale(10, 1.5, num_knots=4)  # at knot times 0, 3, 6, 9
+    torch.testing.assert_close(knots[:, 0], torch.exp(1.5 * (torch.tensor([0.0, 3, 6, 9]) / 9 - 1)).double())
+    assert torch.equal(horizon_noise_scale(6, 0.0), torch.ones(6, 1, dtype=torch.float64))
+    assert torch.equal(horizon_noise_scale(1, 3.0), torch.ones(1, 1, dtype=torch.float64))
+    with pytest.raises(ValueError, match="horizon_noise"):
+        horizon_noise_scale(5, -1.0)
+
+
+def test_horizon_noise_is_the_warm_noise_scale_along_the_horizon():
+    controller = MPC(Integrator(horizon=10), warm_noise=0.2, horizon_noise=1.0, num_knots=4, seed=0)
+    torch.testing.assert_close(controller.warm_scale, controller.warm_noise_scale * horizon_noise_scale(10, 1.0, 4))
+    assert "horizon_noise=1.0" in repr(controller)
+    assert MPC(Integrator(), seed=0).warm_scale == MPC(Integrator(), seed=0).warm_noise_scale  # off: the scalar
+
+
+def test_annealed_warm_starts_sample_later_controls_noisier():
+    model = Integrator(horizon=10, bound=100.0)  # bounds far away: no clipping
+    controller = MPC(model, num_samples=4000, initial_steps=3, diffusion_steps=3, warm_noise=0.25, seed=1,
+                     horizon_noise=1.0)
+    first = controller.plan(torch.zeros(1, dtype=torch.float64)).clone()
+    model.seen.clear()
+    controller.plan(torch.zeros(1, dtype=torch.float64))
+    deviation = model.seen[0][:, :, 0] - shift_actions(first)[:, 0]  # [n, H], the first warm step
+    spread = deviation.std(0)
+    expected = 0.25 * horizon_noise_scale(10, 1.0)[:, 0]
+    torch.testing.assert_close(spread, expected, rtol=0.06, atol=0)
+    assert spread[-1] > 2 * spread[0]
+
+
+def _plan_reward(model, actions):
+    return float(model.rollout(actions.unsqueeze(0)).rewards.mean())
+
+
+@pytest.mark.parametrize("temperature", [0.1, "auto"])
+def test_keep_best_plans_the_better_of_the_estimate_and_the_best_sample(temperature):
+    model = Integrator()
+    replaced = 0
+    for seed in range(6):  # one cold start of two steps: the weighted mean may lose to a sample
+        options = dict(horizon=10, num_samples=8, initial_steps=2, temperature=temperature, seed=seed)
+        estimate = _plan_reward(model, MPC(model, **options).plan(torch.zeros(1, dtype=torch.float64)))
+        plan = MPC(model, keep_best=True, **options).plan(torch.zeros(1, dtype=torch.float64))
+        steps = torch.cat(model.seen[-3:-1], dim=0)  # the two diffusion steps' samples; [-1]: the estimate's rollout
+        best = float(model.rollout(steps).rewards.mean(-1).max())
+        assert _plan_reward(model, plan) == pytest.approx(max(estimate, best), abs=1e-12)
+        replaced += best > estimate
+    assert replaced > 0  # the case where keep_best changes the plan was exercised

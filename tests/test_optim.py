@@ -313,7 +313,8 @@ def test_bad_closure_and_rollout_results():
         opt.step(lambda c: 1.0)
     with pytest.raises(ValueError, match="closure"):
         opt.step()
-    bad = MBDOptimizer([torch.zeros(5, 1)], num_samples=8, rollout=lambda a: Trajectory(torch.zeros(8, 5, 2), torch.zeros(8, 4)))
+    bad = MBDOptimizer([torch.zeros(5, 1)], num_samples=8,
+                       rollout=lambda a: Trajectory(torch.zeros(8, 5, 2), torch.zeros(7, 5)))
     with pytest.raises(ValueError, match="rewards"):
         bad.step()
     with pytest.raises(ValueError, match="without a closure"):
@@ -461,7 +462,7 @@ def state_rollout(actions):
         ((3,), dict(demo=torch.zeros(3), demo_reward="1.0"), ValueError, "demo_reward"),
         ((3,), dict(demo=[0.0, 0.0, 0.0]), TypeError, "demo"),
         # rollout mode
-        ((ROLLOUT_H, 2), dict(demo=torch.zeros(ROLLOUT_H + 1, 2)), ValueError, "demo"),
+        ((ROLLOUT_H, 2), dict(demo=torch.zeros(2)), ValueError, "demo"),
         ((ROLLOUT_H, 2), dict(demo=torch.zeros(ROLLOUT_H, 3), demo_mask=torch.tensor([True, False])),
          ValueError, "demo has 3"),
         ((ROLLOUT_H, 2), dict(demo=torch.zeros(ROLLOUT_H, 2), demo_mask=torch.ones(ROLLOUT_H + 1, 2, dtype=torch.bool)),
@@ -491,6 +492,25 @@ def test_nan_outside_the_mask_is_allowed():
     # a NumPy demonstration is taken in the params' dtype
     opt = MBDOptimizer([torch.zeros(3)], num_samples=8, demo=np.zeros(3), demo_reward=0.0, seed=0)
     assert opt._demo.dtype == torch.float32
+
+
+def test_a_demo_of_other_length_than_the_states_is_refused_at_the_first_step():
+    opt = MBDOptimizer([torch.zeros(ROLLOUT_H, 2)], num_samples=8, rollout=state_rollout, seed=0,
+                       demo=torch.zeros(ROLLOUT_H + 1, 2))
+    with pytest.raises(ValueError, match="demo describes 5 steps"):
+        opt.step()
+
+
+def test_a_demo_may_describe_more_steps_than_the_decision_variables():
+    # e.g. 2 knots standing for 4 control steps: the demo has one state per control step
+    def knot_rollout(knots):
+        controls = knots.repeat_interleave(2, dim=-2)  # [..., n, 4, 2]
+        return state_rollout(controls)
+
+    opt = MBDOptimizer([torch.zeros(2, 2)], num_samples=8, num_steps=2, rollout=knot_rollout, seed=0,
+                       demo=torch.ones(ROLLOUT_H, 2), demo_reward=1.0)
+    opt.step()
+    assert opt.last_step.demo_wins.any()
 
 
 def test_rollout_without_states_and_a_demo_is_a_clear_error():
@@ -742,3 +762,90 @@ def test_a_rejected_param_group_is_not_added():
     opt.add_param_group({"params": [y], "fraction": np.float32(0.5), "bounds": (-1.0, np.float64(1.0))})
     assert len(opt.param_groups) == 2 and opt.param_groups[1]["fraction"] == 0.5
     opt.step(lambda c: c[0].sum(-1) + c[1].sum(-1))
+
+
+# --------------------------------------------------------------------------- a tensor noise_scale (issue 14)
+from torch_mbd.baselines import optimizer_class  # noqa: E402
+
+TORCH_METHODS = ["mbd", "cem", "mppi", "paper-mppi", "paper-cem", "paper-cmaes"]
+
+
+@pytest.mark.parametrize("method", TORCH_METHODS + ["cmaes"])
+def test_a_uniform_tensor_noise_scale_equals_the_number(method):
+    def run(scale):
+        u = torch.zeros(2, ROLLOUT_H, 2)
+        opt = optimizer_class(method)([dict(params=[u], noise_scale=scale)], num_samples=8, num_steps=3,
+                                      rollout=state_rollout, seed=0)
+        for _ in range(3):
+            opt.step()
+        return u
+
+    assert torch.equal(run(0.5), run(torch.full((ROLLOUT_H, 1), 0.5)))
+
+
+@pytest.mark.parametrize("method", TORCH_METHODS)
+def test_a_tensor_noise_scale_multiplies_sigma_per_coordinate(method):
+    scale = torch.tensor([[0.0], [1.0], [2.0], [4.0]])  # [H, 1]: later controls noisier, the first frozen
+    u = torch.zeros(ROLLOUT_H, 2)
+    opt = optimizer_class(method)([dict(params=[u], noise_scale=scale)], num_samples=4000, num_steps=3,
+                                  rollout=state_rollout, seed=0)
+    opt.step()
+    noise = opt.last_step.samples[0].reshape(4000, ROLLOUT_H, 2)  # around the zero estimate
+    spread = noise.std(dim=(0, 2))
+    assert spread[0].item() == 0.0
+    ratios = (spread[1:] / spread[1]).tolist()
+    assert ratios == pytest.approx([1.0, 2.0, 4.0], rel=0.05)
+
+
+def test_a_closure_mode_tensor_noise_scale():
+    x = torch.zeros(3, 2)
+    opt = MBDOptimizer([dict(params=[x], noise_scale=torch.tensor([1.0, 0.0]))], num_samples=16, num_steps=3, seed=0)
+    seen = []
+    opt.step(lambda c: (seen.append(c[0].clone()) or c[0].sum((1, 2))))
+    assert (seen[0][..., 1] == 0).all() and (seen[0][..., 0] != 0).all()
+
+
+@pytest.mark.parametrize(
+    "scale, match",
+    [
+        (torch.ones(ROLLOUT_H + 1, 1), "does not broadcast"),
+        (torch.ones(2, ROLLOUT_H, 2), "does not broadcast"),
+        (torch.tensor([[1.0], [-1.0], [1.0], [1.0]]), ">= 0"),
+        (torch.tensor([[1.0], [math.nan], [1.0], [1.0]]), ">= 0"),
+        (torch.tensor([[1.0], [math.inf], [1.0], [1.0]]), ">= 0"),
+        (torch.ones(ROLLOUT_H, 1, dtype=torch.float64), "dtype"),
+        (torch.ones(ROLLOUT_H, 1, dtype=torch.int64), "floating-point"),
+    ],
+)
+def test_bad_tensor_noise_scales_are_refused(scale, match):
+    with pytest.raises(ValueError, match=f"Invalid noise_scale.*{match}"):
+        MBDOptimizer([dict(params=[torch.zeros(ROLLOUT_H, 2)], noise_scale=scale)], rollout=state_rollout)
+
+
+def test_a_tensor_noise_scale_round_trips_through_the_state_dict():
+    scale = torch.tensor([[0.5], [1.0], [1.5], [2.0]])
+
+    def fresh_opt(s):
+        u = torch.zeros(ROLLOUT_H, 2)
+        group = dict(params=[u], noise_scale=s)
+        return u, MBDOptimizer([group], num_samples=8, num_steps=4, rollout=state_rollout, seed=0)
+
+    u, opt = fresh_opt(scale)
+    opt.step()
+    buffer = io.BytesIO()
+    torch.save({"u": u.clone(), "opt": opt.state_dict()}, buffer)
+    opt.step()
+    expected = u.clone()
+    buffer.seek(0)
+    ckpt = torch.load(buffer, weights_only=False)
+    v, other = fresh_opt(1.0)
+    v.copy_(ckpt["u"])
+    other.load_state_dict(ckpt["opt"])
+    assert torch.equal(other.param_groups[0]["noise_scale"], scale)
+    other.step()
+    assert torch.equal(v, expected)
+    # a bad saved one is refused, naming the group and the option
+    state = opt.state_dict()
+    state["param_groups"][0]["noise_scale"] = -scale
+    with pytest.raises(ValueError, match="param group 0.*noise_scale"):
+        other.load_state_dict(state)

@@ -1,12 +1,18 @@
-"""plan: rollouts without states, NumPy inputs, and every bad argument refused before a rollout."""
+"""plan: rollouts without states, NumPy inputs, every bad argument refused before a rollout,
+knots, keep-the-best and the presets."""
 
 from __future__ import annotations
+
+import math
+import warnings
 
 import numpy as np
 import pytest
 import torch
 
 from torch_mbd import PlanResult, Trajectory, plan
+from torch_mbd.knots import interpolate, knot_times
+from torch_mbd.plan import PRESETS, _sample_wins
 
 
 class Reach:
@@ -84,6 +90,16 @@ def test_numpy_demo_mask_and_init_equal_their_tensors():
         (dict(seed=-1), ValueError, "seed"),
         (dict(device="meta"), ValueError, "device"),
         (dict(device="nonsense"), ValueError, "device"),
+        (dict(num_knots=0), ValueError, "num_knots"),
+        (dict(num_knots=7), ValueError, "num_knots"),  # > H = 6
+        (dict(num_knots=2.5), ValueError, "num_knots"),
+        (dict(num_knots=True), ValueError, "num_knots"),
+        (dict(num_knots=3, interpolation="quadratic"), ValueError, "interpolation"),
+        (dict(interpolation=None), ValueError, "interpolation"),
+        (dict(preset="fast"), ValueError, "preset.*default.*paper"),
+        (dict(keep_best="yes"), ValueError, "keep_best"),
+        (dict(keep_best=1), ValueError, "keep_best"),
+        (dict(temperature="hot"), ValueError, "temperature"),
     ],
 )
 def test_bad_arguments_are_refused_before_any_rollout(kwargs, error, match):
@@ -117,3 +133,149 @@ def test_numpy_numbers_equal_python_numbers():
 
 def test_device_string_matching_the_model_is_accepted():
     assert torch.equal(plan(Reach(), device="cpu", **QUICK).actions, plan(Reach(), **QUICK).actions)
+
+
+# ---------------------------------------------------------------- knots, keep-the-best, presets
+PAPER = dict(QUICK, preset="paper")
+METHODS = ["mbd", "cem", "mppi", "cmaes", "paper-mppi", "paper-cem", "paper-cmaes"]
+
+
+@pytest.mark.parametrize("keep_best", [False, True])
+@pytest.mark.parametrize("method", ["mbd", "cem", "cmaes"])
+def test_as_many_knots_as_steps_is_the_per_step_plan_bit_for_bit(method, keep_best):
+    init = torch.full((6, 2), 0.1)
+    per_step = plan(Reach(), method=method, init=init, keep_best=keep_best, **PAPER)
+    knots = plan(Reach(), method=method, init=init, keep_best=keep_best, num_knots=6, **PAPER)
+    assert per_step.knots is None and torch.equal(knots.knots, knots.actions)
+    for field in ("actions", "states", "rewards", "history", "reward_history"):
+        assert torch.equal(getattr(knots, field), getattr(per_step, field)), field
+    assert knots.reward == per_step.reward and knots.source == per_step.source
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("interpolation", ["zero", "linear", "cubic"])
+def test_a_knots_plan_is_feasible_and_its_actions_interpolate_its_knots(method, interpolation):
+    model = Reach()
+    model.horizon = 12
+    res = plan(model, method=method, num_knots=4, interpolation=interpolation, **QUICK)
+    assert res.knots.shape == (4, 2) and res.actions.shape == (12, 2) and res.states.shape == (12, 2)
+    assert res.history.shape == (4, 12, 2) and bool(res.feasible)
+    expected = interpolate(res.knots, 12, interpolation).clamp(-1.0, 1.0)
+    assert torch.equal(res.actions, expected)
+    assert bool((res.actions.abs() <= 1).all()) and bool((res.knots.abs() <= 1).all())
+    # the reported rollout is the one of these controls
+    again = Reach().rollout(res.actions.unsqueeze(0))
+    torch.testing.assert_close(res.rewards, again.rewards[0], rtol=0, atol=0)
+    # every rollout during the run saw H controls (the optimizer varied 4 knots per dimension)
+    assert model.calls == 4 + 1
+
+
+def test_a_knots_plan_starts_from_the_fitted_init():
+    # with no sampling noise nothing moves: the result is the least-squares fit of init
+    knots = torch.tensor([[0.2, -0.4], [0.6, 0.1], [-0.3, 0.5], [0.0, 0.2]])
+    init = interpolate(knots, 12, "cubic")
+    model = Reach()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # every sample is the estimate: a constant objective
+        res = plan(model, horizon=12, num_knots=4, init=init, noise_scale=0.0, keep_best=False, **QUICK)
+    torch.testing.assert_close(res.knots, knots, rtol=0, atol=1e-6)
+    torch.testing.assert_close(res.actions, init, rtol=0, atol=1e-6)
+
+
+def test_a_knots_plan_keeps_demonstrations_of_the_h_states():
+    demo = torch.linspace(0, 1, 12).reshape(6, 2)
+    with_demo = plan(Reach(), num_knots=3, demo=demo, **QUICK)
+    assert with_demo.knots.shape == (3, 2) and with_demo.states.shape == (6, 2)
+    without = plan(Reach(), num_knots=3, **QUICK)
+    assert not torch.equal(with_demo.knots, without.knots)  # the demonstration changed the weights
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_keep_best_is_never_worse_than_the_estimate_and_says_which(method, seed):
+    args = dict(QUICK, seed=seed, num_steps=3)
+    res = plan(Reach(), method=method, keep_best=True, num_knots=3, **args)
+    assert res.reward >= res.estimate_reward
+    assert res.source in ("estimate", "sample") and res.from_sample.shape == ()
+    assert (res.source == "sample") == bool(res.from_sample)
+    if res.source == "sample":  # a deterministic model: the sample's rollout gives the reward measured in the run
+        assert res.reward > res.estimate_reward
+        assert math.isclose(res.reward, res.best_sample_reward, rel_tol=1e-6)
+    else:
+        assert res.reward == res.estimate_reward
+    assert res.best_sample_reward <= res.reward + 1e-6  # else the sample would have won
+    # without keep_best: the estimate, whatever the best sample
+    plain = plan(Reach(), method=method, keep_best=False, num_knots=3, **args)
+    assert plain.source == "estimate" and plain.reward == plain.estimate_reward == res.estimate_reward
+    assert torch.equal(plain.history, res.history)
+
+
+def test_keep_best_takes_the_sample_when_it_is_better():
+    # one diffusion step from a bad init: the estimate is one weighted mean, the best of 64 samples is better
+    res = plan(Reach(), keep_best=True, init=torch.full((6, 2), -1.0), **dict(QUICK, num_samples=64, num_steps=1))
+    assert res.source == "sample" and res.reward > res.estimate_reward
+
+
+def test_keep_best_on_a_tie_keeps_the_estimate():
+    class Flat(Reach):
+        def rollout(self, actions):
+            self.calls += 1
+            return Trajectory(states=actions.cumsum(-2), rewards=torch.zeros(actions.shape[:-1]))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a constant objective
+        res = plan(Flat(), keep_best=True, **QUICK)
+    assert res.source == "estimate" and res.reward == res.estimate_reward == res.best_sample_reward == 0.0
+
+
+def test_keep_best_per_problem_when_batched():
+    init = torch.stack([torch.full((6, 2), -1.0), torch.zeros(6, 2), torch.full((6, 2), 1.0)])
+    args = dict(QUICK, num_samples=32, num_steps=2)
+    res = plan(Reach(), keep_best=True, init=init, num_knots=3, **args)
+    plain = plan(Reach(), keep_best=False, init=init, num_knots=3, **args)
+    assert res.from_sample.shape == (3,) and res.actions.shape == (3, 6, 2) and res.knots.shape == (3, 3, 2)
+    assert res.source == {0: "estimate", 3: "sample"}.get(int(res.from_sample.sum()), "mixed")
+    per_problem = res.rewards.mean(-1)
+    estimate = plain.rewards.mean(-1)
+    assert bool((per_problem >= estimate).all())
+    assert torch.equal(per_problem > estimate, res.from_sample)
+    assert torch.equal(res.actions[~res.from_sample], plain.actions[~res.from_sample])
+    assert math.isclose(res.estimate_reward, plain.reward, rel_tol=1e-6)
+
+
+def test_which_rollout_wins():
+    rewards = torch.tensor(
+        [
+            [[1.0, 1.0], [2.0, 2.0]],  # the sample is better
+            [[2.0, 2.0], [1.0, 1.0]],  # the estimate is better
+            [[1.0, 1.0], [1.0, 1.0]],  # a tie: the estimate
+            [[5.0, 5.0], [1.0, 1.0]],  # the estimate is infeasible: the sample
+            [[float("nan"), 0.0], [1.0, 1.0]],  # the estimate diverged: the sample
+            [[1.0, 1.0], [2.0, 2.0]],  # no valid sample was seen: the estimate
+        ]
+    )
+    feasible = torch.tensor([[True, True]] * 3 + [[False, True]] + [[True, True]] * 2)
+    best = torch.tensor([2.0, 1.0, 1.0, 1.0, 1.0, -math.inf])
+    assert _sample_wins(rewards, feasible, best).tolist() == [True, False, False, True, True, False]
+
+
+def test_presets_hold_the_defaults_and_explicit_arguments_win():
+    assert set(PRESETS) >= {"default", "paper"}
+    for values in PRESETS.values():
+        assert set(values) == {"num_knots", "interpolation", "temperature", "keep_best"}
+    assert PRESETS["paper"]["num_knots"] is None and PRESETS["paper"]["keep_best"] is False
+    model = Reach()
+    model.horizon = 40
+    default = plan(model, **QUICK)
+    expected = PRESETS["default"]["num_knots"]
+    assert (default.knots is None) if expected is None else default.knots.shape == (min(expected, 40), 2)
+    # the default preset's num_knots is capped at the horizon
+    capped = plan(Reach(), horizon=3, **QUICK)
+    assert expected is None or capped.knots.shape == (3, 2)
+    paper = plan(model, **PAPER)
+    assert paper.knots is None and paper.source == "estimate"
+    assert plan(model, num_knots=5, **PAPER).knots.shape == (5, 2)
+    assert plan(model, num_knots=None, **QUICK).knots is None
+    # temperature=0.1 is the presets' value: passing it explicitly changes nothing
+    assert torch.equal(plan(Reach(), temperature=0.1, **PAPER).actions, plan(Reach(), **PAPER).actions)
+    assert plan(Reach(), temperature="auto", **QUICK).actions.shape == (6, 2)

@@ -12,7 +12,7 @@ import torch_mbd
 from dynamics.model import MujocoModel
 from dynamics.tasks import TASKS, get_task, hop_reward, push_t_goal, push_t_reward
 
-TABLE4 = {  # the paper's Table 4: (temperature, num_samples)
+TABLE4 = {  # the paper's Table 4: (temperature, "Sample Number" = the authors' diffusion steps)
     "hopper": (0.1, 100),
     "walker2d": (0.1, 100),
     "half_cheetah": (0.4, 100),
@@ -38,7 +38,8 @@ def test_every_task_is_registered():
 def test_task_builds_and_rolls_out(name):
     model = dynamics.make(name, backend="mujoco", horizon=4)
     assert isinstance(model, MujocoModel) and model.backend_name == "mujoco"
-    assert (model.temperature, model.num_samples) == TABLE4[name]
+    assert (model.temperature, model.num_steps) == TABLE4[name]  # Table 4: temperature, diffusion steps
+    assert model.num_samples == 128  # a CPU default, not Table 4's "Sample Number" (= num_steps)
     if name in FRAME_SKIP:
         assert model.frame_skip == FRAME_SKIP[name]
     assert model.initial_state.shape == (model.state_dim,)

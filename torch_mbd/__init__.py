@@ -9,8 +9,12 @@ with any :class:`RolloutModel`.
 from .baselines import CEMOptimizer, CMAESOptimizer, MPPIOptimizer
 from .closure import batched_closure
 from .denoise import (
+    DEFAULT_TARGET_ESS,
+    best_sample,
     demo_log_likelihood,
     demo_log_weights,
+    effective_sample_size,
+    ess_temperature,
     normalized_log_weights,
     reverse_step,
     sample_candidates,
@@ -53,6 +57,10 @@ __all__ = [
     "demo_log_likelihood",
     "demo_log_weights",
     "weighted_mean",
+    "effective_sample_size",
+    "ess_temperature",
+    "best_sample",
+    "DEFAULT_TARGET_ESS",
     "score_ascent",
     "reverse_step",
 ]

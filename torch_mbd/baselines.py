@@ -35,7 +35,7 @@ from torch import Tensor
 
 from . import denoise
 from .checks import check_int, check_positive
-from .optim import MBDOptimizer, StepInfo
+from .optim import MBDOptimizer, StepInfo, _mean_objective
 
 _MBD_ONLY = ("demo", "demo_mask", "demo_sigma", "demo_reward", "step_scale")
 
@@ -86,14 +86,14 @@ def cem_update(
 
 
 def mppi_update(
-    samples: Tensor, rewards: Tensor, temperature: float, feasible: Tensor | None = None
+    samples: Tensor, rewards: Tensor, temperature: float | Tensor, feasible: Tensor | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:
     """One MPPI update: the softmax-weighted mean, with MBD's normalized weights.
 
     Args:
         samples: ``[B, n, D]``.
         rewards: ``[B, n]``.
-        temperature: ``lambda > 0`` applied to standardized rewards.
+        temperature: ``lambda > 0`` applied to standardized rewards, a float or ``[B]``.
         feasible: optional boolean ``[B, n]``.
 
     Returns:
@@ -112,13 +112,15 @@ def _check_mbd_only(options: dict, method: str) -> None:
 
 
 class _SampledGaussianOptimizer(MBDOptimizer):
-    """Shared step of the torch baselines: sample a diagonal Gaussian, evaluate, update.
+    """The torch baselines: a diagonal Gaussian sampled by :meth:`MBDOptimizer.step`.
 
-    Subclasses implement :meth:`_sampling_std` and :meth:`_update`. The per-sample evaluation
-    (closure or rollout, its checks) is :class:`~torch_mbd.MBDOptimizer`'s.
+    Subclasses implement the two hooks of the shared step, :meth:`_sampling_std` (``[B, D]``) and
+    :meth:`_update`; sampling, evaluation (closure or rollout, its checks), keeping the best and
+    invalid-sample handling are :class:`~torch_mbd.MBDOptimizer`'s.
     """
 
     method = "baseline"
+    supports_fraction = False
 
     def __init__(self, params, **options):
         _check_mbd_only(options, self.method)
@@ -127,6 +129,10 @@ class _SampledGaussianOptimizer(MBDOptimizer):
             if group["fraction"] not in (1.0, "auto"):
                 raise ValueError(f"fraction: an MBD-only option, {self.method} perturbs every coordinate")
 
+    @property
+    def _label(self) -> str:
+        return self.method
+
     def _initial_std(self, layout: dict, value: float | None) -> Tensor:
         """``[D]`` initial standard deviation: ``value`` (default ``sigma_{N-1}``) times ``noise_scale``."""
         sigma = float(self.schedule.sigmas[-1]) if value is None else value
@@ -134,59 +140,22 @@ class _SampledGaussianOptimizer(MBDOptimizer):
         return std if layout["scale"] is None else std * layout["scale"]
 
     def _sampling_std(self, layout: dict, B: int) -> Tensor:  # pragma: no cover - abstract
+        """The per-problem, per-coordinate standard deviation ``[B, D]`` of this step."""
         raise NotImplementedError
 
-    def _update(self, samples, rewards, feasible, y_bar) -> tuple[Tensor, Tensor, Tensor]:  # pragma: no cover
+    def _reported_sigma(self, std: Tensor) -> float:
+        """``StepInfo.sigma`` of a baseline: the mean sampling standard deviation."""
+        return float(std.mean())
+
+    def _update(self, samples, rewards, feasible, loglik, y_bar) -> tuple[Tensor, Tensor, Tensor]:  # pragma: no cover
         raise NotImplementedError
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[list[Tensor]], Tensor] | None = None) -> Tensor:
-        """One iteration: ``num_samples`` candidates, one evaluation each, one update.
 
-        Args:
-            closure: ``candidates -> losses[n]``, as for :meth:`MBDOptimizer.step`; required
-                unless a ``rollout`` was given at construction.
-
-        Returns:
-            Mean loss (closure mode) or mean per-sample reward (rollout mode) of the valid samples.
-        """
-        if closure is None and self.rollout is None:
-            raise ValueError("step() needs a closure, or a rollout given at construction")
-        if closure is not None and self.rollout is not None:
-            raise ValueError("this optimizer has a rollout; call step() without a closure")
-        if self._layout is None:
-            self._layout = self._build_layout()
-        layout = self._layout
-        B, n, D = math.prod(self.batch_shape), self.num_samples, layout["D"]
-        std = self._sampling_std(layout, B)  # [B, D]
-        if self._buffer is None or self._buffer.shape != (B, n, D):
-            self._buffer = torch.empty((B, n, D), dtype=self.dtype, device=self.device)
-        samples = self._buffer
-        y_bar = self._flat_estimate(B)
-        torch.randn(samples.shape, generator=self.generator, out=samples, dtype=self.dtype, device=self.device)
-        denoise.sample_candidates(y_bar, samples, std.unsqueeze(-2), layout["lower"], layout["upper"], out=samples)
-        rewards, feasible, _, trajectory = self._evaluate(closure, samples)
-        new, weights, valid = self._update(samples, rewards, feasible, y_bar)
-        if not bool(valid.all()):
-            warnings.warn(
-                f"{self.method} step {self.steps_done}: every sample of {int((~valid).sum())} problem(s) was "
-                "infeasible or non-finite; keeping the previous estimate there",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-            new = torch.where(valid.unsqueeze(-1), new, y_bar)
-        for p, (offset, numel, _) in zip(self._params, layout["segments"]):
-            p.copy_(new[:, offset : offset + numel].reshape(p.shape))
-        self.last_step = _step_info(self.level, float(std.mean()), rewards, weights, valid, trajectory, samples)
-        self.steps_done += 1
-        return _mean_objective(rewards, feasible, self.rollout is not None)
-
-
-def _step_info(level, sigma, rewards, weights, valid, trajectory, samples) -> StepInfo:
+def _step_info(level, sigma, rewards, weights, valid, trajectory, samples, temperature=None) -> StepInfo:
     """A :class:`~torch_mbd.optim.StepInfo` for a baseline step (no demonstration), by field name."""
     fields = dict(
         level=level, sigma=sigma, rewards=rewards, weights=weights, valid=valid,
-        demo_wins=None, trajectory=trajectory, samples=samples,
+        demo_wins=None, trajectory=trajectory, samples=samples, temperature=temperature,
     )
     return StepInfo(**{k: fields[k] for k in StepInfo._fields})
 
@@ -200,12 +169,6 @@ def _pop_baseline_state(state_dict, optimizer) -> tuple[dict, dict]:
     if not isinstance(extra, dict) or extra.get("method") != optimizer.method:
         raise ValueError(f"state_dict was not saved by {type(optimizer).__name__}")
     return state_dict, extra
-
-
-def _mean_objective(rewards: Tensor, feasible: Tensor | None, rollout_mode: bool) -> Tensor:
-    ok = torch.isfinite(rewards) if feasible is None else torch.isfinite(rewards) & feasible
-    mean = torch.where(ok, rewards, torch.zeros_like(rewards)).sum() / ok.sum().clamp(min=1)
-    return mean if rollout_mode else -mean
 
 
 # --------------------------------------------------------------------------- CEM
@@ -262,7 +225,7 @@ class CEMOptimizer(_SampledGaussianOptimizer):
             self.std = self._initial_std(layout, self.init_std).expand(B, -1).clone()
         return self.std
 
-    def _update(self, samples, rewards, feasible, y_bar):
+    def _update(self, samples, rewards, feasible, loglik, y_bar):
         mean, std, weights, valid = cem_update(samples, rewards, self.num_elites, feasible)
         std = std.clamp_(min=self.min_std)
         self.std = torch.where(valid.unsqueeze(-1), std, self.std)
@@ -301,7 +264,7 @@ class MPPIOptimizer(_SampledGaussianOptimizer):
     Args:
         params: as for :class:`~torch_mbd.MBDOptimizer`.
         num_samples: candidates per step ``n``.
-        temperature: ``lambda > 0``.
+        temperature: ``lambda > 0``, or ``"auto"`` (as for :class:`~torch_mbd.MBDOptimizer`).
         noise_std: the fixed standard deviation; ``None`` takes MBD's first sampling level
             ``sigma_{N-1}``. Multiplied by ``noise_scale``.
         **options: any other :class:`~torch_mbd.MBDOptimizer` option.
@@ -309,7 +272,9 @@ class MPPIOptimizer(_SampledGaussianOptimizer):
 
     method = "mppi"
 
-    def __init__(self, params, num_samples: int = 256, temperature: float = 0.1, noise_std: float | None = None, **options):
+    def __init__(
+        self, params, num_samples: int = 256, temperature: float | str = 0.1, noise_std: float | None = None, **options
+    ):
         noise_std = None if noise_std is None else check_positive("noise_std", noise_std)
         super().__init__(params, num_samples=num_samples, temperature=temperature, **options)
         self.noise_std = noise_std
@@ -320,8 +285,8 @@ class MPPIOptimizer(_SampledGaussianOptimizer):
             self._std = self._initial_std(layout, self.noise_std).expand(B, -1)
         return self._std
 
-    def _update(self, samples, rewards, feasible, y_bar):
-        return mppi_update(samples, rewards, self.temperature, feasible)
+    def _update(self, samples, rewards, feasible, loglik, y_bar):
+        return mppi_update(samples, rewards, self._resolve_temperature(rewards, feasible), feasible)
 
 
 # --------------------------------------------------------------------------- CMA-ES (pycma)
@@ -372,6 +337,8 @@ class CMAESOptimizer(MBDOptimizer):
     """
 
     method = "cmaes"
+    supports_fraction = False
+    _label = "cmaes"
 
     def __init__(self, params, num_samples: int = 256, sigma0: float | None = None, cma_options: dict | None = None, **options):
         _check_mbd_only(options, self.method)
@@ -443,6 +410,7 @@ class CMAESOptimizer(MBDOptimizer):
         if layout["lower"] is not None:  # guard float64 -> float32 rounding only; pycma's points are in bounds
             samples.clamp_(min=layout["lower"], max=layout["upper"])
         rewards, feasible, _, trajectory = self._evaluate(closure, samples)
+        self._track_best(samples, rewards, feasible, y_bar)
         valid_samples = torch.isfinite(rewards) if feasible is None else torch.isfinite(rewards) & feasible
         costs = (-rewards).double().cpu()
         ok = valid_samples.cpu()
@@ -462,8 +430,7 @@ class CMAESOptimizer(MBDOptimizer):
                 RuntimeWarning,
                 stacklevel=2,
             )
-        for p, (offset, numel, _) in zip(self._params, layout["segments"]):
-            p.copy_(new[:, offset : offset + numel].reshape(p.shape))
+        self._write_estimate(new)
         weights = torch.zeros_like(rewards)
         sigma = float(np.mean([es.sigma for es in self.strategies]))
         self.last_step = _step_info(self.level, sigma, rewards, weights, valid.to(self.device), trajectory, samples)

@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .plan import PRESETS
+
 METHODS = ("mbd", "cem", "mppi", "cmaes", "paper-mppi", "paper-cem", "paper-cmaes")
 BACKENDS = ("mujoco", "warp", "mjx")
 VIDEO_SUFFIXES = (".mp4", ".gif")
@@ -60,6 +62,11 @@ def _positive_float(text: str) -> float:
     if not (value > 0 and value < float("inf")):
         raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
     return value
+
+
+def _temperature(text: str):
+    """``--temperature``: a finite number > 0, or ``auto``."""
+    return text if text == "auto" else _positive_float(text)
 
 
 def default_budget(*sources) -> tuple[int, int, float]:
@@ -130,8 +137,18 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"diffusion steps (default: the task's own value, else {DEFAULT_STEPS}, the paper's)",
     )
     p.add_argument(
-        "--temperature", type=_positive_float, default=None, metavar="T",
-        help=f"sampling temperature lambda (default: the task's own value, else {DEFAULT_TEMPERATURE})",
+        "--temperature", type=_temperature, default=None, metavar="T",
+        help="sampling temperature lambda, a number or 'auto' (default: with --preset default the preset's, "
+        f"'auto'; with --preset paper the task's own value, else {DEFAULT_TEMPERATURE})",
+    )
+    p.add_argument(
+        "--preset", choices=tuple(PRESETS), default="default",
+        help="the planner's defaults: 'default' (measured best: automatic temperature, keep the best sample) "
+        "or 'paper' (the paper's algorithm, at the task's temperature)",
+    )
+    p.add_argument(
+        "--knots", type=_positive_int, default=None, metavar="K",
+        help="plan K cubic spline knots per action dimension instead of one action per control step",
     )
     p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed of the sampler and the demonstration (default: 0)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the model and the optimizer run (default: cpu)")
@@ -466,10 +483,17 @@ def run_plan(args) -> int:
     samples, steps, temperature = default_budget(model, dynamics.task_info(args.task))  # as 'torch-mbd tasks' lists
     num_samples = args.samples if args.samples is not None else samples
     num_steps = args.steps if args.steps is not None else steps
-    temperature = args.temperature if args.temperature is not None else temperature
+    if args.temperature is not None:
+        temperature = args.temperature
+    elif args.preset != "paper":
+        temperature = PRESETS[args.preset]["temperature"]  # the task's temperature is the paper's algorithm's
+    if args.knots is not None:
+        options["num_knots"] = args.knots
     print(
         f"torch-mbd plan {args.task}: method={args.method}, samples={num_samples}, steps={num_steps}, "
-        f"temperature={temperature}, seed={args.seed}, device={args.device}"
+        f"temperature={temperature}, preset={args.preset}"
+        + (f", knots={args.knots}" if args.knots is not None else "")
+        + f", seed={args.seed}, device={args.device}"
         + (f", demo={args.demo}" if args.demo is not None else "")
     )
     start = time.perf_counter()
@@ -482,6 +506,7 @@ def run_plan(args) -> int:
         seed=args.seed,
         progress=not args.no_progress,
         method=args.method,
+        preset=args.preset,
         **options,
     )
     elapsed = time.perf_counter() - start

@@ -18,6 +18,8 @@ The step, for diffusion level ``i`` (paper, Algorithm 2):
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -141,8 +143,15 @@ def _in_reward_units(mean: Tensor, std: Tensor, unit: Tensor, constant: Tensor) 
     return mean, torch.where(constant, torch.ones_like(std), std)
 
 
+def _per_problem(temperature: float | Tensor, like: Tensor) -> float | Tensor:
+    """A float temperature unchanged; a ``[B]`` tensor as ``[B, 1]`` in ``like``'s dtype and device."""
+    if isinstance(temperature, Tensor):
+        return temperature.to(like.device, like.dtype).reshape(-1, 1)
+    return temperature
+
+
 def normalized_log_weights(
-    rewards: Tensor, temperature: float, feasible: Tensor | None = None, *, return_constant: bool = False
+    rewards: Tensor, temperature: float | Tensor, feasible: Tensor | None = None, *, return_constant: bool = False
 ):
     """Model log-weights ``log p_J p_g = (R - mean R) / std R / temperature`` (Eq. 10d).
 
@@ -152,7 +161,8 @@ def normalized_log_weights(
 
     Args:
         rewards: per-sample reward (higher is better), ``[B, n]``.
-        temperature: ``lambda > 0``.
+        temperature: ``lambda > 0``, a float or a ``[B]`` tensor (one per problem, e.g. from
+            :func:`ess_temperature`).
         feasible: optional boolean ``[B, n]``; infeasible samples (``p_g = 0``) get ``-inf``.
         return_constant: also return the boolean ``[B]`` of problems whose 2 or more valid rewards
             are all equal (their log-weights are all 0: a plain mean).
@@ -167,6 +177,7 @@ def normalized_log_weights(
         valid = valid & feasible
     centered, mean_u, std_u, unit, constant = _standardize(rewards, valid)
     flat = constant.unsqueeze(-1)
+    temperature = _per_problem(temperature, std_u)
     logp = centered / (torch.where(flat, torch.ones_like(std_u), std_u) * temperature)
     logp = torch.where(valid & ~flat, logp, torch.zeros_like(logp))
     logp = torch.where(valid, logp, torch.full_like(logp, float("-inf")))
@@ -216,7 +227,7 @@ def demo_log_weights(
     demo_reward: Tensor | float,
     mean: Tensor,
     std: Tensor,
-    temperature: float,
+    temperature: float | Tensor,
     units: str = "logit",
 ) -> tuple[Tensor, Tensor]:
     """The max rule of Eq. (13): ``w = max(w_model, w_demo)``.
@@ -260,7 +271,7 @@ def demo_log_weights(
             per-sample rewards.
         mean: ``[B]`` reward mean returned by :func:`normalized_log_weights`.
         std: ``[B]`` reward spread returned by :func:`normalized_log_weights`.
-        temperature: ``lambda > 0``.
+        temperature: ``lambda > 0``, a float or a ``[B]`` tensor (the one the model weights used).
         units: ``"logit"`` (default) or ``"reward"``, see above.
 
     Returns:
@@ -276,6 +287,8 @@ def demo_log_weights(
     demo_loglik = demo_loglik - torch.where(torch.isfinite(best), best, torch.zeros_like(best))
     dtype = logp_model.dtype
     demo_reward = torch.as_tensor(demo_reward, dtype=dtype, device=logp_model.device)
+    if isinstance(temperature, Tensor):
+        temperature = temperature.to(std.device, std.dtype).reshape(std.shape)
     scale = (std * temperature).unsqueeze(-1)
     lead = (demo_reward - mean).unsqueeze(-1)
     if units == "logit":
@@ -323,6 +336,127 @@ def weighted_mean(samples: Tensor, logp: Tensor) -> tuple[Tensor, Tensor, Tensor
     weights = torch.softmax(safe, dim=-1)
     y_bar0 = torch.bmm(weights.unsqueeze(-2), samples.to(dtype)).squeeze(-2)
     return y_bar0, weights, valid
+
+
+def best_sample(samples: Tensor, rewards: Tensor, feasible: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """The best valid sample of each problem: the largest finite reward of a feasible, finite sample.
+
+    Args:
+        samples: ``[B, n, D]``.
+        rewards: ``[B, n]`` (higher is better).
+        feasible: optional boolean ``[B, n]``.
+
+    Returns:
+        ``(reward [B], sample [B, D])``: on a tie the first such sample; a problem without a valid
+        sample gets reward ``-inf`` (its sample is then meaningless).
+    """
+    valid = torch.isfinite(rewards) & torch.isfinite(samples).all(-1)
+    if feasible is not None:
+        valid = valid & feasible
+    score = torch.where(valid, rewards, torch.full_like(rewards, float("-inf")))
+    index = score.argmax(-1, keepdim=True)  # [B, 1]: the first maximum
+    reward = score.gather(-1, index).squeeze(-1)
+    sample = samples.gather(-2, index.unsqueeze(-1).expand(-1, 1, samples.shape[-1])).squeeze(-2)
+    return reward, sample
+
+
+DEFAULT_TARGET_ESS = 0.1
+"""Default ``target_ess`` of ``temperature="auto"``: the softmax weights keep an effective sample size
+of this fraction of the valid samples (:func:`ess_temperature`)."""
+TEMPERATURE_BRACKET = (1e-4, 1e4)
+"""The temperatures :func:`ess_temperature` searches between."""
+TEMPERATURE_ITERATIONS = 60
+"""Bisection steps of :func:`ess_temperature` (the bracket's width in ``log lambda`` halves each time)."""
+_CHECK_AFTER = 16  # from this step on, ess_temperature stops at the fixed point of its float bisection
+
+
+def effective_sample_size(logp: Tensor) -> Tensor:
+    """Kish's effective sample size ``1 / sum_j w_j^2`` of the weights ``w = softmax(logp)``.
+
+    Args:
+        logp: ``[B, n]`` log-weights; ``-inf`` (or NaN) gives weight 0.
+
+    Returns:
+        ``[B]`` in :func:`statistics_dtype` of ``logp``: between 1 (one sample holds all the weight)
+        and the number of valid samples (equal weights); 0 for a problem without a valid sample.
+    """
+    dtype = statistics_dtype(logp.dtype)
+    logp = torch.nan_to_num(logp.to(dtype), nan=float("-inf"), posinf=torch.finfo(dtype).max, neginf=float("-inf"))
+    valid = torch.isfinite(logp).any(-1)
+    safe = torch.where(valid.unsqueeze(-1), logp, torch.zeros_like(logp))
+    weights = torch.softmax(safe, dim=-1)
+    ess = 1.0 / weights.square().sum(-1)
+    return torch.where(valid, ess, torch.zeros_like(ess))
+
+
+def ess_temperature(
+    z: Tensor,
+    valid: Tensor,
+    target: float = DEFAULT_TARGET_ESS,
+    bracket: tuple[float, float] = TEMPERATURE_BRACKET,
+    iterations: int = TEMPERATURE_ITERATIONS,
+) -> Tensor:
+    """The temperature at which the softmax weights keep a target effective sample size.
+
+    Finds ``lambda`` such that ``w = softmax(z / lambda)`` over the valid entries has
+    :func:`effective_sample_size` ``target * m``, ``m`` the number of valid samples of the problem.
+    The effective sample size rises monotonically with ``lambda`` (from the number of samples tied
+    at the best ``z`` towards ``m``), so a bisection in ``log lambda`` over ``bracket`` finds it:
+    ``iterations`` halvings, vectorized over problems, no data-dependent loop. The result is the
+    upper end of the final interval, so the weights keep at least the target (to within the
+    interval's width). A target the bracket cannot reach returns its end: the lower end when even
+    ``bracket[0]`` keeps more than the target (e.g. ``target * m < 1``: no weighting is sharper than
+    one sample), the upper end when even ``bracket[1]`` keeps less. A problem with fewer than 2
+    valid samples or with all valid ``z`` equal (any ``lambda`` gives the same weights) gets
+    ``bracket[1]``.
+
+    Args:
+        z: ``[B, n]`` standardized rewards ``(R - mean R) / std R`` (the log-weights of
+            :func:`normalized_log_weights` at temperature 1); invalid entries are ignored.
+        valid: boolean ``[B, n]`` of the samples that take part (feasible, finite reward).
+        target: the fraction of the valid samples the weights should keep, in ``(0, 1]``.
+        bracket: ``(lowest, highest)`` temperature searched, ``0 < lowest < highest``.
+        iterations: bisection steps, ``>= 1``.
+
+    Returns:
+        ``[B]`` temperatures in :func:`statistics_dtype` of ``z``.
+
+    Raises:
+        ValueError: ``target`` outside ``(0, 1]``, a bad ``bracket`` or ``iterations``.
+    """
+    if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0.0 < float(target) <= 1.0:
+        raise ValueError(f"Invalid target: expected an effective-sample-size fraction in (0, 1], got {target!r}")
+    low, high = float(bracket[0]), float(bracket[1])
+    if not 0.0 < low < high < float("inf"):
+        raise ValueError(f"Invalid bracket: expected 0 < lowest < highest < inf, got {bracket!r}")
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
+        raise ValueError(f"Invalid iterations: expected an integer >= 1, got {iterations!r}")
+    dtype = statistics_dtype(z.dtype)
+    valid = valid & torch.isfinite(z)
+    z = torch.where(valid, z.to(dtype), torch.zeros((), dtype=dtype, device=z.device))
+    count = valid.sum(-1).to(dtype)  # [B]
+    goal = float(target) * count
+    inf = torch.full_like(z, float("inf"))
+    z_max = torch.where(valid, z, -inf).amax(-1, keepdim=True)
+    z_min = torch.where(valid, z, inf).amin(-1, keepdim=True)
+    undecided = (count >= 2) & (z_max > z_min).squeeze(-1)  # otherwise every temperature weights alike
+    centered = torch.where(valid, z - torch.where(valid.any(-1, keepdim=True), z_max, 0.0), -inf)  # <= 0
+    log_low = torch.full_like(count, math.log(low))
+    log_high = torch.full_like(count, math.log(high))
+    for k in range(iterations):
+        mid = 0.5 * (log_low + log_high)
+        # effective_sample_size inlined: ``centered`` is finite or -inf, and a problem without a valid
+        # sample (NaN weights) compares like its 0 (never ``short``)
+        weights = torch.softmax(centered / mid.exp().unsqueeze(-1), dim=-1)
+        short = 1.0 / weights.square().sum(-1) < goal  # too sharp: the temperature must rise
+        new_low = torch.where(short, mid, log_low)
+        new_high = torch.where(short, log_high, mid)
+        # once the interval cannot shrink in this dtype, every further step is a no-op: stop (same result)
+        if k >= _CHECK_AFTER and bool(((new_low == log_low) & (new_high == log_high)).all()):
+            break
+        log_low, log_high = new_low, new_high
+    temperature = log_high.exp()
+    return torch.where(undecided, temperature, torch.full_like(temperature, high))
 
 
 def score_ascent(

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from .baselines import optimizer_class
 from .checks import check_device, check_int, check_positive, check_seed, check_tensor
+from .optim import check_temperature
 from .progress import progress_bar
 from .threads import use_threads
 
@@ -86,7 +87,9 @@ def minimize(
             tensor or NumPy array; an integer ``x0`` is converted to the default floating dtype.
         num_samples: candidates per step ``n``.
         num_steps: diffusion steps ``N``.
-        temperature: ``lambda``; costs are standardized per step before it is applied.
+        temperature: ``lambda``; costs are standardized per step before it is applied. ``"auto"`` sets it
+            every step to keep an effective sample size of ``target_ess`` (an option, default 0.1) times
+            ``n`` (methods without a temperature ignore it).
         bounds: ``(lower, upper)`` floats or tensors broadcastable to ``x0``; candidates are clipped.
         seed: seed of the sampling generator (same seed, same result), in ``[0, 2**64 - 1]``.
         device: where to run; default ``x0.device``.
@@ -124,7 +127,7 @@ def minimize(
         raise ValueError(f"Invalid x0: expected at least one entry, got shape {tuple(x0.shape)}")
     num_samples = check_int("num_samples", num_samples, minimum=1)
     num_steps = check_int("num_steps", num_steps, minimum=1)
-    temperature = check_positive("temperature", temperature)
+    temperature = check_temperature("temperature", temperature)
     seed = check_seed(seed)
     x = x0.detach().to(device=x0.device if device is None else check_device(device)).clone()
     if not x.is_floating_point():

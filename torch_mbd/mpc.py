@@ -21,6 +21,19 @@ tie the starting noise to the number of steps; this keeps the two options indepe
 With the default step size the score-ascent update lands on the weighted mean whatever the
 betas, so the schedule acts only through these sigmas.
 
+Two options beyond the paper (issue 14):
+
+* ``num_knots``: plan ``K`` knots per action dimension (:mod:`torch_mbd.knots`) instead of one
+  action per control step. The warm start shifts the knots by one control step
+  (:func:`~torch_mbd.knots.shift_knots`: the interpolated sequence, evaluated one step later at
+  every knot), and :meth:`MPC.act` returns the first interpolated control.
+* ``horizon_noise`` (DIAL-MPC's annealing along the horizon): on warm starts the sampling noise
+  of control step (or knot time) ``t`` is multiplied by
+  ``exp(horizon_noise * (t / (H - 1) - 1))`` (:func:`horizon_noise_scale`): the last control
+  samples at the warm noise, the first at ``exp(-horizon_noise)`` times it. The near controls were
+  refined at every earlier control step; the far ones are new and need the exploration.
+  ``0`` (default) samples every control at the warm noise, as before.
+
 The model is any :class:`~torch_mbd.rollout.RolloutModel` whose ``initial_state`` can be set:
 before each plan, ``MPC`` assigns ``model.initial_state = state`` (for
 ``dynamics.car.Car2D`` a plain attribute; for ``dynamics.model.MujocoModel`` a property taking
@@ -33,6 +46,7 @@ plan as they were.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import NamedTuple
 
@@ -40,7 +54,9 @@ import torch
 from torch import Tensor
 
 from .checks import check_int, check_positive, check_real, check_seed, check_tensor
-from .optim import MBDOptimizer
+from .knots import INTERPOLATIONS, KnotRollout, fit_knots, knot_times, shift_matrix
+from .optim import MBDOptimizer, check_temperature
+from .rollout import as_trajectory
 from .schedule import linear_schedule
 from .threads import resolve_threads, use_threads
 
@@ -110,16 +126,47 @@ def warm_start_sigmas(
     return sigmas * (warm_noise / float(sigmas[0]))
 
 
+def horizon_noise_scale(horizon: int, horizon_noise: float, num_knots: int | None = None) -> Tensor:
+    """The multiplier of a warm start's sampling noise along the horizon (DIAL-MPC style).
+
+    ``scale(t) = exp(horizon_noise * (t / (H - 1) - 1))`` at every control step ``t = 0 .. H-1``
+    (or at every knot time, :func:`~torch_mbd.knots.knot_times`): later controls are noisier, the
+    last one gets ``1`` and the first ``exp(-horizon_noise)``. ``H = 1``: ``1``.
+
+    Args:
+        horizon: ``H >= 1``.
+        horizon_noise: the annealing rate, ``>= 0`` (``0``: every entry is ``1``).
+        num_knots: ``K`` for a knot plan, or ``None`` for one action per control step.
+
+    Returns:
+        ``[H, 1]`` (or ``[K, 1]``) float64, broadcastable to the plan's ``[H, nu]`` (``[K, nu]``).
+
+    Example:
+        >>> [round(x, 4) for x in horizon_noise_scale(3, 1.0)[:, 0].tolist()]  # exp(-1), exp(-1/2), 1
+        [0.3679, 0.6065, 1.0]
+    """
+    horizon = check_int("horizon", horizon, minimum=1)
+    horizon_noise = check_positive("horizon_noise", horizon_noise, allow_zero=True)
+    if num_knots is None:
+        times = torch.arange(horizon, dtype=torch.float64)
+    else:
+        times = knot_times(num_knots, horizon)
+    if horizon == 1:
+        return torch.ones(times.numel(), 1, dtype=torch.float64)
+    return torch.exp(horizon_noise * (times / (horizon - 1) - 1)).unsqueeze(-1)
+
+
 class MPCStep(NamedTuple):
     """What the last :meth:`MPC.act` did (``controller.last_step``).
 
     Attributes:
         action: ``[nu]`` the action returned.
-        actions: ``[H, nu]`` the plan it came from (a copy).
+        actions: ``[H, nu]`` the plan it came from (a copy; with knots, their interpolated controls).
         warm: whether the plan was warm-started from the previous one.
         diffusion_steps: diffusion steps run.
         sample_reward: mean per-sample reward of the last diffusion step (the model's prediction).
         time: wall time of the call in seconds.
+        knots: ``[K, nu]`` the knots of the plan (a copy), or ``None`` without knots.
     """
 
     action: Tensor
@@ -128,6 +175,7 @@ class MPCStep(NamedTuple):
     diffusion_steps: int
     sample_reward: float
     time: float
+    knots: Tensor | None = None
 
 
 class MPC:
@@ -143,7 +191,8 @@ class MPC:
         model: a :class:`~torch_mbd.rollout.RolloutModel` with a settable ``initial_state``.
         horizon: planning horizon ``H``; default ``model.horizon``.
         num_samples: rollouts per diffusion step ``n``.
-        temperature: ``lambda`` of the softmax weights.
+        temperature: ``lambda`` of the softmax weights, or ``"auto"`` (set every step from the rewards to
+            reach ``target_ess``, an :class:`~torch_mbd.optim.MBDOptimizer` option).
         diffusion_steps: diffusion steps of every warm-started control step ``K``.
         warm_noise: the sampling standard deviation of a warm start's first step (actions are
             normalized to ``model.action_bounds``, usually ``[-1, 1]``).
@@ -154,6 +203,15 @@ class MPC:
         noise: the noise convention, ``"official"`` or ``"paper"``.
         seed: seed of the sampling generator when ``generator`` is ``None``.
         generator: a ``torch.Generator`` on the model's device.
+        num_knots: plan ``K`` knots per action dimension, interpolated to the ``H`` controls
+            (:mod:`torch_mbd.knots`), ``1 <= K <= H``; ``None`` (default): one action per control step.
+        interpolation: ``"zero"``, ``"linear"`` or ``"cubic"`` (with ``num_knots``).
+        keep_best: after each plan, keep the best sample the diffusion evaluated instead of the
+            final estimate when the sample's reward is higher (one extra rollout per control step, of
+            the estimate; with a deterministic model the plan is then never worse than any sample).
+        horizon_noise: annealing along the horizon on warm starts, ``>= 0``: the noise of control
+            step (knot time) ``t`` is multiplied by ``exp(horizon_noise * (t / (H - 1) - 1))``
+            (:func:`horizon_noise_scale`); ``0`` (default) turns it off.
         process_group: spread each step's rollouts over ``torch.distributed`` ranks (every rank
             must call :meth:`act` with the same state); see :class:`~torch_mbd.optim.MBDOptimizer`.
         torch_threads: torch intra-op threads while planning (restored after every call): default 1,
@@ -184,6 +242,10 @@ class MPC:
         generator: torch.Generator | None = None,
         process_group=None,
         torch_threads: int | str | None = None,
+        num_knots: int | None = None,
+        interpolation: str = "cubic",
+        horizon_noise: float = 0.0,
+        keep_best: bool = False,
         **options,
     ):
         for attr in ("action_dim", "action_bounds", "rollout", "initial_state"):
@@ -200,7 +262,10 @@ class MPC:
         self.horizon = check_int("horizon", getattr(model, "horizon", None) if horizon is None else horizon, minimum=1)
         self.action_dim = check_int("model.action_dim", model.action_dim, minimum=1)
         self.num_samples = check_int("num_samples", num_samples, minimum=1)
-        self.temperature = check_positive("temperature", temperature)
+        self.temperature = check_temperature("temperature", temperature)
+        if not isinstance(keep_best, bool):
+            raise TypeError(f"keep_best must be True or False, got {keep_best!r}")
+        self.keep_best = keep_best
         self.diffusion_steps = check_int("diffusion_steps", diffusion_steps, minimum=1)
         self.initial_steps = check_int("initial_steps", initial_steps, minimum=1)
         self.warm_noise = check_positive("warm_noise", warm_noise)
@@ -212,6 +277,23 @@ class MPC:
         # validates beta0, beta1 and noise now rather than at the first call
         top = float(linear_schedule(self.diffusion_steps, beta0, beta1, noise).sigmas[-1])
         self.warm_noise_scale = self.warm_noise / top
+        if not isinstance(interpolation, str) or interpolation not in INTERPOLATIONS:
+            raise ValueError(f"Invalid interpolation: expected one of {INTERPOLATIONS}, got {interpolation!r}")
+        self.interpolation = interpolation
+        if num_knots is None:
+            self.num_knots, self.knot_model = None, None
+        else:
+            self.num_knots = check_int("num_knots", num_knots, minimum=1, maximum=self.horizon)
+            self.knot_model = KnotRollout(model, self.num_knots, interpolation, horizon=self.horizon)
+            self._knot_shift = shift_matrix(self.num_knots, self.horizon, 1, interpolation, self.shift).to(
+                self.device, self.dtype
+            )
+        self.horizon_noise = check_positive("horizon_noise", horizon_noise, allow_zero=True)
+        # a warm start's noise_scale: the scalar, or (annealed) a tensor [H or K, 1]
+        self.warm_scale = self.warm_noise_scale
+        if self.horizon_noise > 0:
+            along = horizon_noise_scale(self.horizon, self.horizon_noise, self.num_knots)
+            self.warm_scale = (self.warm_noise_scale * along).to(self.device, self.dtype)
         seed = check_seed(seed)
         if generator is None:
             generator = torch.Generator(device=self.device)
@@ -224,21 +306,25 @@ class MPC:
         self.torch_threads = torch_threads
         self.options = options
         self.actions: Tensor | None = None
+        self.knots: Tensor | None = None
         self.last_step: MPCStep | None = None
         self._next_init: Tensor | None = None
         self._next_warm = False
 
     def __repr__(self) -> str:
+        knots = "" if self.num_knots is None else f", num_knots={self.num_knots}, interpolation={self.interpolation!r}"
+        annealed = f", horizon_noise={self.horizon_noise}" if self.horizon_noise > 0 else ""
         return (
             f"MPC(horizon={self.horizon}, num_samples={self.num_samples}, diffusion_steps={self.diffusion_steps}, "
-            f"warm_noise={self.warm_noise}, initial_steps={self.initial_steps}, shift={self.shift!r})"
+            f"warm_noise={self.warm_noise}, initial_steps={self.initial_steps}, shift={self.shift!r}{knots}{annealed})"
         )
 
     def reset(self, init: Tensor | None = None, warm: bool = False) -> None:
         """Forget the plan; the next :meth:`act` starts from ``init [H, nu]`` (default zeros).
 
         Args:
-            init: the control sequence to start from.
+            init: the control sequence to start from (with knots: fitted to knots in least squares,
+                :func:`~torch_mbd.knots.fit_knots`).
             warm: ``False``: the next call cold-starts (``initial_steps`` steps at the full noise)
                 from ``init``. ``True``: it warm-starts from ``init`` as it is, without a shift
                 (``diffusion_steps`` steps from ``warm_noise``): to refine an offline plan, e.g.
@@ -252,9 +338,12 @@ class MPC:
             init = init.detach().to(self.device, self.dtype).clone()
             if not bool(torch.isfinite(init).all()):
                 raise ValueError("init must be finite, got NaN or inf")
+            if self.num_knots is not None:
+                init = fit_knots(init, self.num_knots, self.interpolation)
         elif warm:
             raise ValueError("warm=True needs an init plan to warm-start from")
         self.actions = None
+        self.knots = None
         self._next_init = init
         self._next_warm = bool(warm)
 
@@ -303,21 +392,25 @@ class MPC:
 
     def _plan_from_here(self, start: float) -> Tensor:
         warm = self.actions is not None or self._next_warm
-        if self.actions is not None:
-            actions = shift_actions(self.actions, 1, self.shift)
-        elif self._next_init is not None:
-            actions = self._next_init.clone()
+        size = self.horizon if self.num_knots is None else self.num_knots
+        if self.actions is None:  # the plan's decision variables: [H, nu] actions or [K, nu] knots
+            if self._next_init is not None:
+                params = self._next_init.clone()
+            else:
+                params = torch.zeros(size, self.action_dim, dtype=self.dtype, device=self.device)
+        elif self.num_knots is None:
+            params = shift_actions(self.actions, 1, self.shift)
         else:
-            actions = torch.zeros(self.horizon, self.action_dim, dtype=self.dtype, device=self.device)
-        steps, noise_scale = (self.diffusion_steps, self.warm_noise_scale) if warm else (self.initial_steps, 1.0)
+            params = torch.matmul(self._knot_shift, self.knots)  # = shift_knots(knots, H, 1, ...), built once
+        steps, noise_scale = (self.diffusion_steps, self.warm_scale) if warm else (self.initial_steps, 1.0)
         optimizer = MBDOptimizer(
-            [actions],
+            [params],
             num_samples=self.num_samples,
             temperature=self.temperature,
             num_steps=steps,
             bounds=self.bounds,
             noise_scale=noise_scale,
-            rollout=self.model.rollout,
+            rollout=self.model.rollout if self.knot_model is None else self.knot_model.rollout,
             generator=self.generator,
             process_group=self.process_group,
             **self.schedule_options,
@@ -326,7 +419,13 @@ class MPC:
         with use_threads(self.torch_threads):
             for _ in range(steps):
                 reward = optimizer.step()
-        self.actions = actions
+            if self.keep_best:
+                self._keep_best(optimizer, params)
+        if self.knot_model is None:
+            actions, knots = params, None
+        else:
+            actions, knots = self.knot_model.to_controls(params).clone(), params
+        self.actions, self.knots = actions, knots
         self.last_step = MPCStep(
             action=actions[0].clone(),
             actions=actions.clone(),
@@ -334,11 +433,25 @@ class MPC:
             diffusion_steps=steps,
             sample_reward=float(reward),
             time=time.perf_counter() - start,
+            knots=None if knots is None else knots.clone(),
         )
         return actions
 
+    def _keep_best(self, optimizer: MBDOptimizer, params: Tensor) -> None:
+        """Replace ``params`` (in place) by the best evaluated sample when it beats the estimate's reward."""
+        best = float(optimizer.best_reward.max())
+        if not math.isfinite(best):
+            return
+        rollout = self.model.rollout if self.knot_model is None else self.knot_model.rollout
+        traj = as_trajectory(rollout(params.unsqueeze(0)), params.unsqueeze(0))
+        estimate = float(traj.rewards.to(optimizer.compute_dtype).mean())
+        feasible = traj.feasible is None or bool(traj.feasible.all())
+        if not (math.isfinite(estimate) and feasible) or best > estimate:
+            params.copy_(optimizer.best_params()[0])
+
     def act(self, state) -> Tensor:
-        """Plan from ``state`` and return the first action ``[nu]`` to apply now."""
+        """Plan from ``state`` and return the first action ``[nu]`` to apply now (with knots: the
+        first interpolated control)."""
         return self.plan(state)[0].clone()
 
     __call__ = act

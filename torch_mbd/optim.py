@@ -18,6 +18,7 @@ from torch.optim import Optimizer
 
 from . import denoise
 from .checks import check_device, check_int, check_positive, check_real, check_seed, check_tensor
+from .denoise import DEFAULT_TARGET_ESS
 from .rollout import as_trajectory
 from .schedule import linear_schedule
 
@@ -27,15 +28,19 @@ class StepInfo(NamedTuple):
 
     Attributes:
         level: the diffusion level ``i`` used.
-        sigma: the sampling standard deviation ``sigma_i`` (before per-group ``noise_scale``).
+        sigma: the sampling standard deviation ``sigma_i`` (before per-group ``noise_scale``); a
+            baseline's mean sampling standard deviation.
         rewards: per-sample rewards ``[B, n]`` (``-loss`` in closure mode).
-        weights: the softmax weights ``[B, n]``.
+        weights: the softmax weights ``[B, n]`` (a baseline's update weights: ``1/k`` on CEM's elites).
         valid: boolean ``[B]``, False where every sample had zero weight (estimate kept).
         demo_wins: boolean ``[B, n]`` of samples weighted by the demonstration, or ``None``.
         trajectory: the rollout's :class:`~torch_mbd.rollout.Trajectory` (rollout mode; this rank's
             shard under a process group), or ``None``.
         samples: the candidates ``[B, n, D]`` (flattened decision variables): a view of the buffer
             the next step overwrites; clone what you keep.
+        temperature: the temperature the weights used: the float given, a ``[B]`` tensor under
+            ``temperature="auto"`` (one per problem), or ``None`` for a method without one (CEM,
+            CMA-ES).
     """
 
     level: int
@@ -46,6 +51,7 @@ class StepInfo(NamedTuple):
     demo_wins: Tensor | None
     trajectory: object | None
     samples: Tensor
+    temperature: float | Tensor | None = None
 
 
 AUTO_NOISE_GAIN = 4.0
@@ -112,8 +118,65 @@ def _check_fraction(value) -> float | str:
     return frac
 
 
-def _check_noise_scale(value) -> float | str:
+def check_temperature(name: str, value, *, allow_auto: bool = True) -> float | str:
+    """A temperature checked: a finite number ``> 0``, or ``"auto"`` (with ``allow_auto``).
+
+    Args:
+        name: the argument's name, for the error message.
+        value: what the user gave (numbers may be numpy scalars or 0-dim tensors).
+        allow_auto: whether ``"auto"`` (:func:`~torch_mbd.denoise.ess_temperature` each step) is accepted.
+
+    Returns:
+        ``"auto"`` or the temperature as a float.
+
+    Raises:
+        ValueError: anything else, naming ``name``.
+    """
+    if isinstance(value, str):
+        if allow_auto and value == "auto":
+            return value
+        expected = "a number > 0 or 'auto'" if allow_auto else "a number > 0"
+        raise ValueError(f"Invalid {name}: expected {expected}, got {value!r}")
+    return check_positive(name, value)
+
+
+def check_target_ess(name: str, value) -> float:
+    """An effective-sample-size fraction checked: a number in ``(0, 1]``, returned as a float."""
+    target = check_positive(name, value)
+    if target > 1.0:
+        raise ValueError(f"Invalid {name}: expected a fraction of the samples in (0, 1], got {target!r}")
+    return target
+
+
+def _check_option_tensor(name: str, value: Tensor, event_shapes: list[tuple], params: list[Tensor]) -> None:
+    """A per-coordinate group option (a bound, ``noise_scale``): floating, on the params' device and
+    dtype, broadcastable to each parameter's shape without its batch dimensions."""
+    if not value.is_floating_point():
+        raise ValueError(f"Invalid {name}: expected a floating-point tensor, got dtype {value.dtype}")
+    for p, shape in zip(params, event_shapes):
+        if value.device != p.device:
+            raise ValueError(f"Invalid {name}: it is on {value.device}, params on {p.device}")
+        if value.dtype != p.dtype:
+            raise ValueError(f"Invalid {name}: it has dtype {value.dtype}, params {p.dtype}")
+        try:
+            fits = torch.broadcast_shapes(tuple(value.shape), shape) == shape
+        except RuntimeError:
+            fits = False
+        if not fits:
+            raise ValueError(
+                f"Invalid {name}: shape {tuple(value.shape)} does not broadcast to the parameter's shape {shape}"
+                " (without its batch dimensions)"
+            )
+
+
+def _check_noise_scale(value, event_shapes: list[tuple], params: list[Tensor]) -> float | str | Tensor:
+    """``noise_scale``: ``"auto"``, a number ``>= 0``, or a tensor of them (per coordinate)."""
     if isinstance(value, str) and value == "auto":
+        return value
+    if isinstance(value, Tensor) and value.dim() > 0:
+        _check_option_tensor("noise_scale", value, event_shapes, params)
+        if not bool((torch.isfinite(value) & (value >= 0)).all()):
+            raise ValueError("Invalid noise_scale: every entry of the tensor must be a finite number >= 0")
         return value
     return check_positive("noise_scale", value, allow_zero=True)
 
@@ -131,22 +194,7 @@ def _check_bound(name: str, bound, event_shapes: list[tuple], params: list[Tenso
         if (side == "lower" and value == math.inf) or (side == "upper" and value == -math.inf):
             raise ValueError(f"Invalid {name}: {value} leaves no value a candidate can take")
         return value
-    if not bound.is_floating_point():
-        raise ValueError(f"Invalid {name}: expected a floating-point tensor, got dtype {bound.dtype}")
-    for p, shape in zip(params, event_shapes):
-        if bound.device != p.device:
-            raise ValueError(f"Invalid {name}: it is on {bound.device}, params on {p.device}")
-        if bound.dtype != p.dtype:
-            raise ValueError(f"Invalid {name}: it has dtype {bound.dtype}, params {p.dtype}")
-        try:
-            fits = torch.broadcast_shapes(tuple(bound.shape), shape) == shape
-        except RuntimeError:
-            fits = False
-        if not fits:
-            raise ValueError(
-                f"Invalid {name}: shape {tuple(bound.shape)} does not broadcast to the parameter's shape {shape}"
-                " (without its batch dimensions)"
-            )
+    _check_option_tensor(name, bound, event_shapes, params)
     if bool(torch.isnan(bound).any()):
         raise ValueError(f"Invalid {name}: it holds NaN; use -inf / inf for an unbounded coordinate")
     if side == "lower" and bool((bound == math.inf).any()):
@@ -154,6 +202,14 @@ def _check_bound(name: str, bound, event_shapes: list[tuple], params: list[Tenso
     if side == "upper" and bool((bound == -math.inf).any()):
         raise ValueError(f"Invalid {name}: it holds -inf, which leaves no value a candidate can take")
     return bound
+
+
+def _mean_objective(rewards: Tensor, feasible: Tensor | None, rollout_mode: bool) -> Tensor:
+    """What :meth:`MBDOptimizer.step` returns: the mean reward (rollout mode) or mean loss (closure
+    mode) over the finite, feasible samples, a 0-dim tensor (0 without one)."""
+    ok = torch.isfinite(rewards) if feasible is None else torch.isfinite(rewards) & feasible
+    mean = torch.where(ok, rewards, torch.zeros_like(rewards)).sum() / ok.sum().clamp(min=1)
+    return mean if rollout_mode else -mean
 
 
 def _check_real_dtype(name: str, values: Tensor) -> None:
@@ -172,7 +228,14 @@ class MBDOptimizer(Optimizer):
     and non-finite samples get weight 0; with a demonstration, the max rule of Eq. 13),
     and moves ``Ybar`` by Monte Carlo score ascent (Eq. 6), which with the default step
     size lands on the weighted mean. After every step the parameters hold the new
-    estimate, so the model is usable at any time.
+    estimate, so the model is usable at any time. The best valid sample evaluated so far is
+    kept beside it (:attr:`best_reward`, :attr:`best_candidate`, :meth:`best_params`).
+
+    :meth:`step` is the one sampling step of every method (the baselines of
+    :mod:`torch_mbd.baselines` and :mod:`torch_mbd.paper_baselines` subclass this class): draw
+    ``Ybar + std * eps`` with ``std`` from :meth:`_sampling_std`, clip, evaluate, keep the best,
+    and let :meth:`_update` turn the evaluated samples into the new estimate. A method is those
+    two hooks.
 
     The objective comes from one of two places:
 
@@ -191,7 +254,12 @@ class MBDOptimizer(Optimizer):
     Args:
         params: tensors or parameter groups. Group options: ``bounds``, ``noise_scale``, ``fraction``.
         num_samples: candidates per step ``n``.
-        temperature: ``lambda > 0``; lower is greedier.
+        temperature: ``lambda > 0``; lower is greedier. ``"auto"`` sets it each step, per problem,
+            from the rewards themselves: the ``lambda`` at which the weights keep an effective
+            sample size of ``target_ess`` times the number of valid samples
+            (:func:`~torch_mbd.denoise.ess_temperature`); ``last_step.temperature`` says which.
+        target_ess: the fraction in ``(0, 1]`` ``temperature="auto"`` aims at (default
+            :data:`DEFAULT_TARGET_ESS`); unused with a number.
         num_steps: diffusion steps ``N``; the optimizer walks the schedule from level ``N-1``
             to ``0`` and **stays at level 0 (the final, smallest noise) for any further step**.
         beta0: first beta of the linear schedule, in ``(0, 1)``.
@@ -201,7 +269,10 @@ class MBDOptimizer(Optimizer):
         bounds: ``(lower, upper)``: numbers or tensors broadcastable to each parameter's shape
             (without its batch dimensions); candidates are clipped to them. ``-inf`` / ``inf`` (also
             per coordinate, inside a tensor) leaves that side unbounded; NaN is refused.
-        noise_scale: per-group multiplier of ``sigma_i``, a number ``>= 0`` or ``"auto"`` (default).
+        noise_scale: per-group multiplier of ``sigma_i``, a number ``>= 0``, a tensor of them or
+            ``"auto"`` (default). A tensor (on the params' device, in their dtype) multiplies per
+            coordinate and must broadcast to each parameter's shape without its batch dimensions
+            (rollout mode: ``[H, nu]``, e.g. ``[H, 1]`` to make later controls noisier).
             ``"auto"`` is ``1.0`` for plain tensors (control sequences, black-box vectors: the
             paper's behaviour, unchanged) and in rollout mode; for an ``nn.Parameter`` (a network,
             ``model.parameters()``) it is :func:`auto_noise_scale`: ``4 / sqrt(fan_in)`` for
@@ -215,8 +286,10 @@ class MBDOptimizer(Optimizer):
         rollout: the batched rollout callable described above, or ``None`` for closure mode.
         demo: optional demonstration (section 4.3): in rollout mode demonstrated states
             ``[H, nx]`` (or ``[..., H, nx]`` per problem, or ``[H, k]`` holding only the ``k``
-            dimensions selected by ``demo_mask``); in closure mode a tensor of the single
-            parameter's shape. Entries ``demo_mask`` excludes are ignored.
+            dimensions selected by ``demo_mask``), one per step of the states the rollout returns
+            (usually the actions' ``H``; with knots, the control steps they stand for: checked at
+            the first step); in closure mode a tensor of the single parameter's shape. Entries
+            ``demo_mask`` excludes are ignored.
         demo_mask: boolean ``[nx]`` or ``[H, nx]`` (rollout mode) of the dimensions the
             demonstration covers; ``None`` covers all.
         demo_sigma: standard deviation of the demonstration likelihood ``N(Y | Y_demo, sigma^2)``: a
@@ -255,11 +328,14 @@ class MBDOptimizer(Optimizer):
         True
     """
 
+    supports_fraction = True
+    """Whether the group option ``fraction`` is used (baselines perturb every coordinate)."""
+
     def __init__(
         self,
         params,
         num_samples: int = 256,
-        temperature: float = 0.1,
+        temperature: float | str = 0.1,
         num_steps: int = 100,
         beta0: float = 1e-4,
         beta1: float = 1e-2,
@@ -277,9 +353,11 @@ class MBDOptimizer(Optimizer):
         generator: torch.Generator | None = None,
         seed: int | None = None,
         process_group=None,
+        target_ess: float = DEFAULT_TARGET_ESS,
     ):
         self.num_samples = check_int("num_samples", num_samples, minimum=1)
-        self.temperature = check_positive("temperature", temperature)
+        self.temperature = check_temperature("temperature", temperature)
+        self.target_ess = check_target_ess("target_ess", target_ess)
         self.step_scale = check_positive("step_scale", step_scale)
         if not isinstance(demo_units, str) or demo_units not in denoise.DEMO_UNITS:
             raise ValueError(f"Invalid demo_units: expected one of {denoise.DEMO_UNITS}, got {demo_units!r}")
@@ -343,13 +421,15 @@ class MBDOptimizer(Optimizer):
 
         self._demo, self._demo_mask = self._prepare_demo(demo, demo_mask)
         self.demo_sigma = self._prepare_demo_sigma(demo_sigma)
-        self._demo_flat: tuple | None = None  # (nx, demo, mask, sigma) flattened by _demo_features
+        self._demo_flat: tuple | None = None  # ((T, nx), demo, mask, sigma) flattened by _demo_features
         self.demo_reward = demo_reward
         self.steps_done = 0
         self.last_step: StepInfo | None = None
         self._layout = None
         self._buffer: Tensor | None = None
         self._warned_constant = False
+        self._notes: dict = {}  # what this step's _update reports in StepInfo (demo_wins, temperature)
+        self._reset_best()
 
     # ----------------------------------------------------------------- set-up helpers
     def add_param_group(self, param_group: dict) -> None:
@@ -363,14 +443,20 @@ class MBDOptimizer(Optimizer):
         if hasattr(self, "_params"):  # a group added after construction
             self._params = [p for g in self.param_groups for p in g["params"]]
             self._layout = None
+            self._reset_best()  # the candidates had other coordinates
 
     def _checked_group_options(self, group: dict, params: list[Tensor]) -> dict:
         """``noise_scale``, ``fraction`` and ``bounds`` of a param group, checked (nothing is changed)."""
         return dict(
-            noise_scale=_check_noise_scale(group["noise_scale"]),
+            noise_scale=_check_noise_scale(group["noise_scale"], self._event_shapes(params), params),
             fraction=_check_fraction(group["fraction"]),
             bounds=self._check_bounds(group["bounds"], params),
         )
+
+    def _event_shapes(self, params: list[Tensor]) -> list[tuple]:
+        """Each parameter's shape without its batch dimensions (rollout mode: ``[H, nu]``)."""
+        rollout_mode = getattr(self, "rollout", None) is not None
+        return [tuple(p.shape[-2:]) if rollout_mode and p.dim() >= 2 else tuple(p.shape) for p in params]
 
     def _check_bounds(self, bounds, params):
         """``bounds`` checked against ``params``: ``None`` or ``(lower, upper)``.
@@ -384,9 +470,7 @@ class MBDOptimizer(Optimizer):
             return None
         if not isinstance(bounds, (tuple, list)) or len(bounds) != 2:
             raise ValueError(f"Invalid bounds: expected None or a (lower, upper) pair, got {bounds!r}")
-        # the shape a bound must broadcast to: the parameter without its batch dimensions (rollout mode)
-        rollout_mode = getattr(self, "rollout", None) is not None
-        shapes = [tuple(p.shape[-2:]) if rollout_mode and p.dim() >= 2 else tuple(p.shape) for p in params]
+        shapes = self._event_shapes(params)  # what a bound must broadcast to
         lower = _check_bound("bounds lower", bounds[0], shapes, params)
         upper = _check_bound("bounds upper", bounds[1], shapes, params)
         if lower is not None and upper is not None:
@@ -426,10 +510,12 @@ class MBDOptimizer(Optimizer):
             self._check_demo_finite(covered)
             flat_mask = None if mask is None else mask.reshape(1, -1)
             return demo.reshape(1, -1), flat_mask
-        # Rollout mode: demo describes states [..., H, nx]; nx is known after the first rollout.
-        horizon = p.shape[-2]
-        if demo.dim() < 2 or demo.shape[-2] != horizon:
-            raise ValueError(f"demo must have shape [..., H={horizon}, nx], got {tuple(demo.shape)}")
+        # Rollout mode: demo describes states [..., T, nx]; T and nx are checked against the first
+        # rollout's states (T is the action tensor's H, unless the decision variables stand for a longer
+        # control sequence, e.g. knots).
+        if demo.dim() < 2:
+            raise ValueError(f"demo must have shape [..., T, nx] (T = H, the states' steps), got {tuple(demo.shape)}")
+        horizon = demo.shape[-2]
         try:
             fits = torch.broadcast_shapes(tuple(demo.shape[:-2]), self.batch_shape) == self.batch_shape
         except RuntimeError:
@@ -443,7 +529,9 @@ class MBDOptimizer(Optimizer):
             self._check_demo_finite(demo)
             return demo, None
         if mask.dim() not in (1, 2) or (mask.dim() == 2 and mask.shape[0] != horizon):
-            raise ValueError(f"demo_mask must have shape [nx] or [H={horizon}, nx], got {tuple(mask.shape)}")
+            raise ValueError(
+                f"demo_mask must have shape [nx] or [T={horizon}, nx] (the demo's T), got {tuple(mask.shape)}"
+            )
         if demo.shape[-1] == mask.shape[-1]:  # a full demo [..., H, nx]: only the covered entries count
             self._check_demo_finite(demo[..., mask])
         elif mask.dim() == 1 and demo.shape[-1] == int(mask.sum()):  # a partial demo [..., H, k]
@@ -485,12 +573,18 @@ class MBDOptimizer(Optimizer):
             ) from None
         return sigma.reshape(1, -1) if self.rollout is None else sigma
 
-    def _demo_features(self, nx: int) -> tuple[Tensor, Tensor | None, float | Tensor]:
-        """Flatten the rollout-mode demo, mask and sigma to ``[B, H*nx]`` once ``nx`` is known (then reused)."""
-        if self._demo_flat is not None and self._demo_flat[0] == nx:
+    def _demo_features(self, nx: int, steps: int) -> tuple[Tensor, Tensor | None, float | Tensor]:
+        """Flatten the rollout-mode demo, mask and sigma to ``[B, T*nx]`` once the states' ``T = steps``
+        and ``nx`` are known (then reused)."""
+        if self._demo_flat is not None and self._demo_flat[0] == (steps, nx):
             return self._demo_flat[1:]
         demo, mask, sigma = self._demo, self._demo_mask, self.demo_sigma
         horizon = demo.shape[-2]
+        if horizon != steps:
+            raise ValueError(
+                f"demo describes {horizon} steps ([..., T={horizon}, nx]), the rollout returned states of "
+                f"{steps} steps: the demonstration must have one state per step of the rollout"
+            )
         if mask is not None and mask.shape[-1] != nx:
             raise ValueError(f"demo_mask covers {mask.shape[-1]} state dimensions, the rollout has nx={nx}")
         if demo.shape[-1] != nx:
@@ -512,7 +606,7 @@ class MBDOptimizer(Optimizer):
             sigma = sigma.expand(*self.batch_shape, horizon, nx).reshape(B, horizon * nx)
         if mask is not None:
             mask = mask.expand(horizon, nx).reshape(1, horizon * nx)
-        self._demo_flat = (nx, demo, mask, sigma)
+        self._demo_flat = ((steps, nx), demo, mask, sigma)
         return demo, mask, sigma
 
     def _build_layout(self):
@@ -531,11 +625,16 @@ class MBDOptimizer(Optimizer):
                 # "auto": network rules for nn.Parameter tensors in closure mode, the paper's 1.0 otherwise.
                 network = self.rollout is None and isinstance(p, torch.nn.Parameter)
                 scale, frac = group["noise_scale"], group["fraction"]
-                if scale == "auto":
+                if isinstance(scale, str):  # "auto"
                     scale = auto_noise_scale(shape) if network else 1.0
                 if frac == "auto":
                     frac = auto_fraction(total) if network else 1.0
-                scales.append(torch.full((numel,), scale, **kw))
+                if not self.supports_fraction:
+                    frac = 1.0
+                if isinstance(scale, Tensor):  # per coordinate, checked to broadcast to the shape
+                    scales.append(scale.to(**kw).expand(shape).reshape(-1))
+                else:
+                    scales.append(torch.full((numel,), scale, **kw))
                 fracs.append(torch.full((numel,), frac, **kw))
                 lo, hi = group["bounds"] if group["bounds"] is not None else (None, None)
                 lo = -math.inf if lo is None else lo
@@ -585,7 +684,14 @@ class MBDOptimizer(Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[list[Tensor]], Tensor] | None = None) -> Tensor:
-        """One reverse-diffusion step.
+        """One step: sample, evaluate, keep the best, update (one reverse-diffusion step for MBD).
+
+        The shared step of every method: draws ``num_samples`` candidates ``clip(Ybar + std * eps)``
+        with ``std`` from :meth:`_sampling_std` (MBD: ``sigma_i`` times ``noise_scale``; with
+        ``fraction < 1`` only that fraction of the coordinates is perturbed), evaluates them (on
+        this rank's shard under a process group), updates :attr:`best_reward` /
+        :attr:`best_candidate`, and hands the evaluated samples to :meth:`_update` for the new
+        estimate. A problem whose samples all have weight 0 keeps its estimate (with a warning).
 
         Args:
             closure: ``candidates -> losses[n]`` (see the class docstring); required unless a
@@ -603,8 +709,8 @@ class MBDOptimizer(Optimizer):
             self._layout = self._build_layout()
         layout = self._layout
         B, n, D = math.prod(self.batch_shape), self.num_samples, layout["D"]
-        i = self.level
-        sigma = float(self.schedule.sigmas[i])
+        level = self.level
+        std = self._sampling_std(layout, B)
 
         if self._buffer is None or self._buffer.shape != (B, n, D):
             self._buffer = torch.empty((B, n, D), dtype=self.dtype, device=self.device)
@@ -614,12 +720,73 @@ class MBDOptimizer(Optimizer):
         if layout["fraction"] is not None:
             keep = torch.rand(samples.shape, generator=self.generator, dtype=self.dtype, device=self.device)
             samples.mul_(keep < layout["fraction"])
-        noise_scale = sigma if layout["scale"] is None else layout["scale"] * sigma
-        denoise.sample_candidates(y_bar, samples, noise_scale, layout["lower"], layout["upper"], out=samples)
+        scale = std.unsqueeze(-2) if isinstance(std, Tensor) and std.dim() == 2 else std  # [B, 1, D]
+        denoise.sample_candidates(y_bar, samples, scale, layout["lower"], layout["upper"], out=samples)
 
         rewards, feasible, loglik, trajectory = self._evaluate(closure, samples)
+        self._track_best(samples, rewards, feasible, y_bar)
+        self._notes = {}
+        new, weights, valid = self._update(samples, rewards, feasible, loglik, y_bar)
+        if not bool(valid.all()):
+            warnings.warn(
+                f"{self._label} step {self.steps_done}: every sample of {int((~valid).sum())} problem(s) was "
+                "infeasible or non-finite; keeping the previous estimate there",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            new = torch.where(valid.unsqueeze(-1), new, y_bar)
+        self._write_estimate(new)
+        self.last_step = StepInfo(
+            level=level, sigma=self._reported_sigma(std), rewards=rewards, weights=weights, valid=valid,
+            demo_wins=self._notes.get("demo_wins"), trajectory=trajectory, samples=samples,
+            temperature=self._notes.get("temperature"),
+        )
+        self.steps_done += 1
+        return _mean_objective(rewards, feasible, self.rollout is not None)
+
+    # ----------------------------------------------------------------- the two hooks of a method
+    _label = "MBDOptimizer"
+    """How warnings name the method."""
+
+    def _sampling_std(self, layout: dict, B: int) -> float | Tensor:
+        """The sampling standard deviation of this step: a float, a ``[D]`` tensor or ``[B, D]``.
+
+        MBD's: the schedule's ``sigma_i`` at :attr:`level`, times the groups' ``noise_scale``
+        (a ``[D]`` tensor when some coordinate's scale is not 1).
+
+        Args:
+            layout: the flat layout (``D``, ``scale``, bounds) of :meth:`_build_layout`.
+            B: the number of problems.
+        """
+        sigma = float(self.schedule.sigmas[self.level])
+        return sigma if layout["scale"] is None else layout["scale"] * sigma
+
+    def _reported_sigma(self, std: float | Tensor) -> float:
+        """``StepInfo.sigma`` of a step that sampled with ``std``: MBD reports ``sigma_i``."""
+        return float(self.schedule.sigmas[self.level])
+
+    def _update(
+        self, samples: Tensor, rewards: Tensor, feasible: Tensor | None, loglik: Tensor | None, y_bar: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The new estimate from this step's evaluated samples.
+
+        MBD's: the normalized softmax weights (with a demonstration, the max rule of Eq. 13), their
+        weighted mean ``Ybar0`` and the reverse step of Eq. (6) at :attr:`level`. A method may
+        record ``demo_wins`` and ``temperature`` in ``self._notes`` for :class:`StepInfo`.
+
+        Args:
+            samples: the candidates ``[B, n, D]``.
+            rewards: ``[B, n]`` (``-loss`` in closure mode), gathered from every rank.
+            feasible: boolean ``[B, n]`` or ``None``.
+            loglik: the demonstration log-likelihood ``[B, n]``, or ``None`` without a demonstration.
+            y_bar: the estimate the samples were drawn around, ``[B, D]``.
+
+        Returns:
+            ``(new [B, D], weights [B, n], valid [B])``; where ``valid`` is False the step keeps ``y_bar``.
+        """
+        temperature = self._resolve_temperature(rewards, feasible)
         logp, mean, std, constant = denoise.normalized_log_weights(
-            rewards, self.temperature, feasible, return_constant=True
+            rewards, temperature, feasible, return_constant=True
         )
         self._warn_if_constant(constant)
         demo_wins = None
@@ -631,29 +798,78 @@ class MBDOptimizer(Optimizer):
                 self.demo_reward = best if math.isfinite(best) else None
             if self.demo_reward is not None:
                 logp, demo_wins = denoise.demo_log_weights(
-                    logp, loglik, self.demo_reward, mean, std, self.temperature, self.demo_units
+                    logp, loglik, self.demo_reward, mean, std, temperature, self.demo_units
                 )
             else:
                 demo_wins = torch.zeros_like(logp, dtype=torch.bool)
-
+        self._notes["demo_wins"] = demo_wins
         y_bar0, weights, valid = denoise.weighted_mean(samples, logp)
-        new = denoise.reverse_step(y_bar.to(y_bar0.dtype), y_bar0, i, self.schedule, self.step_scale)
-        if not bool(valid.all()):
-            warnings.warn(
-                f"MBDOptimizer step {self.steps_done}: every sample of {int((~valid).sum())} problem(s) was "
-                "infeasible or non-finite; keeping the previous estimate there",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-            new = torch.where(valid.unsqueeze(-1), new, y_bar)
-        for p, (offset, numel, _) in zip(self._params, layout["segments"]):
-            p.copy_(new[:, offset : offset + numel].reshape(p.shape))
-        self.steps_done += 1
-        self.last_step = StepInfo(i, sigma, rewards, weights, valid, demo_wins, trajectory, samples)
+        new = denoise.reverse_step(y_bar.to(y_bar0.dtype), y_bar0, self.level, self.schedule, self.step_scale)
+        return new, weights, valid
 
-        finite = torch.isfinite(rewards) if feasible is None else torch.isfinite(rewards) & feasible
-        mean_reward = torch.where(finite, rewards, torch.zeros_like(rewards)).sum() / finite.sum().clamp(min=1)
-        return mean_reward if self.rollout is not None else -mean_reward
+    # ----------------------------------------------------------------- shared by the methods
+    def _resolve_temperature(self, rewards: Tensor, feasible: Tensor | None) -> float | Tensor:
+        """This step's temperature (recorded for ``StepInfo.temperature``): the number given, or
+        under ``"auto"`` the ``[B]`` :func:`~torch_mbd.denoise.ess_temperature` of the rewards."""
+        temperature = self.temperature
+        if temperature == "auto":
+            z, _, _ = denoise.normalized_log_weights(rewards, 1.0, feasible)
+            temperature = denoise.ess_temperature(z, torch.isfinite(z), self.target_ess)
+        self._notes["temperature"] = temperature
+        return temperature
+
+    def _write_estimate(self, new: Tensor) -> None:
+        """Copy the flat estimate ``[B, D]`` into the parameters."""
+        for p, (offset, numel, _) in zip(self._params, self._layout["segments"]):
+            p.copy_(new[:, offset : offset + numel].reshape(p.shape))
+
+    # ----------------------------------------------------------------- keep the best
+    def _reset_best(self) -> None:
+        B = math.prod(self.batch_shape)
+        self.best_reward: Tensor = torch.full((B,), -math.inf, dtype=self.compute_dtype, device=self.device)
+        """``[B]`` the best reward of a valid sample evaluated so far (``-loss`` in closure mode),
+        ``-inf`` where none was valid yet."""
+        self.best_candidate: Tensor | None = None
+        """``[B, D]`` that sample (flattened like ``last_step.samples``), ``None`` before the first step;
+        where :attr:`best_reward` is ``-inf`` it holds the estimate the first step sampled around."""
+
+    def _track_best(self, samples: Tensor, rewards: Tensor, feasible: Tensor | None, y_bar: Tensor) -> None:
+        """Keep the best valid sample of this step if it beats :attr:`best_reward` (strictly).
+
+        A valid sample has a finite reward, is feasible, and has finite coordinates. Every rank sees
+        the same samples and the gathered rewards, so every rank keeps the same best.
+
+        Args:
+            samples: ``[B, n, D]``.
+            rewards: ``[B, n]``.
+            feasible: boolean ``[B, n]`` or ``None``.
+            y_bar: ``[B, D]``, the estimate the samples were drawn around.
+        """
+        if self.best_candidate is None:
+            self.best_candidate = y_bar.clone()
+        value, chosen = denoise.best_sample(samples, rewards, feasible)
+        better = value > self.best_reward
+        chosen = chosen.to(self.best_candidate.dtype)
+        self.best_candidate = torch.where(better.unsqueeze(-1), chosen, self.best_candidate)
+        self.best_reward = torch.where(better, value.to(self.best_reward.dtype), self.best_reward)
+
+    def best_params(self) -> list[Tensor]:
+        """The best valid sample evaluated so far, shaped like the parameters (with their batch dimensions).
+
+        Returns:
+            One new tensor per parameter, in parameter-group order. A problem without a valid
+            sample yet (``best_reward`` ``-inf``) gets the estimate its first step sampled around.
+
+        Raises:
+            RuntimeError: no step has run yet.
+        """
+        if self.best_candidate is None:
+            raise RuntimeError("best_params(): no step has run yet, so no sample has been evaluated")
+        layout = self._layout if self._layout is not None else self._build_layout()
+        return [
+            self.best_candidate[:, offset : offset + numel].reshape(p.shape).clone()
+            for p, (offset, numel, _) in zip(self._params, layout["segments"])
+        ]
 
     def _warn_if_constant(self, constant: Tensor) -> None:
         """Warn once (:class:`ConstantObjectiveWarning`) when some problem's valid samples all scored the same."""
@@ -671,7 +887,7 @@ class MBDOptimizer(Optimizer):
             f"{int(constant.sum())} of {constant.numel()} problem(s) all got the same {what} (to within float "
             f"rounding), {effect}. Check that the objective depends on the parameters. (Warned once per optimizer.)",
             ConstantObjectiveWarning,
-            stacklevel=4,  # _warn_if_constant <- step <- torch.no_grad's wrapper <- the caller
+            stacklevel=5,  # _warn_if_constant <- _update <- step <- torch.no_grad's wrapper <- the caller
         )
 
     def _shard(self, n: int) -> tuple[int, int, int]:
@@ -759,18 +975,20 @@ class MBDOptimizer(Optimizer):
                     "demonstration is compared with the states, so the rollout must return them"
                 )
             _check_real_dtype("rollout states", traj.states)
-            demo, mask, sigma = self._demo_features(traj.states.shape[-1])
+            demo, mask, sigma = self._demo_features(traj.states.shape[-1], traj.states.shape[-2])
             states = traj.states.to(self.device, self.compute_dtype).reshape(B, n, -1)
             loglik = denoise.demo_log_likelihood(states, demo, mask, sigma)
         return rewards, feasible, loglik, traj
 
     # ----------------------------------------------------------------- state
     _STATE_KEYS = ("steps_done", "rng_state", "demo_reward", "num_steps", "beta0", "beta1", "noise", "num_samples")
-    """Keys every saved ``state_dict()["mbd"]`` holds (``temperature`` and ``param_shapes`` are newer)."""
+    """Keys every saved ``state_dict()["mbd"]`` holds (``temperature``, ``param_shapes``, ``target_ess``,
+    ``best_reward`` and ``best_candidate`` are newer)."""
 
     def state_dict(self) -> dict:
         """The ``torch.optim`` state plus the schedule position, the RNG state, the schedule, the
-        temperature and the parameters' shapes."""
+        temperature (``"auto"`` or the number) and ``target_ess``, the parameters' shapes and the best
+        sample so far."""
         state = super().state_dict()
         state["mbd"] = dict(
             steps_done=self.steps_done,
@@ -782,7 +1000,10 @@ class MBDOptimizer(Optimizer):
             noise=self.noise,
             num_samples=self.num_samples,
             temperature=self.temperature,
+            target_ess=self.target_ess,
             param_shapes=[tuple(p.shape) for p in self._params],
+            best_reward=self.best_reward.clone(),
+            best_candidate=None if self.best_candidate is None else self.best_candidate.clone(),
         )
         return state
 
@@ -793,8 +1014,8 @@ class MBDOptimizer(Optimizer):
         optimizer's; the saved group options (``bounds``, ``noise_scale``, ``fraction``), temperature,
         step count, demonstration reward and RNG state are checked as the constructor checks them.
         Everything is checked before anything changes, so a rejected ``state_dict`` leaves the
-        optimizer as it was. (A ``state_dict`` saved before ``temperature`` was saved keeps this
-        optimizer's temperature.)
+        optimizer as it was. (A ``state_dict`` saved before ``temperature`` / ``target_ess`` were saved
+        keeps this optimizer's; one saved before the best sample was saved starts with none.)
 
         Raises:
             TypeError: ``state_dict`` is not a dict.
@@ -846,7 +1067,11 @@ class MBDOptimizer(Optimizer):
         steps_done = check_int("state_dict steps_done", mbd["steps_done"], minimum=0)
         temperature = self.temperature  # a state saved before the temperature was saved keeps ours
         if "temperature" in mbd:
-            temperature = check_positive("state_dict temperature", mbd["temperature"])
+            temperature = check_temperature("state_dict temperature", mbd["temperature"])
+        target_ess = self.target_ess
+        if "target_ess" in mbd:
+            target_ess = check_target_ess("state_dict target_ess", mbd["target_ess"])
+        best_reward, best_candidate = self._checked_best(mbd.get("best_reward"), mbd.get("best_candidate"))
         demo_reward = mbd["demo_reward"]
         demo_reward = None if demo_reward is None else check_real("state_dict demo_reward", demo_reward)
         rng_state = mbd["rng_state"]
@@ -857,8 +1082,30 @@ class MBDOptimizer(Optimizer):
             raise ValueError(f"state_dict rng_state is not a state of a {device} generator: {exc}") from None
         return dict(
             torch_state=state_dict, options=options, steps_done=steps_done, temperature=temperature,
-            demo_reward=demo_reward, rng_state=rng_state,
+            target_ess=target_ess, demo_reward=demo_reward, rng_state=rng_state,
+            best_reward=best_reward, best_candidate=best_candidate,
         )
+
+    def _checked_best(self, reward, candidate) -> tuple[Tensor | None, Tensor | None]:
+        """A saved ``best_reward [B]`` and ``best_candidate [B, D]`` checked, on our device and dtypes
+        (``(None, None)`` for a state saved before they were)."""
+        if reward is None and candidate is None:
+            return None, None
+        B, D = math.prod(self.batch_shape), self._flat_dim()
+        if not isinstance(reward, Tensor) or tuple(reward.shape) != (B,) or not reward.is_floating_point():
+            got = tuple(reward.shape) if isinstance(reward, Tensor) else type(reward).__name__
+            raise ValueError(f"state_dict best_reward must be a floating-point tensor of shape {(B,)}, got {got}")
+        if bool((torch.isnan(reward) | torch.isposinf(reward)).any()):
+            raise ValueError("state_dict best_reward must be finite or -inf (nothing valid seen) everywhere")
+        if candidate is None:
+            if bool(torch.isfinite(reward).any()):
+                raise ValueError("state_dict best_reward has finite entries but best_candidate is None")
+        elif not isinstance(candidate, Tensor) or tuple(candidate.shape) != (B, D) or not candidate.is_floating_point():
+            got = tuple(candidate.shape) if isinstance(candidate, Tensor) else type(candidate).__name__
+            raise ValueError(f"state_dict best_candidate must be a floating-point tensor of shape {(B, D)}, got {got}")
+        else:
+            candidate = candidate.to(self.device, self.dtype).clone()
+        return reward.to(self.device, self.compute_dtype).clone(), candidate
 
     def _apply_state(self, checked: dict) -> None:
         """Apply what :meth:`_checked_state` returned."""
@@ -867,6 +1114,10 @@ class MBDOptimizer(Optimizer):
             group.update(options)
         self.steps_done = checked["steps_done"]
         self.temperature = checked["temperature"]
+        self.target_ess = checked["target_ess"]
+        self._reset_best()
+        if checked["best_reward"] is not None:
+            self.best_reward, self.best_candidate = checked["best_reward"], checked["best_candidate"]
         self.generator.set_state(checked["rng_state"])
         self.demo_reward = checked["demo_reward"]
         self._layout = None

@@ -52,14 +52,14 @@ PAPER_MIN_SIGMA = 1e-3
 
 # --------------------------------------------------------------------------- pure updates
 def paper_mppi_update(
-    samples: Tensor, rewards: Tensor, temperature: float, feasible: Tensor | None = None
+    samples: Tensor, rewards: Tensor, temperature: float | Tensor, feasible: Tensor | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The authors' "MPPI" mean update: ``mu = sum_n w_n Y0s_n`` (``sigma`` unchanged).
 
     Args:
         samples: ``[B, n, D]`` the clipped samples ``Y0s``.
         rewards: ``[B, n]``.
-        temperature: ``lambda > 0``.
+        temperature: ``lambda > 0``, a float or ``[B]``.
         feasible: optional boolean ``[B, n]``.
 
     Returns:
@@ -93,7 +93,7 @@ def paper_cem_update(
 def paper_cmaes_update(
     samples: Tensor,
     rewards: Tensor,
-    temperature: float,
+    temperature: float | Tensor,
     mean: Tensor,
     sigma: Tensor,
     feasible: Tensor | None = None,
@@ -107,7 +107,7 @@ def paper_cmaes_update(
     Args:
         samples: ``[B, n, D]`` the clipped samples ``Y0s``.
         rewards: ``[B, n]``.
-        temperature: ``lambda > 0``.
+        temperature: ``lambda > 0``, a float or ``[B]``.
         mean: ``[B, D]`` the mean the samples were drawn around.
         sigma: ``[B]`` the step size they were drawn with.
         feasible: optional boolean ``[B, n]``.
@@ -130,7 +130,9 @@ def paper_cmaes_update(
 class _PaperOptimizer(_SampledGaussianOptimizer):
     """Shared part: a scalar step size per problem, times the group's ``noise_scale``."""
 
-    def __init__(self, params, num_samples: int = 256, temperature: float = 0.1, sigma: float = PAPER_SIGMA, **options):
+    def __init__(
+        self, params, num_samples: int = 256, temperature: float | str = 0.1, sigma: float = PAPER_SIGMA, **options
+    ):
         sigma = check_positive("sigma", sigma)
         super().__init__(params, num_samples=num_samples, temperature=temperature, **options)
         self.sigma0 = sigma
@@ -176,7 +178,8 @@ class PaperMPPIOptimizer(_PaperOptimizer):
     Args:
         params: as for :class:`~torch_mbd.MBDOptimizer` (group options ``bounds``, ``noise_scale``).
         num_samples: samples per step ``n``.
-        temperature: ``lambda > 0`` of the softmax weights.
+        temperature: ``lambda > 0`` of the softmax weights (the authors' is fixed; ``"auto"`` sets it
+            each step as :class:`~torch_mbd.MBDOptimizer` does, not a reproduction then).
         sigma: the fixed sampling standard deviation (times ``noise_scale``).
         **options: other :class:`~torch_mbd.MBDOptimizer` options (``rollout``, ``seed``, ...);
             the demonstration options are MBD-only.
@@ -184,8 +187,8 @@ class PaperMPPIOptimizer(_PaperOptimizer):
 
     method = "paper-mppi"
 
-    def _update(self, samples, rewards, feasible, y_bar):
-        return paper_mppi_update(samples, rewards, self.temperature, feasible)
+    def _update(self, samples, rewards, feasible, loglik, y_bar):
+        return paper_mppi_update(samples, rewards, self._resolve_temperature(rewards, feasible), feasible)
 
 
 class PaperCEMOptimizer(_PaperOptimizer):
@@ -210,7 +213,7 @@ class PaperCEMOptimizer(_PaperOptimizer):
         self.num_elites = check_int("num_elites", num_elites, minimum=1)
         super().__init__(params, num_samples=num_samples, **options)
 
-    def _update(self, samples, rewards, feasible, y_bar):
+    def _update(self, samples, rewards, feasible, loglik, y_bar):
         return paper_cem_update(samples, rewards, self.num_elites, feasible)
 
 
@@ -227,7 +230,7 @@ class PaperCMAESOptimizer(_PaperOptimizer):
         params: as for :class:`~torch_mbd.MBDOptimizer`.
         num_samples: samples per step ``n``.
         min_sigma: the floor of the step size (the authors: ``1e-3``).
-        **options: ``temperature`` (``lambda > 0`` of the softmax weights), ``sigma`` (the initial
+        **options: ``temperature`` (``lambda > 0`` of the softmax weights, or ``"auto"``), ``sigma`` (the initial
             step size, default ``1.0``) and the other :class:`~torch_mbd.MBDOptimizer` options.
     """
 
@@ -237,9 +240,10 @@ class PaperCMAESOptimizer(_PaperOptimizer):
         self.min_sigma = check_positive("min_sigma", min_sigma, allow_zero=True)
         super().__init__(params, num_samples=num_samples, **options)
 
-    def _update(self, samples, rewards, feasible, y_bar):
+    def _update(self, samples, rewards, feasible, loglik, y_bar):
+        temperature = self._resolve_temperature(rewards, feasible)
         new, sigma, weights, valid = paper_cmaes_update(
-            samples, rewards, self.temperature, y_bar, self.sigma, feasible, self.min_sigma
+            samples, rewards, temperature, y_bar, self.sigma, feasible, self.min_sigma
         )
         self.sigma = sigma
         return new, weights, valid

@@ -72,9 +72,13 @@ def as_trajectory(result, actions: Tensor) -> Trajectory:
     Accepts a :class:`Trajectory` or a ``(rewards, states, feasible)`` tuple (the order of
     the optimizer's ``rollout`` callable). Raises ``ValueError`` naming what is wrong.
 
+    The rewards must be ``[..., n, T]`` and the states ``[..., n, T, nx]`` for the actions'
+    ``[..., n]``; ``T`` is usually the actions' ``H``, but may differ when the decision variables
+    stand for a longer control sequence (knots, :mod:`torch_mbd.knots`).
+
     Args:
         result: what the rollout returned.
-        actions: the ``[..., n, H, nu]`` actions it was given.
+        actions: the ``[..., n, H, nu]`` actions (decision variables) it was given.
     """
     if isinstance(result, Trajectory):
         traj = result
@@ -86,18 +90,20 @@ def as_trajectory(result, actions: Tensor) -> Trajectory:
             "rollout must return a Trajectory or a (rewards, states, feasible) tuple, "
             f"got {type(result).__name__}"
         )
-    lead = actions.shape[:-1]  # [..., n, H]
-    if not isinstance(traj.rewards, Tensor) or tuple(traj.rewards.shape) != tuple(lead):
-        got = tuple(traj.rewards.shape) if isinstance(traj.rewards, Tensor) else type(traj.rewards).__name__
-        raise ValueError(f"rollout rewards must have shape {tuple(lead)} ([..., n, H]), got {got}")
+    batch = tuple(actions.shape[:-2])  # [..., n]
+    rewards = traj.rewards
+    if not isinstance(rewards, Tensor) or rewards.dim() != len(batch) + 1 or tuple(rewards.shape[:-1]) != batch:
+        got = tuple(rewards.shape) if isinstance(rewards, Tensor) else type(rewards).__name__
+        raise ValueError(f"rollout rewards must have shape {batch} + (T,) ([..., n, T]), got {got}")
+    lead = tuple(rewards.shape)  # [..., n, T]: T is the actions' H, or the control steps knots stand for
     if traj.states is not None and (
-        not isinstance(traj.states, Tensor) or tuple(traj.states.shape[:-1]) != tuple(lead)
+        not isinstance(traj.states, Tensor) or tuple(traj.states.shape[:-1]) != lead
     ):
         got = tuple(traj.states.shape) if isinstance(traj.states, Tensor) else type(traj.states).__name__
-        raise ValueError(f"rollout states must have shape {tuple(lead)} + (nx,) ([..., n, H, nx]), got {got}")
+        raise ValueError(f"rollout states must have shape {lead} + (nx,) ([..., n, T, nx]), got {got}")
     if traj.feasible is not None and (
-        not isinstance(traj.feasible, Tensor) or tuple(traj.feasible.shape) != tuple(lead[:-1])
+        not isinstance(traj.feasible, Tensor) or tuple(traj.feasible.shape) != batch
     ):
         got = tuple(traj.feasible.shape) if isinstance(traj.feasible, Tensor) else type(traj.feasible).__name__
-        raise ValueError(f"rollout feasible must have shape {tuple(lead[:-1])} ([..., n]), got {got}")
+        raise ValueError(f"rollout feasible must have shape {batch} ([..., n]), got {got}")
     return traj

@@ -1,0 +1,110 @@
+"""MPC control rate of a few controller settings, timed side by side (issue 14's MPC target).
+
+Each setting is a :class:`torch_mbd.MPC` on the same task model, planning from the task's initial
+state. After a cold start and one untimed warm start, the settings take turns: one warm-started
+control step each, ``--repeats`` rounds, so that every setting meets the same machine load. The
+table gives the median wall time of a control step, the control rate it allows and its ratio to
+the first setting (today's default of ``benchmarks/mpc.py``). Closed-loop rewards of the same
+settings come from ``benchmarks/mpc.py`` (``--samples``, ``--diffusion-steps``, ``--temperature``,
+``--keep-best``).
+
+    python -m benchmarks.mpc_rate                 # hopper, H = 20, 30 rounds
+    python -m benchmarks.mpc_rate --task walker2d --repeats 50 --no-write
+
+Writes the section ``mpc_rate`` of docs/results.md unless ``--no-write``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._report import machine, markdown_table, write_section  # noqa: E402
+
+SETTINGS = {
+    "32 samples x 2 steps, lambda 0.1 (benchmarks/mpc.py's setting)": dict(num_samples=32, diffusion_steps=2),
+    "32 samples x 1 step, auto temperature, keep-best": dict(
+        num_samples=32, diffusion_steps=1, temperature="auto", keep_best=True
+    ),
+    "24 samples x 1 step, auto temperature, keep-best": dict(
+        num_samples=24, diffusion_steps=1, temperature="auto", keep_best=True
+    ),
+}
+"""Controller settings timed (``MPC`` options); the first is the reference of the ratio column."""
+
+
+def rollouts_per_step(options: dict) -> int:
+    """Rollouts of one warm-started control step: samples x diffusion steps, plus keep-best's one."""
+    return options["num_samples"] * options["diffusion_steps"] + (1 if options.get("keep_best") else 0)
+
+
+def time_settings(task: str, horizon: int, repeats: int, settings: dict = SETTINGS) -> dict[str, list[float]]:
+    """Seconds of every warm-started control step, per setting, the settings taking turns."""
+    import dynamics
+    from torch_mbd import MPC
+
+    model = dynamics.make(task, seed=0)
+    state = model.initial_state.clone()
+    controllers = {
+        name: MPC(model, horizon=horizon, warm_noise=0.2, initial_steps=30, seed=0, **options)
+        for name, options in settings.items()
+    }
+    for controller in controllers.values():  # cold start and a first warm start, untimed
+        controller.plan(state)
+        controller.plan(state)
+    times: dict[str, list[float]] = {name: [] for name in settings}
+    for _ in range(repeats):
+        for name, controller in controllers.items():
+            start = time.perf_counter()
+            controller.plan(state)
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def rate_table(times: dict[str, list[float]], settings: dict = SETTINGS) -> str:
+    """Markdown: setting, rollouts per control step, median ms, control steps/s, ratio to the first."""
+    names = list(times)
+    reference = statistics.median(times[names[0]])
+    rows = []
+    for name in names:
+        median = statistics.median(times[name])
+        rows.append([
+            name, str(rollouts_per_step(settings[name])), f"{median * 1000:.1f}", f"{1 / median:.2f}",
+            f"{reference / median:.2f}x",
+        ])  # fmt: skip
+    return markdown_table(["setting", "rollouts / control step", "median ms / control step", "steps/s", "rate vs first"], rows)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", default="hopper")
+    parser.add_argument("--horizon", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=30, help="timed control steps per setting")
+    parser.add_argument("--no-write", action="store_true", help="print only; do not update docs/results.md")
+    args = parser.parse_args(argv)
+    if args.repeats < 1 or args.horizon < 1:
+        parser.error("--repeats and --horizon must be >= 1")
+    times = time_settings(args.task, args.horizon, args.repeats)
+    table = rate_table(times)
+    print(table)
+    if args.no_write:
+        return
+    cmd = "python -m benchmarks.mpc_rate " + " ".join(argv if argv is not None else sys.argv[1:])
+    write_section(
+        "mpc_rate",
+        f"## MPC control rate\n\n`{cmd.strip()}` on {machine()}: {args.task}, horizon {args.horizon}, "
+        f"warm-started control steps from the task's initial state, the settings taking turns for "
+        f"{args.repeats} rounds (same machine load for each); the planner alone, without the simulated "
+        f"system.\n\n{table}",
+    )
+    print("wrote docs/results.md (section mpc_rate)")
+
+
+if __name__ == "__main__":
+    main()
