@@ -20,6 +20,7 @@ Run (defaults: about 3 minutes on a quiet 2-core CPU; the paper uses n = 300, 10
     python -m benchmarks.humanoid_jog --first-seed 5 --no-write     # held-out seeds 5-9
     python -m benchmarks.humanoid_jog --frame-skip 7 --no-write     # a 0.042 s control step
     python -m benchmarks.humanoid_jog --seeds 1 --weights           # how sharp the demo arm's weights are
+    python -m benchmarks.humanoid_jog --likelihood authors --no-write  # the authors' demo likelihood
 
 Writes the section ``humanoid_jog`` of docs/results.md and docs/figures/humanoid_jog.png.
 """
@@ -38,9 +39,12 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 
 from benchmarks._report import figure_path, machine, markdown_table, write_section  # noqa: E402
 from dynamics.humanoid_jog import (  # noqa: E402
+    AUTHORS_DEMO_CLIP,
+    AUTHORS_DEMO_REWARD,
     DEFAULT_CLIP,
     DEFAULT_DEMO_SIGMA,
     DEFAULT_HEIGHT_SIGMA,
+    LIKELIHOODS,
     HumanoidJog,
     reference_distance,
     upright_fraction,
@@ -76,10 +80,14 @@ def demo_options(model: HumanoidJog, args) -> dict:
         height_sigma=args.height_sigma,
         demo_units=args.demo_units,
         axes=args.axes,
+        likelihood=args.likelihood,
     )
     if args.demo_reward == "first-best":  # the optimizer takes the first step's best sample reward
         demo.pop("demo_reward")
-    elif args.demo_reward != "reference":
+    elif args.demo_reward == "reference":
+        if args.likelihood != "gaussian":  # the authors' default is their fixed reward: ask for ours
+            demo["demo_reward"] = model.reference_reward(model.reference(args.clip))
+    else:
         demo["demo_reward"] = float(args.demo_reward)
     return demo
 
@@ -242,10 +250,18 @@ def parse_args(argv=None):
         "--demo-units", default="reward", choices=("reward", "logit"), help="how Eq. 13 scales the demo likelihood"
     )
     p.add_argument(
+        "--likelihood",
+        default="gaussian",
+        choices=LIKELIHOODS,
+        help="the demo likelihood: 'gaussian' (ours: per-axis sigmas) or 'authors' (-mean (min(|d|, "
+        f"{AUTHORS_DEMO_CLIP}) / {AUTHORS_DEMO_CLIP})^2 over the tracked points' distances; the sigmas are unused)",
+    )
+    p.add_argument(
         "--demo-reward",
-        default="reference",
+        default=None,
         help="p_J(Y_demo): 'reference' (the task reward of the reference's torso path), 'first-best' "
-        "(the best sample reward of the first step) or a number",
+        "(the best sample reward of the first step) or a number; default 'reference' with "
+        f"--likelihood gaussian, the authors' {AUTHORS_DEMO_REWARD} with --likelihood authors",
     )
     p.add_argument("--axes", default="xyz", help="world axes of the tracked points the demo covers (e.g. z)")
     p.add_argument("--clip", default=str(DEFAULT_CLIP), help="mocap .npz in the layout of jog_xref.npz")
@@ -259,6 +275,8 @@ def parse_args(argv=None):
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--no-write", action="store_true", help="print the tables only; leave docs/ alone")
     args = p.parse_args(argv)
+    if args.demo_reward is None:
+        args.demo_reward = "reference" if args.likelihood == "gaussian" else str(AUTHORS_DEMO_REWARD)
     if args.seeds < 1 or args.first_seed < 0:
         p.error(f"--seeds must be >= 1 and --first-seed >= 0, got {args.seeds} and {args.first_seed}")
     if not (args.demo_sigma > 0 and args.height_sigma > 0):
@@ -288,6 +306,7 @@ def main(argv=None) -> None:
         f"With the demo: lower distance on {wins['distance']}/{args.seeds} seeds, more time upright on "
         f"{wins['upright']}/{args.seeds} (not less on {wins['upright_not_worse']}/{args.seeds}), both on {wins['both']}/{args.seeds}."
     )
+    print(f"demo likelihood {args.likelihood!r}, demo_reward {args.demo_reward}")
     print(summary)
     print(per_seed)
     print(verdict)
@@ -297,6 +316,15 @@ def main(argv=None) -> None:
     fig = figure(results, reference, model, figure_path("humanoid_jog.png"), args.first_seed)
     seed_text = "" if args.first_seed == 0 else f" ({args.first_seed} to {args.first_seed + args.seeds - 1})"
     axes_text = "" if args.axes == "xyz" else f" ({', '.join(args.axes)} coordinates only)"
+    if args.likelihood == "gaussian":
+        likelihood_text = (
+            f'`likelihood = "gaussian"`, `demo_sigma` = {args.demo_sigma} m for x and y and {args.height_sigma} m for z'
+        )
+    else:
+        likelihood_text = (
+            f'`likelihood = "authors"`: `-mean (min(|d|, {AUTHORS_DEMO_CLIP} m) / {AUTHORS_DEMO_CLIP} m)^2` over the '
+            "tracked points' distances to the reference"
+        )
     runs = [r for arm in ARMS for r in results[arm]]
     per_rollout = sum(r["time"] for r in runs) / (len(runs) * args.samples * args.steps)  # seconds
     reward_text = {
@@ -310,7 +338,7 @@ def main(argv=None) -> None:
 MBD plans the `humanoid_jog` task (gymnasium's humanoid, H = {args.horizon} control steps of
 {model.control_dt:.3f} s, humanoid-running reward) with and without the demonstration of
 torso, thigh and shin positions{axes_text} from `{Path(args.clip).name}` (Eq. 13, `demo_units = "{args.demo_units}"`,
-`demo_sigma` = {args.demo_sigma} m for x and y and {args.height_sigma} m for z,
+{likelihood_text},
 `demo_reward` = {reward_text}). Equal budget:
 n = {args.samples} rollouts per step, {args.steps} diffusion steps, temperature {args.temperature},
 the same {args.seeds} sampling seeds{seed_text}. A rollout took {1000 * per_rollout:.1f} ms here, so the paper's

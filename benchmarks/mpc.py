@@ -314,7 +314,7 @@ def sizes(args) -> str:
         f"open-loop plan: {args.plan_samples} samples x {args.plan_steps} diffusion steps over the episode; "
         f"MPC: samples {size_text(args.samples)}, diffusion steps per control step {size_text(args.diffusion_steps)}, "
         f"horizon {size_text(args.horizon)}, warm noise {args.warm_noise}, temperature {args.temperature}, "
-        f"knots {args.knots or 'none'}, horizon noise {args.horizon_noise}, keep-best {'on' if args.keep_best else 'off'}; "
+        f"knots {args.knots or 'none'}, horizon noise {args.horizon_noise}, keep-best {args.keep_best if args.keep_best == 'sample' else ('on' if args.keep_best else 'off')}; "
         f"episode: {episode}; "
         f"a push every {args.kick_every} steps; planner on {args.device} ({args.backend} backend for MuJoCo)"
     )
@@ -334,7 +334,8 @@ def main() -> None:
     parser.add_argument("--temperature", type=_temperature, default=0.1, help="MPC temperature: a number or 'auto'")
     parser.add_argument("--knots", type=int, default=0, help="MPC plans this many cubic knots (0: one action per step)")
     parser.add_argument("--horizon-noise", type=float, default=0.0, help="MPC annealing along the horizon (0: off)")
-    parser.add_argument("--keep-best", action="store_true", help="MPC keeps the best sample when it beats the estimate")
+    parser.add_argument("--keep-best", nargs="?", const=True, default=False, choices=[True, "sample"],
+                        help="MPC keeps the best sample when it beats the estimate; '--keep-best sample': always")
     parser.add_argument("--plan-samples", type=int, default=64, help="open-loop plan: rollouts per step")
     parser.add_argument("--plan-steps", type=int, default=30, help="open-loop plan: diffusion steps")
     parser.add_argument("--episode", type=int, default=0, help="control steps per episode (0: the task's horizon)")

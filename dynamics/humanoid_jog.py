@@ -35,7 +35,10 @@ The demonstration (:meth:`HumanoidJog.demonstration`) maps a clip onto the robot
 The result is a ``[H, 15]`` demo of the 15 sensor readings and an ``[nx]`` mask selecting
 them in the state ``[qpos, qvel, sensordata]``, which ``MBDOptimizer(demo=..., demo_mask=...)``
 consumes by the max rule of Eq. (13), with a per-coordinate ``demo_sigma`` (heights tighter
-than horizontal positions) and ``demo_units="reward"`` (the authors' weighting). The clip's
+than horizontal positions) and ``demo_units="reward"`` (the authors' weighting);
+``demonstration(likelihood="authors")`` gives the authors' likelihood instead, ``-mean (min(|d|,
+0.5 m) / 0.5 m)^2`` over the points' distances ``|d|`` to the reference, as the optimizer's
+``demo_log_likelihood`` with demonstration reward 1.0. The clip's
 frame period is not in the file: the default ``CLIP_DT = 0.03`` s is the rate at which the
 authors' code plays it (one frame per 0.03 s control step); an ``.npz`` may carry its own as a
 scalar ``dt`` entry.
@@ -53,6 +56,7 @@ import torch
 from torch import Tensor
 
 from torch_mbd.checks import check_int, check_positive
+from torch_mbd.denoise import clipped_distance_log_likelihood
 
 from .model import MujocoModel
 from .tasks import AUTHORS_HUMANOID_TIMESTEP, Task, humanoid_run_spec, import_mujoco
@@ -108,6 +112,8 @@ def humanoid_jog_spec():
 
 JOG_SPEED, JOG_HEIGHT = 1.6, 1.3  # the authors' target forward speed (m/s) and torso height (m)
 AUTHORS_DEMO_REWARD = 1.0  # the authors' ``rew_xref``: the demonstration's reward
+AUTHORS_DEMO_CLIP = 0.5  # metres: the authors' tracking term counts a point this far off or farther as fully off
+LIKELIHOODS = ("gaussian", "authors")
 
 
 def jog_reward(qpos, qvel, sensors, action, previous_qpos, previous_qvel):
@@ -451,6 +457,25 @@ class HumanoidJog(MujocoModel):
         rewards = jog_reward(None, None, {}, None, torso, qvel)
         return float(rewards.mean())
 
+    def tracking_log_likelihood(self, reference: Tensor, clip: float = AUTHORS_DEMO_CLIP):
+        """The authors' demonstration likelihood against ``reference``, for ``demo_log_likelihood``.
+
+        Args:
+            reference: ``[H, 5, 3]`` tracked points to follow (:meth:`reference`).
+            clip: metres beyond which a point counts as fully off (the authors' 0.5).
+
+        Returns:
+            A callable ``states [..., H, nx] -> [...]``:
+            :func:`~torch_mbd.denoise.clipped_distance_log_likelihood` of :meth:`tracked_points`
+            against ``reference`` (held in the model's dtype, on its device).
+        """
+        reference = reference.to(self.device, self.dtype)
+
+        def log_likelihood(states: Tensor) -> Tensor:
+            return clipped_distance_log_likelihood(self.tracked_points(states), reference, clip)
+
+        return log_likelihood
+
     def demonstration(
         self,
         source: str | Path | Mapping = DEFAULT_CLIP,
@@ -461,9 +486,22 @@ class HumanoidJog(MujocoModel):
         demo_reward: float | None = None,
         demo_units: str = "reward",
         axes: str = "xyz",
+        likelihood: str = "gaussian",
         **reference_options,
     ) -> dict:
         """The partial-state demonstration for :func:`torch_mbd.plan` / ``MBDOptimizer``.
+
+        Two demonstration likelihoods over the tracked points:
+
+        * ``"gaussian"`` (default, ours): a Gaussian over the points' coordinates, per-axis
+          ``demo_sigma`` / ``height_sigma`` (``MBDOptimizer(demo=..., demo_mask=..., demo_sigma=...)``,
+          :func:`torch_mbd.denoise.demo_log_likelihood`).
+        * ``"authors"``: the authors' tracking term, ``log p_demo = -mean over the 5 points and the H
+          steps of (min(|d|, 0.5 m) / 0.5 m)^2``, ``|d|`` the Euclidean distance of a point to the
+          reference (:func:`torch_mbd.denoise.clipped_distance_log_likelihood`), handed to the
+          optimizer as ``demo_log_likelihood``, with their demonstration reward
+          ``AUTHORS_DEMO_REWARD = 1.0``. ``demo_sigma`` and ``height_sigma`` are unused (still
+          checked), and ``axes`` must be ``"xyz"`` (the distance is over all three).
 
         Args:
             source: the clip (:meth:`reference`); default ``../shared/data/mocap/jog_xref.npz``.
@@ -473,33 +511,51 @@ class HumanoidJog(MujocoModel):
                 coordinates (x, y); with ``demo_units="reward"``, metres per unit of reward.
             height_sigma: the same for the heights (z); ``None`` uses ``demo_sigma``. The default
                 trusts the heights (posture) 3 times more than the horizontal positions (pace).
-            demo_reward: ``p_J(Y_demo)``; default :meth:`reference_reward` of the reference.
+            demo_reward: ``p_J(Y_demo)``; default :meth:`reference_reward` of the reference
+                (``"gaussian"``) or ``AUTHORS_DEMO_REWARD`` (``"authors"``).
             demo_units: ``"reward"`` (default, the authors' weighting) or ``"logit"``, see
                 :func:`torch_mbd.denoise.demo_log_weights`.
             axes: the world axes of the tracked points the demonstration covers, e.g. ``"z"``
                 for the heights only (the others are left to the model, a partial demonstration
                 in space as well as in the body).
+            likelihood: ``"gaussian"`` or ``"authors"``, see above.
             **reference_options: ``clip_dt``, ``scale``, ``start_frame`` (:meth:`reference`).
 
         Returns:
             ``dict(demo=[H, 5 * len(axes)], demo_mask=[nx] bool, demo_reward=float,
             demo_sigma=[5 * len(axes)], demo_units=str)``, the demo and its sigmas in the model's
             dtype and on its device (columns in ``TRACKED`` order, then ``axes`` in x y z order).
+            With ``likelihood="authors"``: ``dict(demo_log_likelihood=callable, demo_reward=float,
+            demo_units=str)``, the callable mapping states ``[B, n, H, nx]`` to ``[B, n]`` against the
+            reference ``[H, 5, 3]`` (in the model's dtype, on its device).
 
         Raises:
-            ValueError: for ``axes`` that is not a non-empty subset of ``"xyz"``, a sigma that is
-                not a positive number, and as :meth:`reference`.
+            ValueError: for a ``likelihood`` other than ``"gaussian"`` / ``"authors"``, ``axes``
+                that is not a non-empty subset of ``"xyz"`` (``"xyz"`` only with ``"authors"``), a
+                sigma that is not a positive number, and as :meth:`reference`.
         """
         del seed
+        if not isinstance(likelihood, str) or likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
         if not isinstance(axes, str) or not axes or set(axes) - set("xyz") or len(set(axes)) != len(axes):
             raise ValueError(f"axes must be a non-empty string of distinct letters from 'xyz', got {axes!r}")
         height_sigma = demo_sigma if height_sigma is None else height_sigma
         for name, value in (("demo_sigma", demo_sigma), ("height_sigma", height_sigma)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name} must be a positive number of metres, got {value!r}")
+        if likelihood == "authors" and axes != "xyz":
+            raise ValueError(
+                f"axes must be 'xyz' with likelihood='authors' (its distance is over all three), got {axes!r}"
+            )
         columns = [k for k, axis in enumerate("xyz") if axis in axes]
         sigmas = [float(height_sigma) if "xyz"[k] == "z" else float(demo_sigma) for k in columns]
         reference = self.reference(source, horizon=horizon, **reference_options)
+        if likelihood == "authors":
+            return dict(
+                demo_log_likelihood=self.tracking_log_likelihood(reference),
+                demo_reward=float(AUTHORS_DEMO_REWARD if demo_reward is None else demo_reward),
+                demo_units=demo_units,
+            )
         if demo_reward is None:
             demo_reward = self.reference_reward(reference)
         mask = torch.zeros_like(self.demo_mask)

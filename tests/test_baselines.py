@@ -453,3 +453,13 @@ def test_a_new_method_is_two_hooks():
     with pytest.warns(RuntimeWarning, match="greedy step 0: every sample"):
         opt.step()
     assert (u == 0).all()
+
+
+@pytest.mark.parametrize("method", ["cem", "mppi", "cmaes", "paper-mppi", "paper-cem", "paper-cmaes"])
+@pytest.mark.parametrize("option", ["demo_sigma", "demo_reward", "demo_log_likelihood", "step_scale"])
+def test_mbd_only_options_are_refused_by_every_baseline(method, option):
+    from torch_mbd.baselines import optimizer_class
+
+    value = (lambda states: states.sum((-1, -2))) if option == "demo_log_likelihood" else 0.5
+    with pytest.raises(ValueError, match=option):
+        optimizer_class(method)([torch.zeros(3)], num_samples=4, **{option: value})

@@ -270,3 +270,37 @@ def test_demo_weights_do_not_overflow_with_huge_rewards():
     y_bar0, w, valid = denoise.weighted_mean(torch.randn(1, 3, 2), logp)
     assert torch.isfinite(y_bar0).all() and wins.all() and valid.all()
     assert w.sum().item() == pytest.approx(1.0)
+
+
+# ----------------------------------------------------------------------------- clipped-distance demo likelihood
+def test_clipped_distance_log_likelihood_is_the_hand_computation(dtype):
+    # B = 1, n = 2 samples, T = 2 steps, P = 2 points; clip 0.5
+    reference = torch.tensor([[[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]], [[0.0, 1.0, 1.0], [1.0, 1.0, 0.0]]], dtype=dtype)
+    points = reference.expand(1, 2, 2, 2, 3).clone()
+    points[0, 0, 0, 0] += torch.tensor([0.3, 0.0, -0.4], dtype=dtype)  # |d| = 0.5: exactly at the clip
+    points[0, 0, 1, 1] += torch.tensor([0.0, 0.2, 0.0], dtype=dtype)  # |d| = 0.2: inside
+    points[0, 1, 0, 1, 2] += 3.0  # |d| = 3: beyond the clip, counts as 0.5
+    points[0, 1, 1, 0, 0] -= 0.1  # |d| = 0.1
+    got = denoise.clipped_distance_log_likelihood(points, reference, clip=0.5)
+    expected = torch.tensor([[-(1.0 + (0.2 / 0.5) ** 2) / 4, -(1.0 + (0.1 / 0.5) ** 2) / 4]], dtype=dtype)
+    assert got.shape == (1, 2) and got.dtype == dtype
+    torch.testing.assert_close(got, expected)
+    # the clip sets the scale: a wider one halves the distances' share; a sample on the reference gets 0
+    wide = denoise.clipped_distance_log_likelihood(points, reference, clip=1.0)
+    torch.testing.assert_close(wide, torch.tensor([[-(0.5**2 + 0.2**2) / 4, -(1.0 + 0.1**2) / 4]], dtype=dtype))
+    on = denoise.clipped_distance_log_likelihood(reference.expand(3, 2, 2, 3), reference)
+    assert torch.equal(on, torch.zeros(3, dtype=dtype))
+
+
+def test_clipped_distance_log_likelihood_non_finite_and_bad_input():
+    reference = torch.zeros(2, 1, 3)
+    points = torch.zeros(1, 3, 2, 1, 3)
+    points[0, 0, 1, 0, 0] = float("nan")
+    points[0, 1, 0, 0, 2] = float("inf")
+    got = denoise.clipped_distance_log_likelihood(points, reference)
+    assert got[0, :2].tolist() == [float("-inf")] * 2 and got[0, 2] == 0
+    with pytest.raises(ValueError, match="reference of shape"):
+        denoise.clipped_distance_log_likelihood(points, torch.zeros(3, 1, 3))
+    for clip in (0.0, -1.0, float("inf"), True, "0.5"):
+        with pytest.raises(ValueError, match="clip"):
+            denoise.clipped_distance_log_likelihood(points, reference, clip=clip)

@@ -471,3 +471,73 @@ def test_benchmark_runs_held_out_seeds_on_a_tiny_budget(capsys):
         bench.parse_args(["--demo-units", "nats"])
     with pytest.raises(ValueError, match="axes"):
         bench.main(argv + ["--axes", "q", "--quiet", "--no-write"])
+
+
+# ----------------------------------------------------------------------------- the authors' demonstration likelihood
+def test_authors_likelihood_is_the_clipped_distance_formula(tmp_path):
+    from dynamics.humanoid_jog import AUTHORS_DEMO_REWARD
+
+    m = HumanoidJog(horizon=4)
+    path = save(tmp_path, synthetic_clip())
+    # scale 1.5 puts some tracked points within 0.5 m of the reference and some beyond
+    options = m.demonstration(path, clip_dt=CLIP_DT, scale=1.5, likelihood="authors")
+    assert set(options) == {"demo_log_likelihood", "demo_reward", "demo_units"}
+    assert options["demo_reward"] == AUTHORS_DEMO_REWARD == 1.0 and options["demo_units"] == "reward"
+    reference = m.reference(path, clip_dt=CLIP_DT, scale=1.5)  # [H, 5, 3]
+    actions = torch.rand(3, 4, m.action_dim, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    states = m.rollout(actions).states  # [n, H, nx]
+    got = options["demo_log_likelihood"](states[None])  # [B=1, n]
+    # by hand: the Euclidean distance of each tracked point, clipped at 0.5 m, squared over 0.5^2, averaged
+    points = m.tracked_points(states).double()  # [n, H, 5, 3]
+    distance = ((points - reference) ** 2).sum(-1).sqrt()  # [n, H, 5]
+    assert bool((distance > 0.5).any()) and bool((distance < 0.5).any())
+    expected = -(torch.minimum(distance, torch.tensor(0.5)) / 0.5).square().mean((-1, -2))
+    assert got.shape == (1, 3)
+    torch.testing.assert_close(got[0].double(), expected, rtol=1e-5, atol=1e-6)
+    # the Gaussian default is unchanged by the new option; an explicit demo_reward is kept
+    gaussian = m.demonstration(path, clip_dt=CLIP_DT)
+    assert set(gaussian) == {"demo", "demo_mask", "demo_reward", "demo_sigma", "demo_units"}
+    assert m.demonstration(path, clip_dt=CLIP_DT, likelihood="authors", demo_reward=0.3)["demo_reward"] == 0.3
+
+
+def test_authors_likelihood_bad_options(model, tmp_path):
+    path = save(tmp_path, synthetic_clip())
+    for bad in ("Gaussian", "clipped", None, 1):
+        with pytest.raises(ValueError, match="likelihood must be one of"):
+            model.demonstration(path, clip_dt=CLIP_DT, likelihood=bad)
+    with pytest.raises(ValueError, match="axes must be 'xyz' with likelihood='authors'"):
+        model.demonstration(path, clip_dt=CLIP_DT, likelihood="authors", axes="z")
+
+
+def test_a_tiny_plan_runs_with_the_authors_likelihood(tmp_path):
+    from torch_mbd import plan
+
+    m = HumanoidJog(horizon=5)
+    options = m.demonstration(save(tmp_path, synthetic_clip()), clip_dt=CLIP_DT, likelihood="authors")
+    res = plan(m, num_samples=4, num_steps=2, seed=0, progress=False, **options)
+    assert res.states.shape[-2] == 5 and bool(torch.isfinite(res.states).all())
+    actions = torch.zeros(5, m.action_dim)
+    opt = MBDOptimizer(
+        [actions], num_samples=4, num_steps=2, bounds=m.action_bounds, rollout=m.rollout, seed=0, **options
+    )
+    opt.step()
+    assert opt.last_step.demo_wins.shape == (1, 4) and bool(torch.isfinite(actions).all())
+
+
+def test_benchmark_takes_the_likelihood_flag(capsys):
+    from _scripts import load_script
+
+    bench = load_script("benchmarks/humanoid_jog.py", "humanoid_jog_benchmark_likelihood")
+    assert bench.parse_args([]).likelihood == "gaussian" and bench.parse_args([]).demo_reward == "reference"
+    authors = bench.parse_args(["--likelihood", "authors"])
+    assert authors.likelihood == "authors" and authors.demo_reward == "1.0"
+    assert bench.parse_args(["--likelihood", "authors", "--demo-reward", "first-best"]).demo_reward == "first-best"
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--likelihood", "laplace"])
+    m = HumanoidJog(horizon=5)
+    ours = bench.demo_options(m, bench.parse_args(["--likelihood", "authors", "--demo-reward", "reference"]))
+    assert ours["demo_reward"] == pytest.approx(m.reference_reward(m.reference()))
+    argv = ["--seeds", "1", "--samples", "4", "--steps", "2", "--horizon", "5", "--quiet", "--no-write"]
+    bench.main(argv + ["--likelihood", "authors"])
+    out = capsys.readouterr().out
+    assert "demo likelihood 'authors', demo_reward 1.0" in out and "| MBD, demo |" in out

@@ -193,6 +193,7 @@ def test_reset_warm_refines_an_offline_plan_without_shifting_it():
         (dict(noise_scale=2.0), TypeError, "noise_scale"),
         (dict(temperature="Auto"), ValueError, "temperature"),
         (dict(keep_best=1), TypeError, "keep_best"),
+        (dict(keep_best="best"), TypeError, "keep_best"),
     ],
 )
 def test_mpc_rejects_bad_options(kwargs, error, match):
@@ -538,3 +539,15 @@ def test_keep_best_plans_the_better_of_the_estimate_and_the_best_sample(temperat
         assert _plan_reward(model, plan) == pytest.approx(max(estimate, best), abs=1e-12)
         replaced += best > estimate
     assert replaced > 0  # the case where keep_best changes the plan was exercised
+
+
+def test_keep_best_sample_plans_the_best_sample_without_an_extra_rollout():
+    model = Integrator()
+    for seed in range(3):
+        controller = MPC(model, horizon=10, num_samples=8, initial_steps=2, seed=seed, keep_best="sample")
+        before = len(model.seen)
+        plan = controller.plan(torch.zeros(1, dtype=torch.float64))
+        assert len(model.seen) == before + 2  # the two diffusion steps' rollouts, nothing more
+        steps = torch.cat(model.seen[-2:], dim=0)
+        rewards = model.rollout(steps).rewards.mean(-1)
+        assert torch.equal(plan, steps[int(rewards.argmax())])

@@ -8,6 +8,7 @@ from benchmarks import mpc_rate
 def test_rollouts_per_step_counts_keep_best_s_extra_rollout():
     assert mpc_rate.rollouts_per_step(dict(num_samples=32, diffusion_steps=2)) == 64
     assert mpc_rate.rollouts_per_step(dict(num_samples=24, diffusion_steps=1, keep_best=True)) == 25
+    assert mpc_rate.rollouts_per_step(dict(num_samples=24, diffusion_steps=1, keep_best="sample")) == 24
 
 
 def test_rate_table_gives_medians_rates_and_ratios_to_the_first_setting():

@@ -849,3 +849,127 @@ def test_a_tensor_noise_scale_round_trips_through_the_state_dict():
     state["param_groups"][0]["noise_scale"] = -scale
     with pytest.raises(ValueError, match="param group 0.*noise_scale"):
         other.load_state_dict(state)
+
+
+# ----------------------------------------------------------------------------- a custom demonstration likelihood
+def _point_rollout(actions):
+    """A 2-D point whose velocity is the action: states = positions ``[..., n, H, 2]``, reward = x."""
+    pos = torch.cumsum(actions, dim=-2) * 0.1
+    return Trajectory(states=pos, rewards=pos[..., 0], feasible=None)
+
+
+def _along_y(states):
+    """A demo log-likelihood ``[B, n, H, 2] -> [B, n]``: stay on the y axis; NaN for samples going -y."""
+    loglik = -states[..., 0].square().mean(-1)
+    return torch.where(states[..., -1, 1] < 0, torch.full_like(loglik, float("nan")), loglik)
+
+
+@pytest.mark.parametrize("units", ["logit", "reward"])
+def test_demo_log_likelihood_callable_goes_through_the_max_rule(units):
+    from torch_mbd import denoise
+
+    actions = torch.zeros(2, 6, 2)  # two problems: the callable sees [B=2, n, H, 2]
+    seen = []
+
+    def loglik(states):
+        seen.append(states.clone())
+        return _along_y(states)
+
+    opt = MBDOptimizer(
+        [actions], num_samples=16, temperature=0.5, num_steps=3, rollout=_point_rollout, seed=0,
+        demo_log_likelihood=loglik, demo_reward=0.05, demo_units=units,
+    )
+    won = excluded = 0
+    for _ in range(3):
+        opt.step()
+        info = opt.last_step
+        states = seen[-1]
+        assert states.shape == (2, 16, 6, 2)
+        torch.testing.assert_close(states, info.trajectory.states)
+        logp, mean, std = denoise.normalized_log_weights(info.rewards, 0.5)
+        scores = torch.nan_to_num(_along_y(states), nan=-math.inf)  # NaN: no demo weight, as the Gaussian's -inf
+        expected, wins = denoise.demo_log_weights(logp, scores, 0.05, mean, std, 0.5, units)
+        assert torch.equal(info.demo_wins, wins)
+        torch.testing.assert_close(info.weights, torch.softmax(expected, -1))
+        # no demo weight where the callable gave NaN
+        nan = states[..., -1, 1] < 0
+        assert not bool(info.demo_wins[nan].any())
+        won, excluded = won + int(info.demo_wins.sum()), excluded + int(nan.sum())
+    assert won > 0 and excluded > 0
+
+
+def test_demo_log_likelihood_callable_decides_where_the_demo_wins():
+    def sharp(states):
+        return 100 * _along_y(states)
+
+    actions = torch.zeros(5, 2, dtype=torch.float64)
+    opt = MBDOptimizer(
+        [actions], num_samples=32, temperature=0.1, num_steps=2, rollout=_point_rollout, seed=1,
+        demo_log_likelihood=sharp, demo_reward=10.0,  # a demo far better than any sample
+    )
+    opt.step()
+    info = opt.last_step
+    states = info.trajectory.states.unsqueeze(0)
+    scores = sharp(states)
+    assert torch.equal(info.demo_wins, torch.isfinite(scores))  # every scored sample, none of the NaN ones
+    assert 0 < int(info.demo_wins.sum()) < 32
+    # "logit": the winners share the demo's lead, so their weights follow exp(log-likelihood); the rest ~ 0
+    wins = info.demo_wins
+    torch.testing.assert_close(info.weights[wins], torch.softmax(scores[wins], -1))
+    assert float(info.weights[~wins].sum()) < 1e-12
+    # the callable is not saved: the state_dict is the one without it, and restores with it given again
+    other_actions = torch.zeros(5, 2, dtype=torch.float64)
+    other = MBDOptimizer(
+        [other_actions], num_samples=32, temperature=0.1, num_steps=2, rollout=_point_rollout, seed=7,
+        demo_log_likelihood=sharp, demo_reward=3.0,
+    )
+    state = opt.state_dict()
+    assert "demo_log_likelihood" not in state["mbd"]
+    other_actions.copy_(actions)
+    other.load_state_dict(state)
+    opt.step()
+    other.step()
+    assert torch.equal(other_actions, actions)
+
+
+def test_demo_log_likelihood_callable_with_demo_reward_none_takes_the_first_best():
+    actions = torch.zeros(4, 2)
+    opt = MBDOptimizer(
+        [actions], num_samples=8, num_steps=2, rollout=_point_rollout, seed=0, demo_log_likelihood=_along_y
+    )
+    opt.step()
+    assert opt.demo_reward == float(opt.last_step.rewards.max())
+    assert opt.last_step.demo_wins.shape == (1, 8)
+
+
+def test_demo_log_likelihood_bad_callables_are_refused():
+    def make(loglik, **kw):
+        return MBDOptimizer(
+            [torch.zeros(4, 2)], num_samples=8, num_steps=2, rollout=kw.pop("rollout", _point_rollout), seed=0,
+            demo_log_likelihood=loglik, **kw,
+        )
+
+    with pytest.raises(TypeError, match="demo_log_likelihood must be callable"):
+        make(torch.zeros(1, 8))
+    with pytest.raises(ValueError, match="demo_log_likelihood needs rollout mode"):
+        MBDOptimizer([torch.zeros(3)], num_samples=8, demo_log_likelihood=_along_y)
+    with pytest.raises(ValueError, match="not both"):
+        make(_along_y, demo=torch.zeros(4, 2))
+    with pytest.raises(ValueError, match="not both"):
+        make(_along_y, demo_mask=torch.tensor([True, False]))
+    cases = [
+        (lambda s: _along_y(s)[0], ValueError, r"shape \(1, 8\).*got \(8,\)"),
+        (lambda s: _along_y(s).T, ValueError, r"shape \(1, 8\).*got \(8, 1\)"),
+        (lambda s: _along_y(s).tolist(), TypeError, "must return a tensor.*got list"),
+        (lambda s: torch.zeros(1, 8, dtype=torch.long), TypeError, "floating-point.*int64"),
+        (lambda s: torch.zeros(1, 8, device="meta"), ValueError, "on meta, params are on cpu"),
+    ]
+    for loglik, error, words in cases:
+        with pytest.raises(error, match=words):
+            make(loglik).step()
+
+    def no_states(actions):
+        return Trajectory(states=None, rewards=actions[..., 0], feasible=None)
+
+    with pytest.raises(ValueError, match="no states.*demo_log_likelihood"):
+        make(_along_y, rollout=no_states).step()

@@ -37,7 +37,7 @@ from . import denoise
 from .checks import check_int, check_positive
 from .optim import MBDOptimizer, StepInfo, _mean_objective
 
-_MBD_ONLY = ("demo", "demo_mask", "demo_sigma", "demo_reward", "step_scale")
+_MBD_ONLY = ("demo", "demo_mask", "demo_sigma", "demo_reward", "demo_log_likelihood", "step_scale")
 
 
 # --------------------------------------------------------------------------- pure updates

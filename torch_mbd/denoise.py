@@ -218,6 +218,42 @@ def demo_log_likelihood(features: Tensor, demo: Tensor, mask: Tensor | None, sig
     return torch.nan_to_num(loglik, nan=float("-inf"), neginf=float("-inf"), posinf=float("-inf"))
 
 
+def clipped_distance_log_likelihood(points: Tensor, reference: Tensor, clip: float = 0.5) -> Tensor:
+    """Demonstration log-likelihood from clipped point distances (the authors' humanoid tracking term).
+
+    ``log p_demo = -mean_{T, P} (min(|d|, clip) / clip)^2``, ``|d|`` the Euclidean distance of each
+    point to its reference point: 0 for a sample on the reference, down to ``-1`` for one every
+    point of which is ``clip`` or farther away. A rollout for :class:`~torch_mbd.MBDOptimizer`'s
+    ``demo_log_likelihood``, e.g. with ``demo_units="reward"`` and the demonstration reward 1.0.
+
+    Args:
+        points: positions of ``P`` tracked points over ``T`` steps, ``[B, n, T, P, 3]`` (any
+            leading dimensions; the last may be any number of coordinates, matching ``reference``).
+        reference: the demonstrated positions, ``[T, P, 3]``; cast to ``points``' dtype and device.
+        clip: the distance beyond which a point counts as fully off, ``> 0`` (same units as
+            ``points``).
+
+    Returns:
+        ``[B, n]`` log-likelihoods in ``points``' dtype; ``-inf`` where a sample's points are not
+        all finite (no demonstration weight, as :func:`demo_log_likelihood`).
+
+    Raises:
+        ValueError: ``clip`` not a positive finite number, or ``reference``'s shape is not the last
+            three dimensions of ``points``.
+    """
+    if isinstance(clip, bool) or not isinstance(clip, (int, float)) or not math.isfinite(clip) or clip <= 0:
+        raise ValueError(f"Invalid clip: expected a positive, finite distance, got {clip!r}")
+    if points.dim() < 3 or reference.dim() != 3 or tuple(points.shape[-3:]) != tuple(reference.shape):
+        raise ValueError(
+            f"reference of shape {tuple(reference.shape)} must be [T, P, 3], the last three dimensions of "
+            f"points {tuple(points.shape)}"
+        )
+    distance = (points - reference.to(points)).norm(dim=-1)  # [..., T, P]
+    loglik = -(distance.clamp(max=clip) / clip).square().mean((-1, -2))
+    finite = torch.isfinite(points).flatten(-3).all(-1) & ~torch.isnan(loglik)  # NaN: no point (T or P = 0)
+    return torch.where(finite, loglik, torch.full_like(loglik, float("-inf")))
+
+
 DEMO_UNITS = ("logit", "reward")
 
 

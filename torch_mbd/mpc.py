@@ -206,9 +206,11 @@ class MPC:
         num_knots: plan ``K`` knots per action dimension, interpolated to the ``H`` controls
             (:mod:`torch_mbd.knots`), ``1 <= K <= H``; ``None`` (default): one action per control step.
         interpolation: ``"zero"``, ``"linear"`` or ``"cubic"`` (with ``num_knots``).
-        keep_best: after each plan, keep the best sample the diffusion evaluated instead of the
-            final estimate when the sample's reward is higher (one extra rollout per control step, of
-            the estimate; with a deterministic model the plan is then never worse than any sample).
+        keep_best: ``False`` (default): the plan is the diffusion's final estimate. ``True``: the best
+            sample the diffusion evaluated replaces the estimate when its reward is higher (one extra
+            rollout per control step, of the estimate; with a deterministic model the plan is then
+            never worse than any sample). ``"sample"``: the plan is always the best sample evaluated
+            (predictive sampling's rule; no extra rollout).
         horizon_noise: annealing along the horizon on warm starts, ``>= 0``: the noise of control
             step (knot time) ``t`` is multiplied by ``exp(horizon_noise * (t / (H - 1) - 1))``
             (:func:`horizon_noise_scale`); ``0`` (default) turns it off.
@@ -245,7 +247,7 @@ class MPC:
         num_knots: int | None = None,
         interpolation: str = "cubic",
         horizon_noise: float = 0.0,
-        keep_best: bool = False,
+        keep_best: bool | str = False,
         **options,
     ):
         for attr in ("action_dim", "action_bounds", "rollout", "initial_state"):
@@ -263,8 +265,8 @@ class MPC:
         self.action_dim = check_int("model.action_dim", model.action_dim, minimum=1)
         self.num_samples = check_int("num_samples", num_samples, minimum=1)
         self.temperature = check_temperature("temperature", temperature)
-        if not isinstance(keep_best, bool):
-            raise TypeError(f"keep_best must be True or False, got {keep_best!r}")
+        if not isinstance(keep_best, bool) and keep_best != "sample":
+            raise TypeError(f"keep_best must be True, False or 'sample', got {keep_best!r}")
         self.keep_best = keep_best
         self.diffusion_steps = check_int("diffusion_steps", diffusion_steps, minimum=1)
         self.initial_steps = check_int("initial_steps", initial_steps, minimum=1)
@@ -438,9 +440,13 @@ class MPC:
         return actions
 
     def _keep_best(self, optimizer: MBDOptimizer, params: Tensor) -> None:
-        """Replace ``params`` (in place) by the best evaluated sample when it beats the estimate's reward."""
+        """Replace ``params`` (in place) by the best evaluated sample: when it beats the estimate's reward
+        (``keep_best=True``), or always (``"sample"``)."""
         best = float(optimizer.best_reward.max())
         if not math.isfinite(best):
+            return
+        if self.keep_best == "sample":
+            params.copy_(optimizer.best_params()[0])
             return
         rollout = self.model.rollout if self.knot_model is None else self.knot_model.rollout
         traj = as_trajectory(rollout(params.unsqueeze(0)), params.unsqueeze(0))

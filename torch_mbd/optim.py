@@ -302,7 +302,8 @@ class MBDOptimizer(Optimizer):
             See :func:`torch_mbd.denoise.demo_log_weights`.
         demo_reward: the demonstration's reward ``p_J(Y_demo)`` in per-sample reward units (mean
             step reward; ``-loss`` in closure mode). ``None`` takes the best reward of the first
-            step's samples, so the demonstration attracts until the samples beat it.
+            step's samples, so the demonstration attracts until the samples beat it (with either
+            likelihood).
         generator: a ``torch.Generator`` on the parameters' device; ``None`` makes one seeded by
             ``seed``, or by the global RNG when ``seed`` is ``None``.
         seed: seed for the generator made when ``generator`` is ``None``.
@@ -312,6 +313,19 @@ class MBDOptimizer(Optimizer):
             contiguous shard of them, and the rewards are all-gathered, so every rank holds the
             same estimate after every step, bit for bit the single-process result for an
             objective that scores each sample independently. ``None``: one process.
+        demo_log_likelihood: rollout mode only: a callable ``states [B, n, T, nx] -> [B, n]`` that
+            replaces the Gaussian demonstration likelihood (``demo``, ``demo_mask``, ``demo_sigma``),
+            e.g. :func:`~torch_mbd.denoise.clipped_distance_log_likelihood` of points read from the
+            states. ``B`` is the number of problems (the params' batch dimensions flattened), ``n`` the
+            samples (this rank's shard under a process group), ``T`` and ``nx`` the rollout's; the
+            states come in at least float32 (as the Gaussian compares them). It must return a
+            floating-point tensor of shape ``[B, n]`` on the params' device; NaN and
+            infinite values mean "no demonstration weight" for that sample (as the Gaussian's
+            ``-inf``). Its values meet the rewards by the same max rule (``demo_reward``,
+            ``demo_units``) and are shifted per step so that the best sample's is 0, so only their
+            differences matter. Give it instead of ``demo`` (not both); ``demo_sigma`` is then
+            unused. It is not part of :meth:`state_dict`: pass it again to the optimizer a state is
+            loaded into.
 
     Numbers may be Python numbers, NumPy scalars or 0-dim tensors. Rewards, weights and the weighted
     mean are computed in at least float32 (float16 / bfloat16 parameters are sampled in their own
@@ -354,6 +368,7 @@ class MBDOptimizer(Optimizer):
         seed: int | None = None,
         process_group=None,
         target_ess: float = DEFAULT_TARGET_ESS,
+        demo_log_likelihood: Callable[[Tensor], Tensor] | None = None,
     ):
         self.num_samples = check_int("num_samples", num_samples, minimum=1)
         self.temperature = check_temperature("temperature", temperature)
@@ -370,6 +385,22 @@ class MBDOptimizer(Optimizer):
         if rollout is not None and not callable(rollout):
             raise TypeError(f"rollout must be callable (actions -> Trajectory), got {type(rollout).__name__}")
         self.rollout = rollout
+        if demo_log_likelihood is not None:
+            if not callable(demo_log_likelihood):
+                raise TypeError(
+                    "demo_log_likelihood must be callable (states [B, n, T, nx] -> log-likelihood [B, n]), "
+                    f"got {type(demo_log_likelihood).__name__}"
+                )
+            if rollout is None:
+                raise ValueError(
+                    "demo_log_likelihood needs rollout mode: it scores the rollout's states, and closure mode has none"
+                )
+            if demo is not None or demo_mask is not None:
+                raise ValueError(
+                    "give demo (with demo_mask, the Gaussian likelihood) or demo_log_likelihood, not both"
+                )
+        self.demo_log_likelihood = demo_log_likelihood
+        """The callable of ``demo_log_likelihood`` (rollout mode), or ``None`` (the Gaussian of ``demo``, if any)."""
         defaults = dict(bounds=bounds, noise_scale=noise_scale, fraction=fraction)
         super().__init__(params, defaults)
 
@@ -430,6 +461,11 @@ class MBDOptimizer(Optimizer):
         self._warned_constant = False
         self._notes: dict = {}  # what this step's _update reports in StepInfo (demo_wins, temperature)
         self._reset_best()
+
+    @property
+    def _has_demo(self) -> bool:
+        """Whether a demonstration weighs in (a Gaussian ``demo`` or a ``demo_log_likelihood``)."""
+        return self._demo is not None or getattr(self, "demo_log_likelihood", None) is not None
 
     # ----------------------------------------------------------------- set-up helpers
     def add_param_group(self, param_group: dict) -> None:
@@ -879,7 +915,7 @@ class MBDOptimizer(Optimizer):
         what = "losses" if self.rollout is None else "rewards"
         effect = (
             "so the model weights them equally and only the demonstration tells them apart"
-            if self._demo is not None
+            if self._has_demo
             else "so they are weighted equally and the estimate moves to their plain mean"
         )
         warnings.warn(
@@ -928,7 +964,7 @@ class MBDOptimizer(Optimizer):
         if k == 0:  # more ranks than samples: nothing to evaluate here
             rewards = shard.new_empty(B, 0, dtype=self.compute_dtype)
             feasible = torch.ones(B, 0, dtype=torch.bool, device=self.device) if self.rollout is not None else None
-            loglik = shard.new_empty(B, 0, dtype=self.compute_dtype) if self._demo is not None else None
+            loglik = shard.new_empty(B, 0, dtype=self.compute_dtype) if self._has_demo else None
         elif self.rollout is not None:
             rewards, feasible, loglik, trajectory = self._evaluate_rollout(shard, B, k)
         else:
@@ -968,17 +1004,44 @@ class MBDOptimizer(Optimizer):
         rewards = traj.rewards.to(self.compute_dtype).mean(-1).reshape(B, n)
         feasible = None if traj.feasible is None else traj.feasible.reshape(B, n).to(torch.bool)
         loglik = None
-        if self._demo is not None:
+        if self._has_demo:
             if traj.states is None:
+                what = "a demo" if self._demo is not None else "demo_log_likelihood"
                 raise ValueError(
-                    "rollout returned no states (Trajectory.states is None) but a demo was given: the "
+                    f"rollout returned no states (Trajectory.states is None) but {what} was given: the "
                     "demonstration is compared with the states, so the rollout must return them"
                 )
             _check_real_dtype("rollout states", traj.states)
+        if self.demo_log_likelihood is not None:
+            states = traj.states.to(self.device, self.compute_dtype).reshape(B, n, *traj.states.shape[-2:])
+            loglik = self._custom_log_likelihood(states)
+        elif self._demo is not None:
             demo, mask, sigma = self._demo_features(traj.states.shape[-1], traj.states.shape[-2])
             states = traj.states.to(self.device, self.compute_dtype).reshape(B, n, -1)
             loglik = denoise.demo_log_likelihood(states, demo, mask, sigma)
         return rewards, feasible, loglik, traj
+
+    def _custom_log_likelihood(self, states: Tensor) -> Tensor:
+        """``demo_log_likelihood(states [B, n, T, nx])`` checked: ``[B, n]`` in :attr:`compute_dtype`,
+        non-finite values as ``-inf``."""
+        B, n = states.shape[:2]
+        loglik = self.demo_log_likelihood(states)
+        if not isinstance(loglik, Tensor):
+            raise TypeError(
+                f"demo_log_likelihood must return a tensor of shape ({B}, {n}) (problems, samples), "
+                f"got {type(loglik).__name__}"
+            )
+        if tuple(loglik.shape) != (B, n):
+            raise ValueError(
+                f"demo_log_likelihood must return one log-likelihood per sample, shape ({B}, {n}) (problems, "
+                f"samples) for states of shape {tuple(states.shape)}, got {tuple(loglik.shape)}"
+            )
+        if loglik.device != self.device:
+            raise ValueError(f"demo_log_likelihood returned a tensor on {loglik.device}, params are on {self.device}")
+        if not loglik.is_floating_point():
+            raise TypeError(f"demo_log_likelihood must return a floating-point tensor, got dtype {loglik.dtype}")
+        loglik = loglik.to(self.compute_dtype)
+        return torch.where(torch.isfinite(loglik), loglik, torch.full_like(loglik, float("-inf")))
 
     # ----------------------------------------------------------------- state
     _STATE_KEYS = ("steps_done", "rng_state", "demo_reward", "num_steps", "beta0", "beta1", "noise", "num_samples")
@@ -988,7 +1051,8 @@ class MBDOptimizer(Optimizer):
     def state_dict(self) -> dict:
         """The ``torch.optim`` state plus the schedule position, the RNG state, the schedule, the
         temperature (``"auto"`` or the number) and ``target_ess``, the parameters' shapes and the best
-        sample so far."""
+        sample so far. The demonstration itself (``demo``, ``demo_log_likelihood``) is not saved, only
+        ``demo_reward``."""
         state = super().state_dict()
         state["mbd"] = dict(
             steps_done=self.steps_done,
