@@ -577,6 +577,7 @@ def figure(records: list[dict], path: Path) -> Path | None:
                 capsize=2, markersize=5, label=LABELS[c], **STYLES.get(c, {}),
             )  # fmt: skip
         ax.set_xscale("log", base=2)
+        ax.set_xlim(min(samples) / 2**0.4, max(samples) * 2**0.4)  # room for the side-by-side offsets
         ax.set_xticks(samples, [str(n) for n in samples])
         ax.minorticks_off()
         seeds = max(len(runs[k]) for k in runs if k[0] == task)
