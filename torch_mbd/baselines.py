@@ -26,7 +26,6 @@ schedule (``num_steps``, ``beta0``, ``beta1``, ``noise``) times the group's ``no
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Callable
 
 import numpy as np
@@ -424,12 +423,7 @@ class CMAESOptimizer(MBDOptimizer):
             es.tell(asked[b], told.tolist())
             new[b] = torch.as_tensor(es.result.xfavorite, dtype=self.dtype, device=self.device)
         if not bool(valid.all()):
-            warnings.warn(
-                f"cmaes step {self.steps_done}: every sample of {int((~valid).sum())} problem(s) was "
-                "infeasible or non-finite; keeping the previous estimate there",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+            self._warn_invalid(valid)
         self._write_estimate(new)
         weights = torch.zeros_like(rewards)
         sigma = float(np.mean([es.sigma for es in self.strategies]))

@@ -54,13 +54,12 @@ import torch
 from torch import Tensor
 
 from .checks import check_int, check_positive, check_real, check_seed, check_tensor
-from .knots import INTERPOLATIONS, KnotRollout, fit_knots, knot_times, shift_matrix
+from .knots import INTERPOLATIONS, SHIFT_FILLS, KnotRollout, fit_knots, knot_times, shift_matrix
 from .optim import MBDOptimizer, check_temperature
 from .rollout import as_trajectory
 from .schedule import linear_schedule
 from .threads import resolve_threads, use_threads
 
-SHIFT_FILLS = ("repeat", "zero")
 
 # MBDOptimizer options that MPC sets itself and that ``**options`` may not override.
 _RESERVED = ("params", "num_samples", "temperature", "num_steps", "beta0", "beta1", "noise", "bounds",

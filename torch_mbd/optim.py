@@ -764,12 +764,7 @@ class MBDOptimizer(Optimizer):
         self._notes = {}
         new, weights, valid = self._update(samples, rewards, feasible, loglik, y_bar)
         if not bool(valid.all()):
-            warnings.warn(
-                f"{self._label} step {self.steps_done}: every sample of {int((~valid).sum())} problem(s) was "
-                "infeasible or non-finite; keeping the previous estimate there",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+            self._warn_invalid(valid)
             new = torch.where(valid.unsqueeze(-1), new, y_bar)
         self._write_estimate(new)
         self.last_step = StepInfo(
@@ -782,6 +777,15 @@ class MBDOptimizer(Optimizer):
 
     # ----------------------------------------------------------------- the two hooks of a method
     _label = "MBDOptimizer"
+
+    def _warn_invalid(self, valid: Tensor) -> None:
+        """Warn that the problems where ``valid [B]`` is False had no usable sample (estimate kept)."""
+        warnings.warn(
+            f"{self._label} step {self.steps_done}: every sample of {int((~valid).sum())} problem(s) was "
+            "infeasible or non-finite; keeping the previous estimate there",
+            RuntimeWarning,
+            stacklevel=3,  # as before the helper: the frame above step()
+        )
     """How warnings name the method."""
 
     def _sampling_std(self, layout: dict, B: int) -> float | Tensor:
