@@ -23,6 +23,7 @@ import math
 import torch
 from torch import Tensor
 
+from .checks import check_positive
 from .schedule import Schedule
 
 
@@ -223,7 +224,7 @@ def clipped_distance_log_likelihood(points: Tensor, reference: Tensor, clip: flo
 
     ``log p_demo = -mean_{T, P} (min(|d|, clip) / clip)^2``, ``|d|`` the Euclidean distance of each
     point to its reference point: 0 for a sample on the reference, down to ``-1`` for one every
-    point of which is ``clip`` or farther away. A rollout for :class:`~torch_mbd.MBDOptimizer`'s
+    point of which is ``clip`` or farther away. A building block for :class:`~torch_mbd.MBDOptimizer`'s
     ``demo_log_likelihood``, e.g. with ``demo_units="reward"`` and the demonstration reward 1.0.
 
     Args:
@@ -238,11 +239,10 @@ def clipped_distance_log_likelihood(points: Tensor, reference: Tensor, clip: flo
         all finite (no demonstration weight, as :func:`demo_log_likelihood`).
 
     Raises:
-        ValueError: ``clip`` not a positive finite number, or ``reference``'s shape is not the last
-            three dimensions of ``points``.
+        ValueError: ``clip`` not a positive finite number (:func:`~torch_mbd.checks.check_positive`),
+            or ``reference``'s shape is not the last three dimensions of ``points``.
     """
-    if isinstance(clip, bool) or not isinstance(clip, (int, float)) or not math.isfinite(clip) or clip <= 0:
-        raise ValueError(f"Invalid clip: expected a positive, finite distance, got {clip!r}")
+    clip = check_positive("clip", clip)
     if points.dim() < 3 or reference.dim() != 3 or tuple(points.shape[-3:]) != tuple(reference.shape):
         raise ValueError(
             f"reference of shape {tuple(reference.shape)} must be [T, P, 3], the last three dimensions of "

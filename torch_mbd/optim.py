@@ -777,6 +777,7 @@ class MBDOptimizer(Optimizer):
 
     # ----------------------------------------------------------------- the two hooks of a method
     _label = "MBDOptimizer"
+    """How warnings name the method."""
 
     def _warn_invalid(self, valid: Tensor) -> None:
         """Warn that the problems where ``valid [B]`` is False had no usable sample (estimate kept)."""
@@ -786,7 +787,6 @@ class MBDOptimizer(Optimizer):
             RuntimeWarning,
             stacklevel=3,  # as before the helper: the frame above step()
         )
-    """How warnings name the method."""
 
     def _sampling_std(self, layout: dict, B: int) -> float | Tensor:
         """The sampling standard deviation of this step: a float, a ``[D]`` tensor or ``[B, D]``.
