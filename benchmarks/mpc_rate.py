@@ -31,6 +31,7 @@ SETTINGS = {
     "32 samples x 2 steps (benchmarks/mpc.py's setting)": dict(num_samples=32, diffusion_steps=2),
     "32 samples x 1 step, keep-best": dict(num_samples=32, diffusion_steps=1, keep_best=True),
     "32 samples x 1 step, keep-best sample": dict(num_samples=32, diffusion_steps=1, keep_best="sample"),
+    "30 samples x 1 step, keep-best sample": dict(num_samples=30, diffusion_steps=1, keep_best="sample"),
 }
 """Controller settings timed (``MPC`` options); the first is the reference of the ratio column."""
 
