@@ -364,6 +364,18 @@ def cell_stats(records: list[dict]) -> dict:
     return {key: _stats([r["reward"] for r in runs]) for key, runs in group(records).items()}
 
 
+def complete_cell_stats(records: list[dict]) -> dict:
+    """:func:`cell_stats` of the cells that hold as many seeds as the task's fullest cell.
+
+    The targets are decided on these only: a cell still running (fewer seeds) counts as missing.
+    """
+    runs = group(records)
+    seeds: dict = {}
+    for (task, _, _), cell in runs.items():
+        seeds[task] = max(seeds.get(task, 0), len(cell))
+    return {key: _stats([r["reward"] for r in cell]) for key, cell in runs.items() if len(cell) == seeds[key[0]]}
+
+
 def label(config: str) -> str:
     return LABELS.get(config, config[len(ABLATION_PREFIX) :] if config.startswith(ABLATION_PREFIX) else config)
 
@@ -427,8 +439,11 @@ def fewer_rollouts(stats: dict, task: str, fast: int = TARGET_FAST, slow: int = 
 
 
 def target_lines(records: list[dict], tasks: list[str] = TASKS) -> list[str]:
-    """One markdown line per target of issue 14 that this benchmark measures, per task yes / no / - (missing)."""
-    stats = cell_stats(records)
+    """One markdown line per target of issue 14 that this benchmark measures, per task yes / no / - (missing).
+
+    A cell with fewer seeds than its task's fullest cell counts as missing (:func:`complete_cell_stats`).
+    """
+    stats = complete_cell_stats(records)
     lines = []
     checks = [
         (

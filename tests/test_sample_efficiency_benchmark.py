@@ -166,6 +166,16 @@ def test_target_lines_per_task_yes_no_and_undecided():
     assert "(needed: 5): **met**" in se.target_lines(wins)[1]
 
 
+def test_targets_count_a_cell_short_of_seeds_as_missing():
+    full = {(c, n): 1.0 for c in ["mbd", *se.BASELINES] for n in (64, 256)}
+    records = main_grid("hopper", {**full, ("mbd", 64): 2.0, ("mbd", 256): 2.0, ("mbd-paper", 256): 1.5}, seeds=4)
+    short = [r for r in records if not (r["config"] == "cem" and r["n"] == 256 and r["seed"] >= 2)]  # 2 of 4 seeds
+    assert se.beats_baselines(se.cell_stats(short), "hopper") == ("yes", "")  # every cell present
+    assert set(se.complete_cell_stats(short)) == set(se.cell_stats(short)) - {("hopper", "cem", 256)}
+    assert "Hopper - (missing CEM at n=256)" in se.target_lines(short, tasks=["hopper"])[0]
+    assert "Hopper yes" in se.target_lines(records, tasks=["hopper"])[0]
+
+
 def test_ablation_table_and_missing_run_count():
     records = [
         record("hopper", "ablation:" + a, 64, s, k + 0.1 * s) for k, a in enumerate(se.ABLATIONS) for s in range(2)
