@@ -15,10 +15,13 @@ extras = {
     # Videos of MuJoCo plans: pillow writes GIFs, imageio with its ffmpeg binary writes MP4s.
     "video": ["pillow>=9", "imageio>=2.9", "imageio-ffmpeg>=0.4"],
 }
+# COCO's bbob suite and the peers benchmarks/bbob.py compares against (cocopp imports six
+# without declaring it; EvoTorch's SNES and XNES).
+extras["bbob"] = ["coco-experiment>=2.6", "cocopp>=2.6", "six", "cma>=3.3", "evotorch>=0.5"]
 extras["warp"] = extras["mujoco"] + ["mujoco-warp>=3.8", "warp-lang>=1.8"]
 extras["mjx"] = extras["mujoco"] + ["mujoco-mjx>=3.3", "jax>=0.5"]
 extras["test"] = sorted(
-    {"pytest>=7", "hypothesis>=6"}
+    {"pytest>=7", "hypothesis>=6", "coco-experiment>=2.6"}
     | set(extras["progress"])
     | set(extras["baselines"])
     | set(extras["examples"])
