@@ -11,7 +11,7 @@ also counts the feasible runs that only pass through the goal region at some ste
 
 Run::
 
-    python -m benchmarks.car_umaze                      # 20 seeds, writes docs/results.md
+    python -m benchmarks.car_umaze                      # 50 seeds, writes docs/results.md
     python -m benchmarks.car_umaze --seeds 4 --no-write
 
 Flags: ``--seeds`` (count, seeds 0..k-1), ``--jobs`` (seeds in parallel processes; the results do not
@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--seeds", type=int, default=20, help="number of seeds 0..k-1 (default 20)")
+    p.add_argument("--seeds", type=int, default=50, help="number of seeds 0..k-1 (default 50)")
     p.add_argument("--samples", type=int, default=256, help="rollouts per diffusion step (default 256, the CLI's)")
     p.add_argument("--steps", type=int, default=100, help="diffusion steps (default 100, the paper's)")
     p.add_argument("--temperature", type=float, default=0.1, help="temperature lambda (default 0.1, the paper's)")
