@@ -22,7 +22,7 @@ import math
 import torch
 from torch import Tensor
 
-from .car import points_in_boxes, segments_hit_boxes
+from .geometry import points_in_boxes, segments_hit_boxes
 
 
 class PlanningError(RuntimeError):
