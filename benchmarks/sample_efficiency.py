@@ -77,6 +77,7 @@ from benchmarks.trajopt import (  # noqa: E402
     time_steps,
     zero_action_reward,
 )
+from dynamics.backends import BACKENDS  # noqa: E402
 from torch_mbd import plan  # noqa: E402
 from torch_mbd.progress import progress_bar  # noqa: E402
 
@@ -667,7 +668,7 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=STEPS, help="steps per run (MBD: diffusion steps)")
     p.add_argument("--seeds", type=int, default=SEEDS, help="number of seeds (0..k-1)")
     p.add_argument("--ablation", action="store_true", help="run the ablation table instead of the main grid")
-    p.add_argument("--backend", default="mujoco", choices=["mujoco", "warp", "mjx"])
+    p.add_argument("--backend", default="mujoco", choices=BACKENDS)
     p.add_argument("--device", default="cpu")
     p.add_argument("--reset-noise", type=float, default=1.0, help="initial-state noise per seed (task units)")
     p.add_argument("--runs", type=Path, default=None, help=f"results JSON (default: docs/figures/{RUNS})")

@@ -65,6 +65,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._report import figure_path, machine, markdown_table, write_section  # noqa: E402
+from dynamics.backends import BACKENDS  # noqa: E402
 from torch_mbd import plan  # noqa: E402
 from torch_mbd.progress import progress_bar  # noqa: E402
 
@@ -509,7 +510,7 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=None, help="iterations (MBD: diffusion steps; default: the scale's)")
     p.add_argument("--horizon", type=int, default=None, help="control steps (default: the task's)")
     p.add_argument("--temperature", type=float, default=None, help="MBD/MPPI temperature (default: the task's)")
-    p.add_argument("--backend", default="mujoco", choices=["mujoco", "warp", "mjx"])
+    p.add_argument("--backend", default="mujoco", choices=BACKENDS)
     p.add_argument("--device", default="cpu")
     p.add_argument("--reset-noise", type=float, default=1.0, help="initial-state noise per seed (task units)")
     p.add_argument("--runs", type=Path, default=None, help="results JSON (default: docs/figures/trajopt_table*.json)")

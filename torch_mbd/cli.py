@@ -31,7 +31,6 @@ import torch
 from .plan import PRESETS
 
 METHODS = ("mbd", "cem", "mppi", "cmaes", "paper-mppi", "paper-cem", "paper-cmaes")
-BACKENDS = ("mujoco", "warp", "mjx")
 VIDEO_SUFFIXES = (".mp4", ".gif")
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg")
 # the budget of a task that recommends none (dynamics.TaskInfo / the model's attributes say)
@@ -90,6 +89,8 @@ def default_budget(*sources) -> tuple[int, int, float]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``torch-mbd`` (sub-commands ``plan`` and ``tasks``)."""
+    from dynamics.backends import BACKENDS  # the one list of simulator backends (loads no simulator)
+
     parser = argparse.ArgumentParser(
         prog="torch-mbd",
         description="Model-Based Diffusion (Pan et al.) for PyTorch: trajectory optimization from the shell.",
