@@ -321,16 +321,3 @@ make_ant = task_factory("ant")
 make_humanoid_standup = task_factory("humanoid_standup")
 make_humanoid_run = task_factory("humanoid_run")
 
-
-def make_push_t(
-    backend: str = "mujoco",
-    device: str | torch.device = "cpu",
-    goal: tuple[float, float, float] | None = None,
-    goal_seed: int | None = None,
-    **options,
-):
-    """Build push-T as a :class:`MujocoModel`: the goal is drawn per model ``seed`` unless ``goal``
-    (a fixed ``(x, y, theta)``) or ``goal_seed`` (a fixed goal drawn from that seed) is given."""
-    from .tasks import push_t
-
-    return MujocoModel(push_t(goal=goal, goal_seed=goal_seed), backend=backend, device=device, **options)

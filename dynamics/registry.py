@@ -26,7 +26,7 @@ _FACTORIES: dict[str, str | Callable] = {
     "ant": "dynamics.model:make_ant",
     "humanoid_standup": "dynamics.model:make_humanoid_standup",
     "humanoid_run": "dynamics.model:make_humanoid_run",
-    "push_t": "dynamics.model:make_push_t",
+    "push_t": "dynamics.push_t:PushT",
     "humanoid_jog": "dynamics.humanoid_jog:make_humanoid_jog",
 }
 
