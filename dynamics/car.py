@@ -326,7 +326,7 @@ class Car2D:
 
         Args:
             source: ``"rrt"`` (the only source).
-            seed: seed of the RRT.
+            seed: seed of the RRT (``None``: a fresh random seed, from torch's global RNG).
             horizon: ``H``; default :attr:`horizon`.
             demo_sigma: standard deviation (metres) of the demonstration likelihood per coordinate.
             demo_reward: ``p_J(Y_demo)``; default :meth:`path_reward` of the demonstration, averaged.
