@@ -52,7 +52,8 @@ def segments_hit_boxes(start: Tensor, end: Tensor, boxes: Tensor, margin: float 
     between two time steps.
 
     Args:
-        start, end: ``[..., 2]`` segment end points (broadcastable to each other).
+        start: ``[..., 2]`` first end point of each segment.
+        end: ``[..., 2]`` second end point (broadcastable with ``start``).
         boxes: ``[k, 4]`` rows ``(xmin, ymin, xmax, ymax)``.
         margin: distance added on every side of every box.
 
