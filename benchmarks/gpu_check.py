@@ -50,6 +50,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._report import machine, markdown_table  # noqa: E402
+from dynamics.backends import GPU_BACKENDS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PARTS = ["tests", "throughput", "hopper", "mnist"]
@@ -60,7 +61,7 @@ PAPER_MNIST_SECONDS = 2.0  # section 5 / A.2.1: "86% accuracy within 2s"
 # Sizes per mode: the paper's on a GPU, tiny with --smoke.
 FULL = dict(
     test_args=["tests", "-k", "cuda"],
-    backends=["warp", "mjx"],
+    backends=list(GPU_BACKENDS),
     worlds=[1024, 4096, 16384],
     throughput_horizon=50,
     repeats=3,
@@ -69,7 +70,7 @@ FULL = dict(
 )
 SMOKE = dict(
     test_args=["tests/test_optim.py", "-k", "cuda"],
-    backends=["warp", "mjx"],
+    backends=list(GPU_BACKENDS),
     worlds=[8],
     throughput_horizon=2,
     repeats=1,

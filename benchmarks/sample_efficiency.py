@@ -66,19 +66,18 @@ import torch
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks import _runs  # noqa: E402
 from benchmarks._report import figure_path, machine, markdown_table, write_section  # noqa: E402
 from benchmarks.trajopt import (  # noqa: E402
     DEFAULT_TEMPERATURE,
     TASKS,
     TITLES,
-    load_runs,
     make_model,
-    save_runs,
     time_steps,
     zero_action_reward,
 )
+from dynamics.backends import BACKENDS  # noqa: E402
 from torch_mbd import plan  # noqa: E402
-from torch_mbd.progress import progress_bar  # noqa: E402
 
 
 class RunTimeValue:
@@ -143,7 +142,6 @@ STEPS = 100
 SEEDS = 4
 TARGET_SAMPLES = (64, 256)  # target 1 is checked at these n
 TARGET_FAST, TARGET_SLOW, TARGET_TASKS = 64, 256, 5  # target 2: default MBD at 64 >= paper MBD at 256 on >= 5 tasks
-SETTINGS = ("steps", "horizon", "backend", "reset_noise", "kwargs")
 RUNS = "sample_efficiency.json"
 FIGURE = "sample_efficiency.png"
 
@@ -220,19 +218,9 @@ def run_settings(template: dict, model, n: int, args) -> dict:
     return cfg
 
 
-def same_settings(record: dict, cfg: dict) -> bool:
-    keys = SETTINGS + (("preset_default",) if "preset_default" in cfg else ())
-    return record.get("n") == cfg["n"] and all(record.get(k) == cfg[k] for k in keys)
-
-
 def run_key(record: dict) -> tuple:
+    """A run's key in the runs file: ``(task, config, n, seed)``."""
     return record["task"], record["config"], record["n"], record["seed"]
-
-
-def merge_runs(old: list[dict], new: list[dict]) -> list[dict]:
-    """``old`` with every run of the same (task, config, n, seed) as a new one replaced by it."""
-    keys = {run_key(r) for r in new}
-    return [r for r in old if run_key(r) not in keys] + new
 
 
 def run_one(model, task: str, config: str, seed: int, cfg: dict) -> dict:
@@ -284,47 +272,56 @@ def run_grid(args, command: str, path: Path) -> tuple[list[dict], int]:
         not run because the file had them (or an equal run under another name) with the same
         settings.
     """
-    records = load_runs(path)
-    skipped, warmed, models, zeros = 0, set(), {}, {}
+    store = _runs.RunStore(path, run_key)
     todo = grid(args)
-    with progress_bar(len(todo), "sample efficiency") as bar:
-        for task, n, seed, config in todo:
-            if (task, seed) not in models:
-                if models and next(iter(models))[0] != task:
-                    models.clear()  # one task's models at a time
-                models[(task, seed)] = model = make_model(task, seed, args)
-                zeros[(task, seed)] = zero_action_reward(model, int(model.horizon))
-            model = models[(task, seed)]
-            cfg = run_settings(config_options(config), model, n, args)
-            stored = {run_key(r): r for r in records}
-            old = stored.get((task, config, n, seed))
-            if not args.fresh and old is not None and same_settings(old, cfg):
-                skipped += 1
-                bar.update()
-                continue
-            twin = None if args.fresh else next(
-                (r for r in records if (r["task"], r["seed"]) == (task, seed) and same_settings(r, cfg)), None
-            )  # fmt: skip
-            if twin is not None:  # the same options under another name: copy it
-                rec = dict(twin, config=config, copied_from=twin.get("copied_from", twin["config"]))
-                skipped += 1
-            else:
-                if task not in warmed:
-                    warm_up(model, sorted({c for t, _, _, c in todo if t == task}))
-                    warmed.add(task)
-                rec = run_one(model, task, config, seed, cfg)
-                rec.update(
-                    zero_reward=zeros[(task, seed)], device=str(args.device), machine=machine(), command=command
-                )
-                print(
-                    f"  {task:16s} n={n:<4d} seed {seed} {config:28s} reward {rec['reward']:+.4f}"
-                    f"{'' if rec['feasible'] else ' (infeasible)'}  {rec['time']:.1f} s",
-                    file=sys.stderr,
-                )
-            records = merge_runs(records, [rec])
-            save_runs(path, records)
-            bar.update()
-    return records, skipped
+    zeros = {}
+
+    def build(key):
+        task, seed = key
+        model = make_model(task, seed, args)
+        zeros[key] = zero_action_reward(model, int(model.horizon))
+        return model
+
+    def settings(item, model):
+        task, config, n, seed = item.key
+        return run_settings(config_options(config), model, n, args)
+
+    def twin(item, cfg):
+        """A stored run of the same task and seed with the same options under another name, copied."""
+        task, config, n, seed = item.key
+        same = (r for r in store.records if (r["task"], r["seed"]) == (task, seed) and _runs.same_settings(r, cfg))
+        found = next(same, None)
+        if found is None:
+            return None
+        return dict(found, config=config, copied_from=found.get("copied_from", found["config"]))
+
+    def one(item, model, cfg):
+        task, config, n, seed = item.key
+        rec = run_one(model, task, config, seed, cfg)
+        rec.update(zero_reward=zeros[(task, seed)], device=str(args.device), machine=machine(), command=command)
+        print(
+            f"  {task:16s} n={n:<4d} seed {seed} {config:28s} reward {rec['reward']:+.4f}"
+            f"{'' if rec['feasible'] else ' (infeasible)'}  {rec['time']:.1f} s",
+            file=sys.stderr,
+        )
+        return rec
+
+    def warm(item, model):
+        task = item.key[0]
+        warm_up(model, sorted({c for t, _, _, c in todo if t == task}))
+
+    skipped = _runs.run_grid(
+        store,
+        [_runs.GridRun(key=(task, config, n, seed), model=(task, seed)) for task, n, seed, config in todo],
+        build=build,
+        settings=settings,
+        run=one,
+        warm_up=warm,
+        rerun=args.fresh,
+        copy=twin,
+        title="sample efficiency",
+    )
+    return store.records, skipped
 
 
 def estimate(args) -> list[list[str]]:
@@ -667,7 +664,7 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=STEPS, help="steps per run (MBD: diffusion steps)")
     p.add_argument("--seeds", type=int, default=SEEDS, help="number of seeds (0..k-1)")
     p.add_argument("--ablation", action="store_true", help="run the ablation table instead of the main grid")
-    p.add_argument("--backend", default="mujoco", choices=["mujoco", "warp", "mjx"])
+    p.add_argument("--backend", default="mujoco", choices=BACKENDS)
     p.add_argument("--device", default="cpu")
     p.add_argument("--reset-noise", type=float, default=1.0, help="initial-state noise per seed (task units)")
     p.add_argument("--runs", type=Path, default=None, help=f"results JSON (default: docs/figures/{RUNS})")
@@ -707,7 +704,7 @@ def main(argv=None) -> None:
         print(f"{len(args.configs)} configurations x {args.seeds} seeds on {machine()}")
         return
     if args.report:  # every stored run, nothing run
-        records = load_runs(args.runs)
+        records = _runs.load_runs(args.runs)
         print(summary(records) if records else "no runs stored")
         if records and not args.no_write:
             write_section("sample_efficiency", report(records, args.runs))

@@ -36,6 +36,7 @@ import torch
 if __package__ in (None, ""):  # run from a checkout: make `torch_mbd` and `dynamics` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from dynamics.backends import BACKENDS  # noqa: E402
 from dynamics.model import MujocoModel  # noqa: E402
 from torch_mbd import MPC, plan  # noqa: E402
 
@@ -145,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--push", type=float, nargs=3, default=[-1.5, 0.0, 2.0], metavar=("VX", "VZ", "PITCH_RATE"),
                    help="velocity kick on the root joints (m/s, m/s, rad/s)")
     p.add_argument("--device", default="cpu", help="where MPC plans (the simulated hopper stays on the CPU)")
-    p.add_argument("--backend", default="mujoco", choices=("mujoco", "warp", "mjx"), help="the planner's backend")
+    p.add_argument("--backend", default="mujoco", choices=BACKENDS, help="the planner's backend")
     p.add_argument("--seed", type=int, default=0, help="seed of the plan and of MPC")
     p.add_argument("--out", default="mpc_hopper.png", help="the plot (.png), or a video (.gif, .mp4) and its plot")
     return p

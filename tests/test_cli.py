@@ -220,30 +220,21 @@ def test_car_figure_has_units_integer_step_ticks_and_a_legend_off_the_map():
     plt.close(fig)
 
 
-def test_push_t_figure_draws_the_t_over_time_and_the_goal(tmp_path):
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Polygon
-
-    from dynamics.render import planar_poses
-
+def test_a_model_that_draws_its_plans_is_asked_for_its_figure(tmp_path):
+    """write_figure hands the model an empty figure and the plan's states (push-T draws the T itself)."""
     model = dynamics.make("push_t")
     result = _small_plan(model, steps=2)
-    fig, axes = plt.subplots(1, 3)
-    cli.draw_push_t(axes, model, result, poses=4)
-    mj = model.mj_model
-    block_geoms = sum(mj.body(int(mj.geom_bodyid[g])).name == "block" for g in range(mj.ngeom))
-    goal_geoms = sum(mj.body(int(mj.geom_bodyid[g])).name == "goal" for g in range(mj.ngeom))
-    polygons = [p for p in axes[0].patches if isinstance(p, Polygon)]
-    assert len(polygons) == goal_geoms + 4 * block_geoms  # the goal once, the T at 4 times
-    # the distance panel starts at the start pose's distance to the goal (in cm)
-    qpos0 = model.qpos0.numpy()[None]
-    start, goal = planar_poses(mj, qpos0, "block")[0], planar_poses(mj, qpos0, "goal")[0]
-    first = axes[1].get_lines()[0].get_ydata()[0]
-    assert first == pytest.approx(100 * np.hypot(*(start[:2] - goal[:2])))
-    assert axes[1].get_ylabel().endswith("(cm)") and axes[2].get_ylabel().startswith("T's angle")
-    plt.close(fig)
+    seen = []
+    draw_plan = model.draw_plan
+
+    def spy(fig, states):
+        seen.append((len(fig.axes), states))
+        return draw_plan(fig, states)
+
+    model.draw_plan = spy
     path = cli.write_figure(tmp_path / "push_t.png", model, result, title="push-T")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(seen) == 1 and seen[0][0] == 0 and seen[0][1] is result.states
 
 
 class _Captured(Exception):

@@ -208,7 +208,7 @@ def test_summary_states_zero_reward_missing_cells_and_runs(tmp_path):
 
 def test_report_runs_nothing_and_summarizes_the_stored_runs(tmp_path, monkeypatch, capsys):
     runs = tmp_path / "runs.json"
-    se.save_runs(runs, [record("hopper", "mbd", 64, 0, 2.5), record("hopper", "cem", 64, 0, 2.0)])
+    se._runs.save_runs(runs, [record("hopper", "mbd", 64, 0, 2.5), record("hopper", "cem", 64, 0, 2.0)])
 
     def no_plan(*args, **kwargs):
         raise AssertionError("--report must not plan")

@@ -31,7 +31,6 @@ import torch
 from .plan import PRESETS
 
 METHODS = ("mbd", "cem", "mppi", "cmaes", "paper-mppi", "paper-cem", "paper-cmaes")
-BACKENDS = ("mujoco", "warp", "mjx")
 VIDEO_SUFFIXES = (".mp4", ".gif")
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg")
 # the budget of a task that recommends none (dynamics.TaskInfo / the model's attributes say)
@@ -90,6 +89,8 @@ def default_budget(*sources) -> tuple[int, int, float]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``torch-mbd`` (sub-commands ``plan`` and ``tasks``)."""
+    from dynamics.backends import BACKENDS  # the one list of simulator backends (loads no simulator)
+
     parser = argparse.ArgumentParser(
         prog="torch-mbd",
         description="Model-Based Diffusion (Pan et al.) for PyTorch: trajectory optimization from the shell.",
@@ -332,86 +333,17 @@ def _control_dt(model) -> float | None:
     return float(mj_model.opt.timestep) * int(frame_skip)
 
 
-def is_push_t(model) -> bool:
-    """Whether ``model`` is a MuJoCo model with a ``block`` and a ``goal`` body (push-T)."""
-    mj_model = getattr(model, "mj_model", None)
-    if mj_model is None:
-        return False
-    names = {mj_model.body(i).name for i in range(mj_model.nbody)}
-    return {"block", "goal"} <= names
-
-
-def draw_push_t(axes, model, result, poses: int = 5) -> None:
-    """Push-T: a top-down drawing of the T at ``poses`` times and the goal; pose errors over time.
-
-    Args:
-        axes: three matplotlib ``Axes``: the drawing, the position error, the angle error.
-        model: a push-T :class:`~dynamics.model.MujocoModel` (bodies ``block``, ``goal``, ``pusher``).
-        result: a :class:`~torch_mbd.plan.PlanResult` of an unbatched plan.
-        poses: how many times (evenly spaced, start and end included) to draw the T at.
-    """
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Polygon
-
-    from dynamics.render import planar_outlines, planar_poses
-
-    ax, ax_dist, ax_angle = axes
-    mj_model = model.mj_model
-    qpos = np.concatenate([_numpy(model.qpos0)[None], _numpy(result.states)[:, : mj_model.nq]]).astype(np.float64)
-    dt = _control_dt(model)
-    times = dt * np.arange(len(qpos))
-    picks = np.unique(np.linspace(0, len(qpos) - 1, min(poses, len(qpos))).round().astype(int))
-    colors = plt.get_cmap("copper_r")(np.linspace(0.25, 1.0, len(picks)))
-    for outline in planar_outlines(mj_model, qpos[:1], "goal"):
-        ax.add_patch(Polygon(outline[0], closed=True, facecolor="tab:green", alpha=0.35, edgecolor="tab:green", lw=1.5))
-    ax.plot([], [], "s", color="tab:green", alpha=0.5, label="goal pose")
-    block = planar_outlines(mj_model, qpos, "block")
-    for color, t in zip(colors, picks):
-        for outline in block:
-            ax.add_patch(Polygon(outline[t], closed=True, facecolor=(*color[:3], 0.3), edgecolor=color, lw=1.5))
-        ax.plot([], [], "s", color=color, label=f"T at t = {times[t]:.2f} s")
-    poses_block = planar_poses(mj_model, qpos, "block")
-    ax.plot(poses_block[:, 0], poses_block[:, 1], ":", color="black", lw=1, label="T's path")
-    if "pusher" in {mj_model.body(i).name for i in range(mj_model.nbody)}:
-        pusher = planar_poses(mj_model, qpos, "pusher")
-        ax.plot(pusher[:, 0], pusher[:, 1], "-", color="tab:blue", lw=1, label="pusher's path")
-        ax.scatter(pusher[picks, 0], pusher[picks, 1], c=colors, edgecolors="tab:blue", s=22, zorder=5)
-    ax.set_aspect("equal")
-    ax.autoscale_view()
-    ax.margins(0.15)
-    ax.set_xlabel("x (m)")
-    ax.set_ylabel("y (m)")
-    ax.set_title("top view: the T over time, and the goal", fontsize=9)
-    # below the drawing, where it covers nothing
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, fontsize=7, frameon=False)
-    goal = planar_poses(mj_model, qpos[:1], "goal")[0]
-    distance = np.linalg.norm(poses_block[:, :2] - goal[:2], axis=-1)
-    angle = np.abs(np.angle(np.exp(1j * (poses_block[:, 2] - goal[2]))))
-    ax_dist.plot(times, 100 * distance, "-o", color="tab:red", markersize=2.5)
-    ax_dist.set_ylabel("T's distance to the goal (cm)")
-    ax_angle.plot(times, np.degrees(angle), "-o", color="tab:purple", markersize=2.5)
-    ax_angle.set_ylabel("T's angle to the goal (deg, 0-180)")
-    for a in (ax_dist, ax_angle):
-        a.set_xlabel("time (s)")
-        a.set_ylim(bottom=0)
-        a.grid(alpha=0.3)
-
-
 def write_figure(path: Path, model, result, demo=None, title: str = "") -> Path:
-    """A map (models with ``draw``/``positions``), push-T poses, or reward curves (any model), to ``path``."""
+    """Write the plan's figure: a map (``draw``/``positions``), the model's ``draw_plan``, or reward curves."""
     plt = _import_pyplot()
     if hasattr(model, "draw") and hasattr(model, "positions"):
         fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 5.2), gridspec_kw={"width_ratios": [1.15, 1]})
         draw_map(ax0, model, result, demo)
         ax0.set_title("map", fontsize=9)
         draw_optimization(ax1, result)
-    elif is_push_t(model):
+    elif hasattr(model, "draw_plan"):  # the task draws its own figure of a plan (push-T)
         fig = plt.figure(figsize=(10, 6.5))
-        grid = fig.add_gridspec(2, 2, width_ratios=[1.3, 1])
-        ax_map = fig.add_subplot(grid[:, 0])
-        ax_dist, ax_angle = fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, 1])
-        draw_push_t((ax_map, ax_dist, ax_angle), model, result)
-        ax_dist.set_title("pose error over the plan", fontsize=9)
+        model.draw_plan(fig, result.states)
     else:
         fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(9, 3.8))
         rewards = _numpy(result.rewards).reshape(-1, result.rewards.shape[-1])
