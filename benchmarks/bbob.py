@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import sys
@@ -171,6 +172,7 @@ def _solve_evotorch(ev: Evaluator, x0, lower, upper, seed: int, dim: int, algori
         from evotorch.algorithms import SNES, XNES
     except ImportError as exc:
         raise ImportError(f"{algorithm} needs evotorch (pip install evotorch): {exc}") from None
+    logging.getLogger("evotorch").setLevel(logging.WARNING)  # one INFO line per problem otherwise
     torch.manual_seed(seed)
     problem = Problem("min", lambda X: torch.from_numpy(ev.evaluate(X.numpy())), solution_length=dim,
                       initial_bounds=(-4.0, 4.0), vectorized=True, dtype=torch.float64, seed=seed)
