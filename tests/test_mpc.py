@@ -553,3 +553,15 @@ def test_keep_best_sample_plans_the_best_sample_without_an_extra_rollout():
         steps = torch.cat(model.seen[-2:], dim=0)
         rewards = model.rollout(steps).rewards.mean(-1)
         assert torch.equal(plan, steps[int(rewards.argmax())])
+
+
+def test_the_step_record_prints_one_short_line_not_the_plan():
+    model = Integrator(horizon=64)
+    controller = MPC(model, num_samples=8, diffusion_steps=1, initial_steps=2, seed=0, num_knots=4)
+    controller(torch.zeros(1, dtype=torch.float64))
+    step = controller.last_step
+    text = repr(step)
+    assert "\n" not in text and len(text) < 200, text
+    assert text.startswith("MPCStep(action=[") and "actions=[64, 1]" in text and "knots=[4, 1]" in text
+    assert f"{float(step.action[0]):.4g}" in text and "warm=False" in text and "diffusion_steps=2" in text
+    assert "knots" not in repr(step._replace(knots=None))
