@@ -376,3 +376,32 @@ def test_mnist_benchmark_runs_on_a_tiny_budget(tmp_path):
     assert table.count("\n") == 4 and "SGD momentum" in table and "MBD (auto defaults)" in table
     path = bench.accuracy_plot(results, args, tmp_path / "mnist.png")
     assert path.is_file() and path.stat().st_size > 0
+
+
+# --------------------------------------------------------------------------- schedules (docs/training.md)
+def test_lr_schedulers_do_not_apply_and_noise_scale_is_the_knob():
+    def fresh():
+        x = torch.zeros(4)
+        return x, MBDOptimizer([x], num_samples=8, num_steps=5, seed=0, noise_scale=1.0)
+
+    x, opt = fresh()
+    assert all("lr" not in group for group in opt.param_groups)  # nothing a scheduler could change
+    with pytest.raises(KeyError, match="lr"):
+        torch.optim.lr_scheduler.StepLR(opt, step_size=2)
+
+    def loss(c):
+        return ((c[0] - 0.3) ** 2).sum(-1)
+
+    spreads = []
+    for halve in (False, True):  # the same run twice; the second halves the noise before step 2
+        x, opt = fresh()
+        opt.step(loss)
+        if halve:
+            opt.param_groups[0]["noise_scale"] = 0.5
+        before = x.clone()
+        opt.step(loss)
+        spreads.append(opt.last_step.samples.reshape(8, 4) - before)
+    torch.testing.assert_close(spreads[1], 0.5 * spreads[0])
+    opt.param_groups[0]["noise_scale"] = -1.0  # checked like a constructor argument, at the next step
+    with pytest.raises(ValueError, match="noise_scale"):
+        opt.step(loss)
