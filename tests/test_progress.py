@@ -22,9 +22,10 @@ class _Terminal(io.StringIO):
 def _run(stream, monkeypatch, steps=60):
     monkeypatch.setattr(sys, "stderr", stream)
     with progress_bar(steps, "MBD plan") as bar:
-        for _ in range(steps):
+        for k in range(steps):
             time.sleep(0.01)  # 0.6 s in all: a live bar (0.1 s between redraws) draws several times
             bar.update()
+            bar.set_postfix(reward=f"{k:.4f}")  # as plan() and minimize() do every step
         interval = bar.mininterval
     return interval, stream.getvalue()
 

@@ -10,6 +10,7 @@ still shows it is alive, a short one writes a line or two instead of one per ste
 
 from __future__ import annotations
 
+import functools
 import sys
 import warnings
 
@@ -46,10 +47,12 @@ def progress_bar(total: int, desc: str, enabled: bool = True):
             warnings.warn("progress=True needs tqdm: pip install 'torch-mbd[progress]'", stacklevel=3)
             _warned = True
         return _Silent()
-    options = {}
-    if not tqdm.__module__.startswith("tqdm.notebook") and not _is_terminal(sys.stderr):
-        options["mininterval"] = LOG_INTERVAL  # a notebook's widget redraws in place: not there
-    return tqdm(total=total, desc=desc, dynamic_ncols=True, leave=False, **options)
+    # a notebook's widget redraws in place: a log's rate is not for it
+    log = not tqdm.__module__.startswith("tqdm.notebook") and not _is_terminal(sys.stderr)
+    bar = tqdm(total=total, desc=desc, dynamic_ncols=True, leave=False, **({"mininterval": LOG_INTERVAL} if log else {}))
+    if log:  # set_postfix redraws at once by default: in a log it waits for the next timed redraw
+        bar.set_postfix = functools.partial(bar.set_postfix, refresh=False)
+    return bar
 
 
 def _is_terminal(stream) -> bool:
