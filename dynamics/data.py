@@ -129,7 +129,7 @@ def read_authors_clip(data: bytes) -> dict[str, np.ndarray]:
 # ----------------------------------------------------------------------------- the mocap clip
 def _clip_ways() -> str:
     """The offline ways to the clip, for the one-line errors."""
-    return f"set {DATA_ENV} to a folder holding mocap/{CLIP_FILE} (e.g. ../shared/data), or pass the path of an .npz clip"
+    return f"set {DATA_ENV} to a folder holding mocap/{CLIP_FILE} or pass the path of an .npz clip"
 
 
 def download_clip(
