@@ -12,7 +12,8 @@ Example::
 
 Nothing finished is lost: everything the output needs (matplotlib for a figure; an offscreen
 OpenGL backend and an encoder for a video) is checked before planning, the ``.npz`` is written
-before the figure or video, and without ``--out`` the arrays go to ``TASK.npz`` in the current folder.
+before the figure or video, and without ``--out`` the arrays go to ``TASK.npz`` in the current folder
+(``--out PATH.npz``: to that file alone).
 """
 
 from __future__ import annotations
