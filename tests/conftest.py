@@ -8,7 +8,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # The tests' data comes from one offline folder, $TORCH_MBD_DATA (dynamics.data), never from the
 # network: CI and these machines have it at ../shared/data beside the clone. Set here, before any
 # test runs, it holds for every subprocess too; a clone without that folder skips what needs data.
-os.environ.setdefault("TORCH_MBD_DATA", str(ROOT.parent / "shared" / "data"))
+if not os.environ.get("TORCH_MBD_DATA"):  # unset or empty (empty would allow downloads)
+    os.environ["TORCH_MBD_DATA"] = str(ROOT.parent / "shared" / "data")
 DATA = Path(os.environ["TORCH_MBD_DATA"])
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
