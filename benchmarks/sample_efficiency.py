@@ -606,23 +606,46 @@ def figure(records: list[dict], path: Path) -> Path | None:
     return path
 
 
+def reproducing_command(command: str, runs: str | None = None) -> str:
+    """``command`` as it reproduces the stored runs: without its ``--runs PATH`` and ``--no-write``.
+
+    Runs are often made into a scratch file (``--runs /tmp/x.json --no-write``) and merged into
+    the stored one afterwards; a scratch path exists only on the machine that ran it. The command
+    shown runs into the stored file (``--runs runs`` when that is not the default) and writes the
+    report.
+    """
+    words, out, skip = command.split(), [], False  # recorded as " ".join(argv)
+    for word in words:
+        if skip:
+            skip = False
+        elif word == "--runs":
+            skip = True
+        elif not word.startswith("--runs=") and word != "--no-write":
+            out.append(word)
+    if runs is not None:
+        out += ["--runs", runs]
+    return " ".join(out)
+
+
 def report(records: list[dict], runs_path: Path) -> str:
     """The markdown of the ``sample_efficiency`` section of docs/results.md."""
     fig = figure(records, figure_path(FIGURE))
+    try:
+        shown = runs_path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        shown = runs_path
+    default = figure_path(RUNS).resolve() == runs_path.resolve()
     commands = []
     for r in records:
         if "command" not in r:
             continue
-        line = f"`{r['command']}` ({r['backend']} backend, device {r['device']}) on {r['machine']}"
+        command = reproducing_command(r["command"], None if default else str(shown))
+        line = f"`{command}` ({r['backend']} backend, device {r['device']}) on {r['machine']}"
         if line not in commands:
             commands.append(line)
     ran = "\n".join(f"- {c}" for c in commands)
     presets = [r["preset_default"] for r in records if r.get("preset_default") is not None]
     preset = json.dumps(presets[-1]) if presets else "(no run stored it)"
-    try:
-        shown = runs_path.resolve().relative_to(Path.cwd().resolve())
-    except ValueError:
-        shown = runs_path
     configs = "\n".join(f"- {LABELS[c]} (`{c}`): {describe(CONFIGS[c])}" for c in CONFIGS)
     fig_md = "" if fig is None else f"\n![Reward of the final plan vs rollouts per step](figures/{fig.name})\n"
     return f"""## Sample efficiency: reward against the number of rollouts (issue 14)

@@ -12,7 +12,8 @@ Example::
 
 Nothing finished is lost: everything the output needs (matplotlib for a figure; an offscreen
 OpenGL backend and an encoder for a video) is checked before planning, the ``.npz`` is written
-before the figure or video, and without ``--out`` the arrays go to ``TASK.npz`` in the current folder.
+before the figure or video, and without ``--out`` the arrays go to ``TASK.npz`` in the current folder
+(``--out PATH.npz``: to that file alone).
 """
 
 from __future__ import annotations
@@ -31,6 +32,13 @@ import torch
 from .plan import PRESETS
 
 METHODS = ("mbd", "cem", "mppi", "cmaes", "paper-mppi", "paper-cem", "paper-cmaes")
+# the methods whose weights have a temperature (CEM, CMA-ES and the authors' CEM accept and ignore it)
+TEMPERATURE_METHODS = ("mbd", "mppi", "paper-mppi", "paper-cmaes")
+# task -> what its --demo takes (model.demonstration(SOURCE)); every other task has none
+DEMO_SOURCES = {
+    "car2d": "'rrt' (an RRT path round the obstacle)",
+    "humanoid_jog": "'mocap' (the authors' jogging clip) or the path of an .npz clip",
+}
 VIDEO_SUFFIXES = (".mp4", ".gif")
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg")
 # the budget of a task that recommends none (dynamics.TaskInfo / the model's attributes say)
@@ -65,7 +73,12 @@ def _positive_float(text: str) -> float:
 
 def _temperature(text: str):
     """``--temperature``: a finite number > 0, or ``auto``."""
-    return text if text == "auto" else _positive_float(text)
+    if text == "auto":
+        return text
+    try:
+        return _positive_float(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0 or 'auto', got {text!r}") from None
 
 
 def default_budget(*sources) -> tuple[int, int, float]:
@@ -126,8 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--demo",
         metavar="SOURCE",
         default=None,
-        help="steer the diffusion with a demonstration: 'rrt' for car2d (an RRT path), "
-        "an .npz clip for humanoid_jog; calls model.demonstration(SOURCE, seed=SEED)",
+        help="steer the diffusion with a demonstration: 'rrt' for car2d (an RRT path), 'mocap' (the authors' "
+        "clip) or an .npz clip for humanoid_jog; calls model.demonstration(SOURCE, seed=SEED)",
     )
     p.add_argument(
         "--samples", type=_positive_int, default=None, metavar="N",
@@ -157,9 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=METHODS, default="mbd", help="optimizer: mbd (default), the baseline cem, mppi or cmaes, or the paper's own baselines as the authors ran them (paper-mppi, paper-cem, paper-cmaes)")
     p.add_argument(
         "--out", type=Path, default=None, metavar="PATH",
-        help="write the arrays (actions, states, rewards, feasible, history, demo) to the .npz with PATH's stem, "
-        "then a figure (.png/.pdf/.svg/.jpg) or a video (.mp4/.gif, MuJoCo tasks) to PATH "
-        "(default: only TASK.npz in the current folder)",
+        help="PATH.npz: write the arrays (actions, states, rewards, feasible, history, knots, demo) there alone; "
+        "a figure (.png/.pdf/.svg/.jpg) or a video (.mp4/.gif, MuJoCo tasks): write the arrays to the .npz with "
+        "PATH's stem first, then PATH (default: only TASK.npz in the current folder)",
     )
     p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
     return parser
@@ -214,15 +227,17 @@ def _one_line(err: BaseException) -> str:
     return " ".join(str(err).split()) or type(err).__name__
 
 
-def demonstration_options(model, source: str, seed: int, horizon: int | None) -> dict:
+def demonstration_options(model, source: str, seed: int, horizon: int | None, task: str = "") -> dict:
     """``model.demonstration(source, seed=seed[, horizon=...])``: optimizer options (``demo``, ...).
 
     Raises:
-        CommandError: one line, for a task without demonstrations, a missing or unreadable
-            demonstration file, or a planner that found no demonstration.
+        CommandError: one line, for a task without demonstrations (naming the tasks that have
+            them, :data:`DEMO_SOURCES`), a missing or unreadable demonstration file, or a planner
+            that found no demonstration.
     """
     if not hasattr(model, "demonstration"):
-        raise CommandError(f"--demo: the task {type(model).__name__} has no demonstrations")
+        which = "; ".join(f"{name} takes {what}" for name, what in DEMO_SOURCES.items())
+        raise CommandError(f"--demo {source}: {task or type(model).__name__} has no demonstrations ({which})")
     kwargs = {"seed": seed}
     if horizon is not None and "horizon" in inspect.signature(model.demonstration).parameters:
         kwargs["horizon"] = horizon
@@ -246,7 +261,7 @@ def _numpy(x):
 
 
 def write_npz(path: Path, result, demo=None) -> Path:
-    """Save a :class:`~torch_mbd.plan.PlanResult` (and the demonstration) to ``path``."""
+    """Save a :class:`~torch_mbd.plan.PlanResult` (its knots too, with knots; and the demonstration) to ``path``."""
     arrays = {
         "actions": _numpy(result.actions),
         "states": _numpy(result.states),
@@ -257,6 +272,8 @@ def write_npz(path: Path, result, demo=None) -> Path:
         "reward_history": _numpy(result.reward_history),
         "time": np.float64(result.time),
     }
+    if result.knots is not None:  # a knots plan: its decision variables, beside the controls they make
+        arrays["knots"] = _numpy(result.knots)
     if demo is not None:
         arrays["demo"] = _numpy(demo)
     np.savez(path, **arrays)
@@ -365,13 +382,16 @@ def write_figure(path: Path, model, result, demo=None, title: str = "") -> Path:
 
 
 def check_out(out: Path | None, task: str) -> Path:
-    """Check ``--out`` before any work; return the ``.npz`` path the plan goes to."""
+    """Check ``--out`` before any work; return the ``.npz`` path the plan goes to (``out`` itself for an ``.npz``)."""
     if out is None:
         npz = Path(f"{task}.npz")
     else:
         suffix = out.suffix.lower()
-        if suffix not in FIGURE_SUFFIXES + VIDEO_SUFFIXES:
-            raise CommandError(f"--out {out}: expected a figure ({', '.join(FIGURE_SUFFIXES)}) or a video ({', '.join(VIDEO_SUFFIXES)})")
+        if suffix not in (".npz",) + FIGURE_SUFFIXES + VIDEO_SUFFIXES:
+            raise CommandError(
+                f"--out {out}: expected the arrays (.npz), a figure ({', '.join(FIGURE_SUFFIXES)}) "
+                f"or a video ({', '.join(VIDEO_SUFFIXES)})"
+            )
         if not out.parent.exists():
             raise CommandError(f"--out {out}: the folder {out.parent} does not exist")
         npz = out.with_suffix(".npz")
@@ -400,8 +420,8 @@ def run_plan(args) -> int:
         return run_tasks(args)
     from torch_mbd import plan
 
-    out = args.out
-    npz = check_out(out, args.task)
+    npz = check_out(args.out, args.task)
+    out = None if args.out is not None and args.out.suffix.lower() == ".npz" else args.out  # the figure or video
     if out is not None and out.suffix.lower() in FIGURE_SUFFIXES:
         _import_pyplot()  # a missing matplotlib fails now, not after the whole plan
     model = build_model(args.task, args.backend, args.device)
@@ -409,7 +429,7 @@ def run_plan(args) -> int:
         check_video(model, args.task, out)
     options = {}
     if args.demo is not None:
-        options = demonstration_options(model, args.demo, args.seed, args.horizon)
+        options = demonstration_options(model, args.demo, args.seed, args.horizon, args.task)
     import dynamics
 
     samples, steps, temperature = default_budget(model, dynamics.task_info(args.task))  # as 'torch-mbd tasks' lists
@@ -423,7 +443,8 @@ def run_plan(args) -> int:
         options["num_knots"] = args.knots
     print(
         f"torch-mbd plan {args.task}: method={args.method}, samples={num_samples}, steps={num_steps}, "
-        f"temperature={temperature}, preset={args.preset}"
+        + (f"temperature={temperature}, " if args.method in TEMPERATURE_METHODS else "")
+        + f"preset={args.preset}"
         + (f", knots={args.knots}" if args.knots is not None else "")
         + f", seed={args.seed}, device={args.device}"
         + (f", demo={args.demo}" if args.demo is not None else "")
@@ -453,7 +474,7 @@ def run_plan(args) -> int:
     print(f"time: {elapsed:.1f} s")
     demo = options.get("demo")
     write_npz(npz, result, demo)  # first: whatever happens to the figure, the plan is kept
-    print(f"wrote: {npz}" + ("" if out is not None else "  (no --out given: add --out PATH.png for a figure)"))
+    print(f"wrote: {npz}" + ("" if args.out is not None else "  (no --out given: add --out PATH.png for a figure)"))
     if out is not None:
         title = f"{args.task} ({args.method}{', demo ' + args.demo if args.demo else ''}): reward {result.reward:.3f}"
         try:

@@ -176,6 +176,17 @@ class MPCStep(NamedTuple):
     time: float
     knots: Tensor | None = None
 
+    def __repr__(self) -> str:
+        """One line: the action and the plan's shapes, not their values (a plan has ``H x nu`` numbers)."""
+        knots = "" if self.knots is None else f", knots=[{', '.join(map(str, self.knots.shape))}]"
+        action = ", ".join(f"{float(a):.4g}" for a in self.action.reshape(-1)[:4])
+        more = ", ..." if self.action.numel() > 4 else ""
+        return (
+            f"MPCStep(action=[{action}{more}], actions=[{', '.join(map(str, self.actions.shape))}]{knots}, "
+            f"warm={self.warm}, diffusion_steps={self.diffusion_steps}, sample_reward={self.sample_reward:.4g}, "
+            f"time={self.time:.3g}s)"
+        )
+
 
 class MPC:
     """Receding-horizon Model-Based Diffusion: plan from the current state, apply the first action.

@@ -457,6 +457,7 @@ class MBDOptimizer(Optimizer):
         self.steps_done = 0
         self.last_step: StepInfo | None = None
         self._layout = None
+        self._layout_options: tuple | None = None  # _group_options_key() when _layout was built
         self._buffer: Tensor | None = None
         self._warned_constant = False
         self._notes: dict = {}  # what this step's _update reports in StepInfo (demo_wins, temperature)
@@ -480,6 +481,18 @@ class MBDOptimizer(Optimizer):
             self._params = [p for g in self.param_groups for p in g["params"]]
             self._layout = None
             self._reset_best()  # the candidates had other coordinates
+
+    def _group_options_key(self) -> tuple:
+        """The group options the flat layout is built from (tensors by identity), to see them change."""
+
+        def key(value):
+            if isinstance(value, Tensor):
+                return ("tensor", id(value))
+            if isinstance(value, (tuple, list)):
+                return tuple(key(v) for v in value)
+            return value
+
+        return tuple(key((g["noise_scale"], g["fraction"], g["bounds"])) for g in self.param_groups)
 
     def _checked_group_options(self, group: dict, params: list[Tensor]) -> dict:
         """``noise_scale``, ``fraction`` and ``bounds`` of a param group, checked (nothing is changed)."""
@@ -741,8 +754,11 @@ class MBDOptimizer(Optimizer):
             raise ValueError("step() needs a closure, or a rollout given at construction")
         if closure is not None and self.rollout is not None:
             raise ValueError("this optimizer has a rollout; call step() without a closure")
-        if self._layout is None:
-            self._layout = self._build_layout()
+        options = self._group_options_key()
+        if self._layout is None or self._layout_options != options:  # options set between steps take effect
+            for group in self.param_groups:
+                group.update(self._checked_group_options(group, group["params"]))
+            self._layout, self._layout_options = self._build_layout(), self._group_options_key()
         layout = self._layout
         B, n, D = math.prod(self.batch_shape), self.num_samples, layout["D"]
         level = self.level

@@ -62,8 +62,10 @@ class PlanResult:
         states: ``[H, nx]`` its rollout, or ``None`` when the model's rollout returns no states
             (``Trajectory.states=None``, which the protocol allows; demonstrations need states).
         rewards: ``[H]`` its step rewards.
-        feasible: whether its rollout satisfies the model's constraints.
-        reward: its mean step reward, a float (mean over problems when batched).
+        feasible: whether its rollout satisfies the model's constraints: a boolean tensor ``[...]``
+            (0-dim when not batched).
+        reward: its mean step reward, a float; for batched problems the mean over problems (each
+            problem's own is in :attr:`problem_rewards`).
         history: ``[K, H, nu]`` the estimate's controls after every diffusion step (for figures).
         reward_history: ``[K]`` mean sample reward of every step.
         time: wall time in seconds.
@@ -91,10 +93,21 @@ class PlanResult:
     best_sample_reward: float = math.nan
     knots: Tensor | None = None
 
+    @property
+    def problem_rewards(self) -> Tensor:
+        """``[...]`` each problem's mean step reward (0-dim when not batched); :attr:`reward` is their mean."""
+        return self.rewards.mean(-1)
+
     def __repr__(self) -> str:
-        feas = bool(self.feasible.all())
+        """One line; for batched problems the mean reward and how many of them are feasible."""
+        if self.feasible.dim() == 0:
+            reward, feasible = f"{self.reward:.4f}", str(bool(self.feasible))
+        else:
+            count = self.feasible.numel()
+            reward = f"{self.reward:.4f} (mean of {count} problems)"
+            feasible = f"{int(self.feasible.sum())}/{count}"
         return (
-            f"PlanResult(reward={self.reward:.4f}, feasible={feas}, source={self.source!r}, "
+            f"PlanResult(reward={reward}, feasible={feasible}, source={self.source!r}, "
             f"steps={len(self.reward_history)}, time={self.time:.3g}s)"
         )
 
