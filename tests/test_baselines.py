@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from torch_mbd import MBDOptimizer, Trajectory, minimize, plan
+from torch_mbd.sampling import first_sigma
 from torch_mbd.baselines import (
     CEMOptimizer,
     CMAESOptimizer,
@@ -179,7 +180,7 @@ def test_cmaes_runs_pycma_and_its_step_size_adapts():
     (es,) = opt.strategies
     assert isinstance(es, cma.CMAEvolutionStrategy)
     assert es.popsize == 16
-    assert es.sigma0 == pytest.approx(float(opt.schedule.sigmas[-1]))
+    assert es.sigma0 == pytest.approx(first_sigma(40))  # MBD's first level of a 40-step schedule
     for _ in range(39):
         opt.step(lambda c: shifted_sphere(c[0]))
     assert es.countevals == 40 * 16
@@ -278,7 +279,7 @@ def test_mppi_noise_is_fixed_and_cem_std_shrinks():
     first = cem.std.clone()
     for _ in range(5):
         cem.step(lambda c: shifted_sphere(c[0]))
-    assert float(cem.std.mean()) < float(first.mean()) < float(cem.schedule.sigmas[-1])
+    assert float(cem.std.mean()) < float(first.mean()) < first_sigma()
 
 
 @pytest.mark.parametrize("cls", [CEMOptimizer, CMAESOptimizer])
@@ -390,20 +391,20 @@ def test_a_rejected_baseline_state_changes_nothing():
     std, steps = target.std.clone(), target.steps_done
     for bad in (torch.ones(2, 3), torch.full((1, 3), float("nan")), "std"):
         state = donor.state_dict()
-        state["baseline"]["std"] = bad
+        state["sampling"]["std"] = bad
         with pytest.raises(ValueError, match="std"):
             target.load_state_dict(state)
         assert torch.equal(target.std, std) and target.steps_done == steps
-    # a valid std with a bad MBD part: the std is not half-restored either
+    # a valid std with a bad shared part: the std is not half-restored either
     state = donor.state_dict()
-    state["mbd"]["num_steps"] = 3
-    with pytest.raises(ValueError, match="num_steps"):
+    state["sampling"]["steps_done"] = -3
+    with pytest.raises(ValueError, match="steps_done"):
         target.load_state_dict(state)
     assert torch.equal(target.std, std)
     cma = CMAESOptimizer([torch.zeros(3)], num_samples=6, seed=0)
     cma.step(lambda c: shifted_sphere(c[0]))
     state = cma.state_dict()
-    state["baseline"]["strategies"] = state["baseline"]["strategies"] * 2
+    state["sampling"]["strategies"] = state["sampling"]["strategies"] * 2
     before = cma.strategies
     with pytest.raises(ValueError, match="strategies"):
         cma.load_state_dict(state)
@@ -417,23 +418,23 @@ def test_mppi_state_restores_the_temperature():
     assert target.temperature == 0.05
 
 
-# --------------------------------------------------------------------------- one shared step (issue 14)
-from torch_mbd.baselines import _SampledGaussianOptimizer  # noqa: E402
+# --------------------------------------------------------------------------- one shared loop
+from torch_mbd import SamplingOptimizer, UpdateResult  # noqa: E402
 
 
-class GreedyRandomSearch(_SampledGaussianOptimizer):
+class GreedyRandomSearch(SamplingOptimizer):
     """A whole method in two hooks: sample a fixed Gaussian, move to the best sample of the step."""
 
     method = "greedy"
 
-    def _sampling_std(self, layout, B):
-        return self._initial_std(layout, 0.2).expand(B, -1)
+    def sampling_std(self, B):
+        return self.initial_std(0.2).expand(B, -1)
 
-    def _update(self, samples, rewards, feasible, loglik, y_bar):
-        logp = elite_log_weights(rewards, 1, feasible)
+    def update(self, samples, evaluation, y_bar):
+        logp = elite_log_weights(evaluation.rewards, 1, evaluation.feasible)
         from torch_mbd.denoise import weighted_mean
 
-        return weighted_mean(samples, logp)
+        return UpdateResult(*weighted_mean(samples, logp))
 
 
 def test_a_new_method_is_two_hooks():

@@ -176,18 +176,18 @@ def test_state_dict_round_trips_the_best(method):
     assert torch.equal(other.best_candidate, opt.best_candidate)
     # the saved copy is a copy
     state = opt.state_dict()
-    state["mbd"]["best_reward"].fill_(123.0)
+    state["sampling"]["best_reward"].fill_(123.0)
     assert float(opt.best_reward) != 123.0
 
 
-def test_old_state_dict_without_the_best_loads_with_none():
+def test_a_state_dict_without_the_best_is_refused_by_name():
     opt = MBDOptimizer([torch.zeros(3)], num_samples=8, num_steps=5, seed=0)
     opt.step(lambda c: (c[0] ** 2).sum(-1))
     state = opt.state_dict()
-    del state["mbd"]["best_reward"], state["mbd"]["best_candidate"]
+    del state["sampling"]["best_reward"], state["sampling"]["best_candidate"]
     other = MBDOptimizer([torch.zeros(3)], num_samples=8, num_steps=5, seed=0)
-    other.step(lambda c: (c[0] ** 2).sum(-1))
-    other.load_state_dict(state)
+    with pytest.raises(ValueError, match="lacks.*best_reward"):
+        other.load_state_dict(state)
     assert other.best_candidate is None and other.best_reward.item() == -math.inf
 
 
@@ -207,7 +207,7 @@ def test_a_bad_saved_best_is_refused_and_changes_nothing(edit, match):
     opt = MBDOptimizer([torch.zeros(3)], num_samples=8, num_steps=5, seed=0)
     opt.step(lambda c: (c[0] ** 2).sum(-1))
     state = opt.state_dict()
-    edit(state["mbd"])
+    edit(state["sampling"])
     before = (opt.best_reward.clone(), opt.best_candidate.clone(), opt.steps_done)
     with pytest.raises(ValueError, match=match):
         opt.load_state_dict(state)

@@ -139,7 +139,8 @@ def minimize(
     cost_dtype = torch.promote_types(x.dtype, torch.float32)
     optimizer = optimizer_class(method)
     opt = optimizer(
-        [x], num_samples=num_samples, temperature=temperature, num_steps=num_steps, bounds=bounds, seed=seed, **options
+        [x], num_samples=num_samples, temperature=temperature, num_steps=num_steps, bounds=bounds, seed=seed,
+        torch_threads="torch", **options,  # the threads of use_threads(torch_threads) below
     )
     best, mean, best_so_far, estimates = [], [], [], []
     record = {"fun": torch.tensor(float("inf"), dtype=cost_dtype, device=x.device), "x": x.clone()}

@@ -227,6 +227,7 @@ def plan(
         bounds=(lower.to(dtype), upper.to(dtype)),
         rollout=rollout,
         seed=seed,
+        torch_threads="torch",  # the threads of use_threads(torch_threads) below
         **demo_options,
         **options,
     )
