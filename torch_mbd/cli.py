@@ -28,9 +28,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .methods import METHODS as METHOD_TABLE
 from .plan import PRESETS
 
-METHODS = ("mbd", "cem", "mppi", "cmaes", "paper-mppi", "paper-cem", "paper-cmaes")
+METHODS = tuple(METHOD_TABLE)  # the --method choices: every registered method
 BACKENDS = ("mujoco", "warp", "mjx")
 VIDEO_SUFFIXES = (".mp4", ".gif")
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg")
@@ -153,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed of the sampler and the demonstration (default: 0)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the model and the optimizer run (default: cpu)")
     p.add_argument("--horizon", type=_positive_int, default=None, metavar="H", help="control steps (default: the task's horizon)")
-    p.add_argument("--method", choices=METHODS, default="mbd", help="optimizer: mbd (default), the baseline cem, mppi or cmaes, or the paper's own baselines as the authors ran them (paper-mppi, paper-cem, paper-cmaes)")
+    p.add_argument("--method", choices=METHODS, default="mbd", help="optimizer: mbd (default), the baselines cem, mppi, cmaes or predictive (predictive sampling), or the paper's own baselines as the authors ran them (paper-mppi, paper-cem, paper-cmaes)")
     p.add_argument(
         "--out", type=Path, default=None, metavar="PATH",
         help="write the arrays (actions, states, rewards, feasible, history, demo) to the .npz with PATH's stem, "

@@ -37,9 +37,8 @@ PRESETS: dict[str, dict] = {
 
 ``"default"`` is what ``plan(model, num_samples=n, num_steps=k, seed=s)`` uses; its values are the
 ones measured best over every task in ``benchmarks/sample_efficiency.py`` (this one dict is where
-they live). A preset's ``num_knots`` is capped at the horizon (an explicit one is not: it must be
-``<= H``). ``"paper"`` is the paper's algorithm (one action per control step, the final estimate,
-``lambda = 0.1``)."""
+they live). Neither uses knots (``num_knots=None``); an explicit ``num_knots`` must be ``<= H``.
+``"paper"`` is the paper's algorithm (one action per control step, the final estimate, ``lambda = 0.1``)."""
 
 
 class _FromPreset:
@@ -150,7 +149,7 @@ def plan(
             interpolated to the ``H`` controls (:mod:`torch_mbd.knots`; the optimizer's parameter
             is ``[..., K, nu]`` within the action bounds), ``1 <= K <= H``; ``None``: one action per
             control step (the paper). ``K = H`` gives the per-step result bit for bit. Default the
-            preset's, capped at ``H``.
+            preset's.
         interpolation: ``"zero"`` (hold), ``"linear"`` or ``"cubic"`` (not-a-knot spline; the
             controls are clamped to the action bounds); default the preset's.
         keep_best: return the better of the final estimate and the best sample the optimizer
@@ -293,8 +292,6 @@ def _resolve_preset(preset, horizon: int, **given) -> dict:
         raise ValueError(f"Invalid preset: expected one of {tuple(PRESETS)}, got {preset!r}")
     settings = dict(PRESETS[preset])
     explicit = {name: value for name, value in given.items() if value is not FROM_PRESET}
-    if settings["num_knots"] is not None and "num_knots" not in explicit:
-        settings["num_knots"] = min(settings["num_knots"], horizon)
     settings.update(explicit)
     num_knots = settings["num_knots"]
     if num_knots is not None:
