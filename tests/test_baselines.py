@@ -1,4 +1,4 @@
-"""Tests of torch_mbd.baselines: CEM, MPPI and CMA-ES (pycma) behind MBD's interface."""
+"""CEM, MPPI and CMA-ES (pycma): their updates and behaviour (generic loop tests: test_sampling.py)."""
 
 from __future__ import annotations
 
@@ -333,7 +333,7 @@ def test_bad_input_raises():
     assert optimizer_class("mbd") is MBDOptimizer
 
 
-# --------------------------------------------------------------------------- robustness (issue 15)
+# --------------------------------------------------------------------------- robustness
 def test_numpy_scalars_are_accepted_by_every_baseline():
     np = pytest.importorskip("numpy")
     x = torch.zeros(3)

@@ -1,7 +1,7 @@
-"""Keep the best (issue 14 part 2): every method tracks the best valid sample it evaluated.
+"""Keep the best: every method tracks the best valid sample it evaluated.
 
 ``opt.best_reward [B]``, ``opt.best_candidate [B, D]`` and ``opt.best_params()``, kept by the shared
-step of :class:`~torch_mbd.MBDOptimizer` (CMA-ES: its own step) and saved in ``state_dict()``.
+loop of :class:`~torch_mbd.sampling.SamplingOptimizer` and saved in ``state_dict()``.
 """
 
 from __future__ import annotations
@@ -13,12 +13,13 @@ import warnings
 
 import pytest
 import torch
+from _methods import TABLE
 
 from torch_mbd import MBDOptimizer, Trajectory
 from torch_mbd.baselines import optimizer_class
 from torch_mbd.denoise import best_sample
 
-METHODS = ["mbd", "cem", "mppi", "cmaes", "paper-mppi", "paper-cem", "paper-cmaes"]
+METHODS = [m.name for m in TABLE]  # every registered method (tests/_methods.py)
 
 
 def make(method, params, **options):

@@ -321,7 +321,7 @@ def test_bad_closure_and_rollout_results():
         bad.step(lambda c: torch.zeros(8))
 
 
-# --------------------------------------------------------------------------- robustness (issue 15)
+# --------------------------------------------------------------------------- robustness
 import copy  # noqa: E402
 import io  # noqa: E402
 
@@ -765,39 +765,8 @@ def test_a_rejected_param_group_is_not_added():
     opt.step(lambda c: c[0].sum(-1) + c[1].sum(-1))
 
 
-# --------------------------------------------------------------------------- a tensor noise_scale (issue 14)
-from torch_mbd.baselines import optimizer_class  # noqa: E402
-
-TORCH_METHODS = ["mbd", "cem", "mppi", "paper-mppi", "paper-cem", "paper-cmaes"]
-
-
-@pytest.mark.parametrize("method", TORCH_METHODS + ["cmaes"])
-def test_a_uniform_tensor_noise_scale_equals_the_number(method):
-    def run(scale):
-        u = torch.zeros(2, ROLLOUT_H, 2)
-        opt = optimizer_class(method)([dict(params=[u], noise_scale=scale)], num_samples=8, num_steps=3,
-                                      rollout=state_rollout, seed=0)
-        for _ in range(3):
-            opt.step()
-        return u
-
-    assert torch.equal(run(0.5), run(torch.full((ROLLOUT_H, 1), 0.5)))
-
-
-@pytest.mark.parametrize("method", TORCH_METHODS)
-def test_a_tensor_noise_scale_multiplies_sigma_per_coordinate(method):
-    scale = torch.tensor([[0.0], [1.0], [2.0], [4.0]])  # [H, 1]: later controls noisier, the first frozen
-    u = torch.zeros(ROLLOUT_H, 2)
-    opt = optimizer_class(method)([dict(params=[u], noise_scale=scale)], num_samples=4000, num_steps=3,
-                                  rollout=state_rollout, seed=0)
-    opt.step()
-    noise = opt.last_step.samples[0].reshape(4000, ROLLOUT_H, 2)  # around the zero estimate
-    spread = noise.std(dim=(0, 2))
-    assert spread[0].item() == 0.0
-    ratios = (spread[1:] / spread[1]).tolist()
-    assert ratios == pytest.approx([1.0, 2.0, 4.0], rel=0.05)
-
-
+# --------------------------------------------------------------------------- a tensor noise_scale
+# (per method: tests/test_sampling.py)
 def test_a_closure_mode_tensor_noise_scale():
     x = torch.zeros(3, 2)
     opt = MBDOptimizer([dict(params=[x], noise_scale=torch.tensor([1.0, 0.0]))], num_samples=16, num_steps=3, seed=0)
@@ -974,3 +943,18 @@ def test_demo_log_likelihood_bad_callables_are_refused():
 
     with pytest.raises(ValueError, match="no states.*demo_log_likelihood"):
         make(_along_y, rollout=no_states).step()
+
+
+# ----------------------------------------------------------------------------- renamed options
+def test_the_old_schedule_option_names_still_work_and_warn():
+    new = MBDOptimizer([torch.zeros(2)], num_steps=5, beta_first=2e-3, beta_last=3e-2, noise_convention="paper", seed=0)
+    with pytest.warns(DeprecationWarning) as record:
+        old = MBDOptimizer([torch.zeros(2)], num_steps=5, beta0=2e-3, beta1=3e-2, noise="paper", seed=0)
+    assert sorted(str(w.message).split(":")[1].split("=")[0].strip() for w in record) == ["beta0", "beta1", "noise"]
+    assert {w.filename for w in record} == {__file__}
+    assert torch.equal(old.schedule.sigmas, new.schedule.sigmas) and old.noise_convention == "paper"
+    assert old.beta_first == 2e-3 and old.beta_last == 3e-2
+    with pytest.raises(TypeError, match="both beta0= and beta_first="):
+        MBDOptimizer([torch.zeros(2)], beta0=2e-3, beta_first=2e-3)
+    with pytest.raises(TypeError, match="unexpected option.*beta2"):
+        MBDOptimizer([torch.zeros(2)], beta2=0.1)

@@ -40,7 +40,8 @@ class CMAESOptimizer(SamplingOptimizer):
     One strategy per problem (``B`` problems are a Python loop over pycma objects: pycma is
     NumPy on the CPU; the evaluation stays batched in torch on the parameters' device). pycma
     draws the candidates (:meth:`sample` asks), adapts the step size and full covariance and
-    handles the bounds (its default ``BoundTransform``); :meth:`update` tells it the costs. After
+    handles the bounds (its default ``BoundTransform``); :meth:`update` tells it the costs. Coordinates
+    of ``noise_scale`` 0 are pycma's ``fixed_variables`` (kept at their initial value). After
     each step the parameters hold the distribution mean in bounds (``es.result.xfavorite``).
     Infeasible or non-finite candidates are told to pycma as worse than every valid one (CMA-ES
     is rank based).
@@ -100,13 +101,18 @@ class CMAESOptimizer(SamplingOptimizer):
                 return float(b)
 
             opts["bounds"] = [as_list(layout.lower), as_list(layout.upper)]
+        frozen = []  # coordinates of noise_scale 0: pycma's fixed_variables (a std of 0 breaks its sampler)
         if layout.scale is not None:
             opts["CMA_stds"] = layout.scale.double().cpu().numpy()
+            frozen = torch.nonzero(layout.scale == 0).flatten().tolist()
         x0 = y_bar.double().cpu().numpy()
         strategies = []
         for b in range(x0.shape[0]):
             seed = int(torch.randint(0, 2**62, (1,), generator=self.generator, device=self.generator.device))
-            strategies.append(cma.CMAEvolutionStrategy(x0[b], float(self._first_sigma), dict(opts, randn=_NumpyNormal(seed))))
+            fixed = dict(fixed_variables={i: float(x0[b][i]) for i in frozen}) if frozen else {}
+            strategies.append(
+                cma.CMAEvolutionStrategy(x0[b], float(self._first_sigma), dict(opts, randn=_NumpyNormal(seed), **fixed))
+            )
         return strategies
 
     def sample(self, y_bar: Tensor) -> tuple[Tensor, float]:
@@ -156,9 +162,10 @@ class CMAESOptimizer(SamplingOptimizer):
         for b, es in enumerate(strategies):
             if not isinstance(es, cls):
                 raise ValueError(f"state_dict strategies[{b}] must be a pycma CMAEvolutionStrategy, got {type(es).__name__}")
-            if es.N != D or es.popsize != self.num_samples or not callable(es.opts.get("randn")):
+            dim = es.N + len(es.opts.get("fixed_variables") or {})
+            if dim != D or es.popsize != self.num_samples or not callable(es.opts.get("randn")):
                 raise ValueError(
-                    f"state_dict strategies[{b}] has dimension {es.N} and population {es.popsize}; "
+                    f"state_dict strategies[{b}] has dimension {dim} and population {es.popsize}; "
                     f"this optimizer needs {D} and {self.num_samples} (and the strategy's own randn)"
                 )
         return dict(strategies=strategies)

@@ -20,6 +20,7 @@ from .demonstrations import Demonstration
 from .denoise import DEFAULT_TARGET_ESS
 from .layout import AUTO_FRACTION_DIM, AUTO_NOISE_GAIN, auto_fraction, auto_noise_scale  # noqa: F401 (public here too)
 from .sampling import (  # noqa: F401 (StepInfo, ConstantObjectiveWarning: public here too)
+    RENAMED,
     ConstantObjectiveWarning,
     Evaluation,
     SamplingOptimizer,
@@ -32,6 +33,9 @@ from .sampling import (  # noqa: F401 (StepInfo, ConstantObjectiveWarning: publi
     renamed_options,
     resolve_temperature,
 )
+
+
+_SCHEDULE_DEFAULTS = dict(beta_first=1e-4, beta_last=1e-2, noise_convention="official")
 
 
 class MBDOptimizer(SamplingOptimizer):
@@ -194,6 +198,10 @@ class MBDOptimizer(SamplingOptimizer):
         **deprecated,
     ):
         renamed = renamed_options(deprecated, "MBDOptimizer")
+        given = dict(beta_first=beta_first, beta_last=beta_last, noise_convention=noise_convention)
+        for old, new in RENAMED.items():
+            if new in renamed and given[new] != _SCHEDULE_DEFAULTS[new]:  # a default value cannot be told apart
+                raise TypeError(f"MBDOptimizer got both {old}= and {new}=; give only {new}= ({old}= is its deprecated name)")
         beta_first = renamed.pop("beta_first", beta_first)
         beta_last = renamed.pop("beta_last", beta_last)
         noise_convention = renamed.pop("noise_convention", noise_convention)

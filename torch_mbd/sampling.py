@@ -642,14 +642,19 @@ class SamplingOptimizer(Optimizer):
 
     def _checked_tensor_field(self, name: str, value, shape: tuple) -> Tensor | None:
         """A saved ``None`` or a finite, ``>= 0`` floating tensor of ``shape``, in the statistics dtype."""
-        if value is None:
-            return None
-        if not isinstance(value, Tensor) or tuple(value.shape) != shape or not value.is_floating_point():
-            got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
-            raise ValueError(f"state_dict {name} must be a floating-point tensor of shape {shape}, got {got}")
-        if not bool((torch.isfinite(value) & (value >= 0)).all()):
-            raise ValueError(f"state_dict {name} must be finite and >= 0 everywhere")
-        return value.to(self.device, self.compute_dtype)
+        return check_state_tensor(name, value, shape, self.device, self.compute_dtype)
+
+
+def check_state_tensor(name: str, value, shape: tuple, device, dtype) -> Tensor | None:
+    """A saved ``None``, or a finite, ``>= 0`` floating tensor of ``shape`` moved to ``device`` and ``dtype``."""
+    if value is None:
+        return None
+    if not isinstance(value, Tensor) or tuple(value.shape) != shape or not value.is_floating_point():
+        got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+        raise ValueError(f"state_dict {name} must be a floating-point tensor of shape {shape}, got {got}")
+    if not bool((torch.isfinite(value) & (value >= 0)).all()):
+        raise ValueError(f"state_dict {name} must be finite and >= 0 everywhere")
+    return value.to(device, dtype)
 
 
 def _from_previous_format(state_dict: dict) -> dict:
