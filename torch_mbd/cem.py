@@ -71,7 +71,7 @@ class CEMOptimizer(SamplingOptimizer):
             ``sigma_{N-1}`` of the schedule options (``num_steps``, ``beta_first``, ``beta_last``,
             ``noise_convention``; ``0.63`` with the defaults). Multiplied by ``noise_scale``.
         min_std: floor on the refitted standard deviation (default ``0``: plain CEM).
-        temperature: accepted (every method takes ``plan``'s arguments) and unused.
+        temperature, target_ess: accepted (every method takes ``plan``'s arguments), checked and unused.
         **options: the shared options of :class:`~torch_mbd.MBDOptimizer` (``bounds``, ``rollout``,
             ``seed``, ``generator``, ``process_group``, ``torch_threads``, the schedule options above);
             the demonstration options are MBD-only.
@@ -96,6 +96,7 @@ class CEMOptimizer(SamplingOptimizer):
         init_std: float | None = None,
         min_std: float = 0.0,
         temperature: float | str | None = None,
+        target_ess: float | None = None,
         **options,
     ):
         elite_fraction = check_positive("elite_fraction", elite_fraction)
@@ -103,7 +104,7 @@ class CEMOptimizer(SamplingOptimizer):
             raise ValueError(f"Invalid elite_fraction: expected a number in (0, 1], got {elite_fraction!r}")
         init_std = None if init_std is None else check_positive("init_std", init_std)
         min_std = check_positive("min_std", min_std, allow_zero=True)
-        check_unused_temperature(temperature)
+        check_unused_temperature(temperature, target_ess)
         sigma = pop_first_sigma(options, type(self).__name__)
         super().__init__(params, num_samples, **options)
         self.elite_fraction, self.init_std, self.min_std = elite_fraction, init_std, min_std

@@ -54,7 +54,7 @@ class CMAESOptimizer(SamplingOptimizer):
             ``noise_scale`` becomes pycma's ``CMA_stds``.
         cma_options: extra pycma options (e.g. ``{"CMA_diagonal": True}``); ``popsize``,
             ``bounds``, ``randn`` and ``seed`` are set here.
-        temperature: accepted (every method takes ``plan``'s arguments) and unused.
+        temperature, target_ess: accepted (every method takes ``plan``'s arguments), checked and unused.
         **options: the shared options of :class:`~torch_mbd.MBDOptimizer`.
 
     Raises:
@@ -71,6 +71,7 @@ class CMAESOptimizer(SamplingOptimizer):
         sigma0: float | None = None,
         cma_options: dict | None = None,
         temperature: float | str | None = None,
+        target_ess: float | None = None,
         **options,
     ):
         _import_cma()  # fail early, naming the extra to install
@@ -79,7 +80,7 @@ class CMAESOptimizer(SamplingOptimizer):
             raise TypeError(f"cma_options must be a dict, got {type(cma_options).__name__}")
         if check_int("num_samples", num_samples, minimum=1) == 1:
             raise ValueError("Invalid num_samples: CMA-ES needs a population of at least 2, got 1")
-        check_unused_temperature(temperature)
+        check_unused_temperature(temperature, target_ess)
         sigma = pop_first_sigma(options, type(self).__name__)
         super().__init__(params, num_samples, **options)
         self.sigma0 = sigma0
@@ -161,7 +162,8 @@ class CMAESOptimizer(SamplingOptimizer):
         cls = _import_cma().CMAEvolutionStrategy
         for b, es in enumerate(strategies):
             if not isinstance(es, cls):
-                raise ValueError(f"state_dict strategies[{b}] must be a pycma CMAEvolutionStrategy, got {type(es).__name__}")
+                got = type(es).__name__
+                raise ValueError(f"state_dict strategies[{b}] must be a pycma CMAEvolutionStrategy, got {got}")
             dim = es.N + len(es.opts.get("fixed_variables") or {})
             if dim != D or es.popsize != self.num_samples or not callable(es.opts.get("randn")):
                 raise ValueError(

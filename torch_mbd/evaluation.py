@@ -60,7 +60,9 @@ class Evaluator:
         process_group: a ``torch.distributed`` group to shard the samples over, or ``None``.
     """
 
-    def __init__(self, rollout: Callable | None, params: list[Tensor], batch_shape: tuple, compute_dtype, process_group=None):  # noqa: E501
+    def __init__(
+        self, rollout: Callable | None, params: list[Tensor], batch_shape: tuple, compute_dtype, process_group=None
+    ):
         if rollout is not None and not callable(rollout):
             raise TypeError(f"rollout must be callable (actions -> Trajectory), got {type(rollout).__name__}")
         self.rollout, self.batch_shape = rollout, batch_shape
@@ -101,7 +103,9 @@ class Evaluator:
         dist.all_gather(parts, padded, group=self.process_group)
         return torch.cat(parts, dim=1)[:, :n]
 
-    def __call__(self, closure, samples: Tensor, params: list[Tensor], segments: list, log_likelihood=None) -> Evaluation:
+    def __call__(
+        self, closure, samples: Tensor, params: list[Tensor], segments: list, log_likelihood=None
+    ) -> Evaluation:
         """Score this rank's shard of ``samples [B, n, D]`` and gather the scores from every rank.
 
         Args:

@@ -166,7 +166,9 @@ def write_estimate(params: list[Tensor], layout: FlatLayout, new: Tensor) -> Non
 
 def unflatten(params: list[Tensor], layout: FlatLayout, flat: Tensor) -> list[Tensor]:
     """``flat [B, D]`` as new tensors shaped like the parameters (with their batch dimensions)."""
-    return [flat[:, offset : offset + numel].reshape(p.shape).clone() for p, (offset, numel, _) in zip(params, layout.segments)]
+    return [
+        flat[:, offset : offset + numel].reshape(p.shape).clone() for p, (offset, numel, _) in zip(params, layout.segments)
+    ]
 
 
 # --------------------------------------------------------------------------- group options
@@ -259,7 +261,9 @@ def check_bounds(bounds, shapes: list[tuple], params: list[Tensor]):
     return (lower, upper)
 
 
-def build_layout(param_groups: list[dict], batch_shape: tuple, rollout_mode: bool, use_fraction: bool = True) -> FlatLayout:
+def build_layout(
+    param_groups: list[dict], batch_shape: tuple, rollout_mode: bool, use_fraction: bool = True
+) -> FlatLayout:
     """The :class:`FlatLayout` of checked param groups.
 
     ``"auto"`` options follow the network rules (:func:`auto_noise_scale`, :func:`auto_fraction`)

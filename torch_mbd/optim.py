@@ -201,7 +201,9 @@ class MBDOptimizer(SamplingOptimizer):
         given = dict(beta_first=beta_first, beta_last=beta_last, noise_convention=noise_convention)
         for old, new in RENAMED.items():
             if new in renamed and given[new] != _SCHEDULE_DEFAULTS[new]:  # a default value cannot be told apart
-                raise TypeError(f"MBDOptimizer got both {old}= and {new}=; give only {new}= ({old}= is its deprecated name)")
+                raise TypeError(
+                    f"MBDOptimizer got both {old}= and {new}=; give only {new}= ({old}= is its deprecated name)"
+                )
         beta_first = renamed.pop("beta_first", beta_first)
         beta_last = renamed.pop("beta_last", beta_last)
         noise_convention = renamed.pop("noise_convention", noise_convention)

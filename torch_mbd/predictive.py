@@ -20,16 +20,17 @@ class PredictiveSamplingOptimizer(SamplingOptimizer):
         params: as for :class:`~torch_mbd.MBDOptimizer`.
         num_samples: candidates per step ``n >= 2``, the estimate included.
         noise_std: the fixed standard deviation; ``None`` takes MBD's first sampling level.
-        temperature: accepted (every method takes ``plan``'s arguments) and unused.
+        temperature, target_ess: accepted (every method takes ``plan``'s arguments), checked and unused.
         **options: the shared options of :class:`~torch_mbd.MBDOptimizer`.
     """
 
     method = "predictive"
 
-    def __init__(self, params, num_samples: int = 256, noise_std: float | None = None, temperature=None, **options):
+    def __init__(self, params, num_samples: int = 256, noise_std: float | None = None, temperature=None,
+                 target_ess=None, **options):
         if check_int("num_samples", num_samples, minimum=1) < 2:
             raise ValueError("Invalid num_samples: predictive sampling needs the estimate and >= 1 perturbation, got 1")
-        check_unused_temperature(temperature)
+        check_unused_temperature(temperature, target_ess)
         sigma = pop_first_sigma(options, type(self).__name__)
         self.noise_std = sigma if noise_std is None else check_positive("noise_std", noise_std)
         super().__init__(params, num_samples, **options)

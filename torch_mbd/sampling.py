@@ -132,7 +132,9 @@ def renamed_options(options: dict, owner: str) -> dict:
             if new in options:
                 raise TypeError(f"{owner} got both {old}= and {new}=; give only {new}= ({old}= is its deprecated name)")
             warnings.warn(
-                f"{owner}: {old}= is deprecated, use {new}= (the same value)", DeprecationWarning, stacklevel=caller_stacklevel()
+                f"{owner}: {old}= is deprecated, use {new}= (the same value)",
+                DeprecationWarning,
+                stacklevel=caller_stacklevel(),
             )
             options[new] = options.pop(old)
     return options
@@ -193,7 +195,9 @@ def checked_schedule(num_steps, beta_first, beta_last, noise_convention) -> Sche
     return linear_schedule(num_steps, beta_first, beta_last, noise_convention)
 
 
-def first_sigma(num_steps: int = 100, beta_first: float = 1e-4, beta_last: float = 1e-2, noise_convention: str = "official") -> float:
+def first_sigma(
+    num_steps: int = 100, beta_first: float = 1e-4, beta_last: float = 1e-2, noise_convention: str = "official"
+) -> float:
     """``sigma_{N-1}``, the first (largest) sampling level of MBD's schedule: the baselines' default
     initial standard deviation, so that every method starts from the same distribution."""
     return float(checked_schedule(num_steps, beta_first, beta_last, noise_convention).sigmas[-1])
@@ -340,7 +344,8 @@ class SamplingOptimizer(Optimizer):
     def layout(self) -> flat.FlatLayout:
         """The flat layout of the parameter groups (built at the first use, rebuilt after a change)."""
         if self._layout is None:
-            self._layout = flat.build_layout(self.param_groups, self.batch_shape, self.rollout is not None, self.uses_fraction)
+            rollout_mode = self.rollout is not None
+            self._layout = flat.build_layout(self.param_groups, self.batch_shape, rollout_mode, self.uses_fraction)
         return self._layout
 
     # ----------------------------------------------------------------- the loop
@@ -566,7 +571,9 @@ class SamplingOptimizer(Optimizer):
             state_dict = _from_previous_format(state_dict)
         saved = state_dict.pop("sampling", None)
         if not isinstance(saved, dict):
-            raise ValueError(f"state_dict has no 'sampling' dict: it was not saved by a torch-mbd optimizer ({self._name()})")
+            raise ValueError(
+                f"state_dict has no 'sampling' dict: it was not saved by a torch-mbd optimizer ({self._name()})"
+            )
         if saved.get("method") != self.method:
             by = saved.get("optimizer", "an unknown optimizer")
             raise ValueError(
@@ -579,20 +586,26 @@ class SamplingOptimizer(Optimizer):
             raise ValueError(f"state_dict lacks {missing}: it is not a complete {type(self).__name__} state_dict")
         for key in ("num_samples",) + self.fixed_state_fields:
             if saved[key] != getattr(self, key):
-                raise ValueError(f"state_dict was saved with {key}={saved[key]!r}, this optimizer has {getattr(self, key)!r}")
+                mine = getattr(self, key)
+                raise ValueError(f"state_dict was saved with {key}={saved[key]!r}, this optimizer has {mine!r}")
         shapes = [tuple(p.shape) for p in self._params]
         if not isinstance(saved["param_shapes"], (list, tuple)) or [tuple(s) for s in saved["param_shapes"]] != shapes:
-            raise ValueError(f"state_dict was saved for parameters of shapes {saved['param_shapes']}, this optimizer's are {shapes}")
+            raise ValueError(
+                f"state_dict was saved for parameters of shapes {saved['param_shapes']}, this optimizer's are {shapes}"
+            )
         if not isinstance(state_dict["state"], dict):
             raise ValueError(f"state_dict['state'] must be a dict, got {type(state_dict['state']).__name__}")
         checked = dict(options=self._checked_saved_groups(state_dict["param_groups"]))
         checked["steps_done"] = check_int("state_dict steps_done", saved["steps_done"], minimum=0)
-        checked["best_reward"], checked["best_candidate"] = self._checked_best(saved["best_reward"], saved["best_candidate"])
+        B, D = math.prod(self.batch_shape), flat.flat_dim(self._params, self.batch_shape)
+        best = check_saved_best(saved["best_reward"], saved["best_candidate"], B, D, self.device, self.dtype)
+        checked["best_reward"], checked["best_candidate"] = best[0].to(self.compute_dtype), best[1]
         rng_state = saved["rng_state"]
         try:  # on a scratch generator: a bad state must not touch ours
             torch.Generator(device=self.generator.device).set_state(rng_state)
         except (RuntimeError, TypeError, ValueError) as exc:
-            raise ValueError(f"state_dict rng_state is not a state of a {self.generator.device} generator: {exc}") from None
+            device = self.generator.device
+            raise ValueError(f"state_dict rng_state is not a state of a {device} generator: {exc}") from None
         checked["rng_state"] = rng_state
         checked.update(self.check_state_fields({name: saved[name] for name in self.state_fields}))
         return state_dict, checked
@@ -617,24 +630,6 @@ class SamplingOptimizer(Optimizer):
                 raise ValueError(f"state_dict param group {k}: {exc}") from None
         return options
 
-    def _checked_best(self, reward, candidate) -> tuple[Tensor, Tensor | None]:
-        """A saved ``best_reward [B]`` and ``best_candidate [B, D]`` checked, on our device and dtypes."""
-        B, D = math.prod(self.batch_shape), flat.flat_dim(self._params, self.batch_shape)
-        if not isinstance(reward, Tensor) or tuple(reward.shape) != (B,) or not reward.is_floating_point():
-            got = tuple(reward.shape) if isinstance(reward, Tensor) else type(reward).__name__
-            raise ValueError(f"state_dict best_reward must be a floating-point tensor of shape {(B,)}, got {got}")
-        if bool((torch.isnan(reward) | torch.isposinf(reward)).any()):
-            raise ValueError("state_dict best_reward must be finite or -inf (nothing valid seen) everywhere")
-        if candidate is None:
-            if bool(torch.isfinite(reward).any()):
-                raise ValueError("state_dict best_reward has finite entries but best_candidate is None")
-        elif not isinstance(candidate, Tensor) or tuple(candidate.shape) != (B, D) or not candidate.is_floating_point():
-            got = tuple(candidate.shape) if isinstance(candidate, Tensor) else type(candidate).__name__
-            raise ValueError(f"state_dict best_candidate must be a floating-point tensor of shape {(B, D)}, got {got}")
-        else:
-            candidate = candidate.to(self.device, self.dtype)
-        return reward.to(self.device, self.compute_dtype), candidate
-
     def check_state_fields(self, saved: dict) -> dict:
         """The saved values of :attr:`state_fields`, checked as the constructor checks them (a method
         overrides this for its fields); returns what to restore, or raises ``ValueError``."""
@@ -643,6 +638,25 @@ class SamplingOptimizer(Optimizer):
     def _checked_tensor_field(self, name: str, value, shape: tuple) -> Tensor | None:
         """A saved ``None`` or a finite, ``>= 0`` floating tensor of ``shape``, in the statistics dtype."""
         return check_state_tensor(name, value, shape, self.device, self.compute_dtype)
+
+
+def check_saved_best(reward, candidate, B: int, D: int, device, dtype) -> tuple[Tensor, Tensor | None]:
+    """A saved ``best_reward [B]`` and ``best_candidate [B, D]`` checked; the candidate moved to ``device``
+    and ``dtype``, the reward to ``device``."""
+    if not isinstance(reward, Tensor) or tuple(reward.shape) != (B,) or not reward.is_floating_point():
+        got = tuple(reward.shape) if isinstance(reward, Tensor) else type(reward).__name__
+        raise ValueError(f"state_dict best_reward must be a floating-point tensor of shape {(B,)}, got {got}")
+    if bool((torch.isnan(reward) | torch.isposinf(reward)).any()):
+        raise ValueError("state_dict best_reward must be finite or -inf (nothing valid seen) everywhere")
+    if candidate is None:
+        if bool(torch.isfinite(reward).any()):
+            raise ValueError("state_dict best_reward has finite entries but best_candidate is None")
+    elif not isinstance(candidate, Tensor) or tuple(candidate.shape) != (B, D) or not candidate.is_floating_point():
+        got = tuple(candidate.shape) if isinstance(candidate, Tensor) else type(candidate).__name__
+        raise ValueError(f"state_dict best_candidate must be a floating-point tensor of shape {(B, D)}, got {got}")
+    else:
+        candidate = candidate.to(device, dtype)
+    return reward.to(device), candidate
 
 
 def check_state_tensor(name: str, value, shape: tuple, device, dtype) -> Tensor | None:
@@ -688,8 +702,10 @@ def pop_first_sigma(options: dict, owner: str) -> float:
     return first_sigma(**{k: options.pop(k) for k in SCHEDULE_OPTIONS if k in options})
 
 
-def check_unused_temperature(temperature) -> None:
-    """A method without a temperature accepts ``temperature`` (so that every method takes the same
-    arguments of ``plan`` / ``minimize``) and checks it, but does not use it."""
+def check_unused_temperature(temperature, target_ess=None) -> None:
+    """A method without a temperature accepts ``temperature`` and ``target_ess`` (so that every method
+    takes the same arguments of ``plan`` / ``minimize``) and checks them, but does not use them."""
     if temperature is not None:
         check_temperature("temperature", temperature)
+    if target_ess is not None:
+        check_target_ess("target_ess", target_ess)
