@@ -95,13 +95,14 @@ def minimize(
         device: where to run; default ``x0.device``.
         progress: show a tqdm progress bar.
         method: ``"mbd"`` (default), or a baseline at the same budget (``num_samples`` per step,
-            ``num_steps`` steps, same ``x0`` and bounds): ``"cem"``, ``"mppi"`` or ``"cmaes"``
-            (pycma; :mod:`torch_mbd.baselines`), or the paper's baselines as the authors ran them,
+            ``num_steps`` steps, same ``x0`` and bounds): ``"cem"``, ``"mppi"``, ``"cmaes"`` (pycma) or
+            ``"predictive"`` (:mod:`torch_mbd.baselines`), or the paper's baselines as the authors ran them,
             ``"paper-mppi"``, ``"paper-cem"``, ``"paper-cmaes"`` (reproductions, not recommendations:
-            :mod:`torch_mbd.paper_baselines`). The result has the same fields for every method.
+            :mod:`torch_mbd.paper_baselines`): any name of :data:`torch_mbd.METHODS`. The result has the
+            same fields for every method.
         **options: any other option of the chosen optimizer: for MBD (:class:`~torch_mbd.MBDOptimizer`)
-            ``beta0``, ``beta1``, ``noise``, ``step_scale``, ``demo``, ...; for CEM ``elite_fraction``,
-            ``init_std``; for MPPI ``noise_std``; for CMA-ES ``sigma0``, ``cma_options``.
+            ``beta_first``, ``beta_last``, ``noise_convention``, ``step_scale``, ``demo``, ...; for CEM
+            ``elite_fraction``, ``init_std``; for MPPI ``noise_std``; for CMA-ES ``sigma0``, ``cma_options``.
         torch_threads: torch intra-op threads while minimizing (restored afterwards): default 1, or
             ``$TORCH_MBD_THREADS``; ``"torch"`` keeps torch's setting, e.g. for an ``f`` that runs a
             large network (:mod:`torch_mbd.threads`).

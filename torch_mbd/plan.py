@@ -140,9 +140,10 @@ def plan(
             (:func:`~torch_mbd.knots.fit_knots`).
         method: ``"mbd"`` (default), or a baseline at the same budget (``num_samples`` rollouts per
             step, ``num_steps`` steps, same bounds, initial guess and parameterization): ``"cem"``,
-            ``"mppi"`` or ``"cmaes"`` (:mod:`torch_mbd.baselines`), or the paper's baselines as the
-            authors ran them, ``"paper-mppi"``, ``"paper-cem"``, ``"paper-cmaes"`` (reproductions, not
-            recommendations: :mod:`torch_mbd.paper_baselines`). Demonstrations are MBD-only.
+            ``"mppi"``, ``"cmaes"`` or ``"predictive"`` (:mod:`torch_mbd.baselines`), or the paper's
+            baselines as the authors ran them, ``"paper-mppi"``, ``"paper-cem"``, ``"paper-cmaes"``
+            (reproductions, not recommendations: :mod:`torch_mbd.paper_baselines`): any name of
+            :data:`torch_mbd.METHODS`. Demonstrations are MBD-only.
         torch_threads: torch intra-op threads while planning (restored afterwards): default 1, or
             ``$TORCH_MBD_THREADS``; ``"torch"`` keeps torch's setting (:mod:`torch_mbd.threads`).
         num_knots: optimize ``K`` knots per action dimension, spaced evenly over the horizon and
@@ -157,7 +158,7 @@ def plan(
             tie the estimate). Both are rolled out in one call of two samples. Default the preset's.
         preset: the defaults of ``num_knots``, ``interpolation``, ``temperature`` and ``keep_best``:
             ``"default"`` or ``"paper"`` (:data:`PRESETS`).
-        **options: any other option of the chosen optimizer (for MBD ``beta0``, ``noise``,
+        **options: any other option of the chosen optimizer (for MBD ``beta_first``, ``noise_convention``,
             ``demo_sigma``, ``demo_reward``, ...; for CEM ``elite_fraction``; for MPPI ``noise_std``;
             for CMA-ES ``sigma0``, ``cma_options``).
 
