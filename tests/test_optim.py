@@ -954,6 +954,10 @@ def test_the_old_schedule_option_names_still_work_and_warn():
     assert {w.filename for w in record} == {__file__}
     assert torch.equal(old.schedule.sigmas, new.schedule.sigmas) and old.noise_convention == "paper"
     assert old.beta_first == 2e-3 and old.beta_last == 3e-2
+    with pytest.warns(DeprecationWarning, match="MBDOptimizer.beta0 is deprecated, use .beta_first"):
+        assert old.beta0 == 2e-3
+    with pytest.warns(DeprecationWarning, match="use .noise_convention"):
+        assert old.noise == "paper"
     with pytest.raises(TypeError, match="both beta0= and beta_first="):
         MBDOptimizer([torch.zeros(2)], beta0=2e-3, beta_first=2e-3)
     with pytest.raises(TypeError, match="unexpected option.*beta2"):

@@ -9,6 +9,7 @@ demonstration (:mod:`torch_mbd.demonstrations`) and the reverse-diffusion update
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Callable
 
 import torch
@@ -231,6 +232,13 @@ class MBDOptimizer(SamplingOptimizer):
         """The demonstration likelihood's standard deviation, checked (a float or a tensor)."""
         self.demo_log_likelihood = demo_log_likelihood
         """The callable of ``demo_log_likelihood`` (rollout mode), or ``None`` (the Gaussian of ``demo``, if any)."""
+
+    def __getattr__(self, name: str):
+        """The deprecated attribute names ``beta0``, ``beta1``, ``noise`` read the new ones, with a warning."""
+        if name in RENAMED:
+            warnings.warn(f"MBDOptimizer.{name} is deprecated, use .{RENAMED[name]}", DeprecationWarning, stacklevel=2)
+            return getattr(self, RENAMED[name])
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
     def level(self) -> int:

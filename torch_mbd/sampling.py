@@ -36,7 +36,7 @@ from torch.optim import Optimizer
 from . import denoise, layout as flat
 from .checks import check_device, check_int, check_positive, check_real, check_seed
 from .evaluation import Evaluation, Evaluator, mean_objective
-from .schedule import NOISE_CONVENTIONS, Schedule, linear_schedule
+from .schedule import NOISE_CONVENTIONS, Schedule, check_beta, linear_schedule
 from .threads import resolve_threads, use_threads
 
 
@@ -183,13 +183,7 @@ def checked_schedule(num_steps, beta_first, beta_last, noise_convention) -> Sche
     """:func:`~torch_mbd.schedule.linear_schedule` of the optimizers' options, each checked under its
     own name (``beta_first``, ``beta_last`` in ``(0, 1)``, ``noise_convention`` one of
     :data:`~torch_mbd.schedule.NOISE_CONVENTIONS`)."""
-    for name, value in (("beta_first", beta_first), ("beta_last", beta_last)):
-        try:
-            beta = check_real(name, value)
-        except ValueError:
-            raise ValueError(f"Invalid {name}: expected a float in (0, 1), got {value!r}") from None
-        if not 0.0 < beta < 1.0:
-            raise ValueError(f"Invalid {name}: expected a float in (0, 1), got {value!r}")
+    check_beta("beta_first", beta_first), check_beta("beta_last", beta_last)
     if not isinstance(noise_convention, str) or noise_convention not in NOISE_CONVENTIONS:
         raise ValueError(f"Invalid noise_convention: expected one of {NOISE_CONVENTIONS}, got {noise_convention!r}")
     return linear_schedule(num_steps, beta_first, beta_last, noise_convention)
