@@ -958,7 +958,7 @@ def test_the_old_schedule_option_names_still_work_and_warn():
         assert old.beta0 == 2e-3
     with pytest.warns(DeprecationWarning, match="use .noise_convention"):
         assert old.noise == "paper"
-    with pytest.raises(TypeError, match="both beta0= and beta_first="):
+    with pytest.raises(TypeError, match="both beta0= and beta_first="), pytest.warns(DeprecationWarning):
         MBDOptimizer([torch.zeros(2)], beta0=2e-3, beta_first=2e-3)
     with pytest.raises(TypeError, match="unexpected option.*beta2"):
         MBDOptimizer([torch.zeros(2)], beta2=0.1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -111,9 +112,12 @@ class CMAESOptimizer(SamplingOptimizer):
         for b in range(x0.shape[0]):
             seed = int(torch.randint(0, 2**62, (1,), generator=self.generator, device=self.generator.device))
             fixed = dict(fixed_variables={i: float(x0[b][i]) for i in frozen}) if frozen else {}
-            strategies.append(
-                cma.CMAEvolutionStrategy(x0[b], float(self._first_sigma), dict(opts, randn=_NumpyNormal(seed), **fixed))
-            )
+            with warnings.catch_warnings():  # pycma warns that fixed_variables and CMA_stds
+                # may not mix; tests/test_sampling.py checks that they do here (zero-noise group)
+                warnings.filterwarnings("ignore", "genotype-phenotype transformations", DeprecationWarning)
+                options = dict(opts, randn=_NumpyNormal(seed), **fixed)
+                es = cma.CMAEvolutionStrategy(x0[b], float(self._first_sigma), options)
+            strategies.append(es)
         return strategies
 
     def sample(self, y_bar: Tensor) -> tuple[Tensor, float]:
