@@ -245,7 +245,7 @@ class MBDOptimizer(SamplingOptimizer):
         """The diffusion level ``i`` the next step uses (``0`` once the schedule is spent)."""
         return max(self.num_steps - 1 - self.steps_done, 0)
 
-    def _demo_log_likelihood(self):
+    def _sample_log_likelihood(self):
         return self.demonstration.log_likelihood if self.demonstration.active else None
 
     def sample(self, y_bar: Tensor) -> tuple[Tensor, float]:

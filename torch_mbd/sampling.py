@@ -378,7 +378,7 @@ class SamplingOptimizer(Optimizer):
         level = self.level
         y_bar = flat.flat_estimate(self._params, math.prod(self.batch_shape))
         samples, sigma = self.sample(y_bar)
-        evaluation = self.evaluator(closure, samples, self._params, layout.segments, self._demo_log_likelihood())
+        evaluation = self.evaluator(closure, samples, self._params, layout.segments, self._sample_log_likelihood())
         self._track_best(samples, evaluation.rewards, evaluation.feasible, y_bar)
         result = self.update(samples, evaluation, y_bar)
         new, valid = result.estimate, result.valid
@@ -394,7 +394,7 @@ class SamplingOptimizer(Optimizer):
         self.steps_done += 1
         return mean_objective(evaluation.rewards, evaluation.feasible, self.rollout is not None)
 
-    def _demo_log_likelihood(self):
+    def _sample_log_likelihood(self):
         """``(shard, trajectory) -> [B, k]`` of a demonstration the evaluation scores, or ``None``."""
         return None
 
