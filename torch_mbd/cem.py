@@ -71,7 +71,8 @@ class CEMOptimizer(SamplingOptimizer):
             ``sigma_{N-1}`` of the schedule options (``num_steps``, ``beta_first``, ``beta_last``,
             ``noise_convention``; ``0.63`` with the defaults). Multiplied by ``noise_scale``.
         min_std: floor on the refitted standard deviation (default ``0``: plain CEM).
-        temperature, target_ess: accepted (every method takes ``plan``'s arguments), checked and unused.
+        temperature: accepted (every method takes ``plan``'s arguments), checked and unused.
+        target_ess: likewise.
         **options: the shared options of :class:`~torch_mbd.MBDOptimizer` (``bounds``, ``rollout``,
             ``seed``, ``generator``, ``process_group``, ``torch_threads``, the schedule options above);
             the demonstration options are MBD-only.

@@ -55,7 +55,8 @@ class CMAESOptimizer(SamplingOptimizer):
             ``noise_scale`` becomes pycma's ``CMA_stds``.
         cma_options: extra pycma options (e.g. ``{"CMA_diagonal": True}``); ``popsize``,
             ``bounds``, ``randn`` and ``seed`` are set here.
-        temperature, target_ess: accepted (every method takes ``plan``'s arguments), checked and unused.
+        temperature: accepted (every method takes ``plan``'s arguments), checked and unused.
+        target_ess: likewise.
         **options: the shared options of :class:`~torch_mbd.MBDOptimizer`.
 
     Raises:

@@ -20,7 +20,8 @@ class PredictiveSamplingOptimizer(SamplingOptimizer):
         params: as for :class:`~torch_mbd.MBDOptimizer`.
         num_samples: candidates per step ``n >= 2``, the estimate included.
         noise_std: the fixed standard deviation; ``None`` takes MBD's first sampling level.
-        temperature, target_ess: accepted (every method takes ``plan``'s arguments), checked and unused.
+        temperature: accepted (every method takes ``plan``'s arguments), checked and unused.
+        target_ess: likewise.
         **options: the shared options of :class:`~torch_mbd.MBDOptimizer`.
     """
 
