@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import torch
+from _methods import TABLE
 
 from torch_mbd import MBDOptimizer, Trajectory, minimize, plan
 from torch_mbd.sampling import first_sigma
@@ -21,7 +22,7 @@ from torch_mbd.baselines import (
 )
 
 BASELINES = [CEMOptimizer, MPPIOptimizer, CMAESOptimizer]
-METHODS = ["mbd", "cem", "mppi", "cmaes"]
+METHODS = [m.name for m in TABLE]  # every registered method (tests/_methods.py)
 
 
 def shifted_sphere(x: torch.Tensor) -> torch.Tensor:
@@ -230,41 +231,7 @@ def test_cmaes_leaves_numpy_global_rng_alone():
 
 
 # --------------------------------------------------------------------------- robustness
-@pytest.mark.parametrize("method", METHODS)
-def test_same_seed_same_result(method):
-    runs = [
-        minimize(shifted_sphere, torch.zeros(4), num_samples=16, num_steps=8, seed=7, progress=False, method=method)
-        for _ in range(2)
-    ]
-    assert torch.equal(runs[0].x, runs[1].x)
-    assert torch.equal(runs[0].history.best, runs[1].history.best)
-
-
-@pytest.mark.parametrize("cls", BASELINES)
-def test_nan_losses_never_reach_the_parameters(cls):
-    x = torch.zeros(4)
-
-    def loss(c):
-        out = shifted_sphere(c[0])
-        out[::2] = float("nan")
-        out[1] = float("inf")
-        return out
-
-    opt = cls([x], num_samples=16, num_steps=10, seed=0)
-    for _ in range(10):
-        opt.step(loss)
-    assert bool(torch.isfinite(x).all())
-
-
-@pytest.mark.parametrize("cls", BASELINES)
-def test_all_invalid_keeps_the_estimate_and_warns(cls):
-    x = torch.full((3,), 0.25)
-    opt = cls([x], num_samples=8, seed=0)
-    with pytest.warns(RuntimeWarning, match="keeping the previous estimate"):
-        opt.step(lambda c: torch.full((8,), float("nan")))
-    assert torch.equal(x, torch.full((3,), 0.25))
-
-
+# (same seed, NaN, all-invalid steps and resume for every method: tests/test_sampling.py)
 def test_mppi_noise_is_fixed_and_cem_std_shrinks():
     x = torch.zeros(5)
     mppi = MPPIOptimizer([x], num_samples=32, noise_std=0.4, seed=0)
@@ -280,26 +247,6 @@ def test_mppi_noise_is_fixed_and_cem_std_shrinks():
     for _ in range(5):
         cem.step(lambda c: shifted_sphere(c[0]))
     assert float(cem.std.mean()) < float(first.mean()) < first_sigma()
-
-
-@pytest.mark.parametrize("cls", [CEMOptimizer, CMAESOptimizer])
-def test_resumed_baseline_equals_uninterrupted(cls):
-    def run(split):
-        x = torch.full((4,), 0.7)
-        opt = cls([x], num_samples=8, num_steps=10, seed=3)
-        for _ in range(split):
-            opt.step(lambda c: shifted_sphere(c[0]))
-        if split < 6:
-            state = opt.state_dict()
-            x2 = x.clone()
-            opt = cls([x2], num_samples=8, num_steps=10, seed=99)
-            opt.load_state_dict(state)
-            x = x2
-        for _ in range(6 - split):
-            opt.step(lambda c: shifted_sphere(c[0]))
-        return x
-
-    torch.testing.assert_close(run(3), run(6), rtol=0, atol=0)
 
 
 # --------------------------------------------------------------------------- bad input

@@ -87,6 +87,13 @@ def test_improves_a_closure_objective(m):
 
 
 @pytest.mark.parametrize("m", method_params())
+def test_same_seed_same_run(m):
+    runs = [minimize(lambda x: ((x - 0.3) ** 2).sum(-1), torch.zeros(4), num_samples=16, num_steps=8, seed=7,
+                     progress=False, method=m.name) for _ in range(2)]
+    assert torch.equal(runs[0].x, runs[1].x) and torch.equal(runs[0].history.best, runs[1].history.best)
+
+
+@pytest.mark.parametrize("m", method_params())
 def test_bounds_hold_for_every_sample_and_the_estimate(m):
     lower = torch.tensor([[-0.2, -1.0]] * H)
     u = torch.zeros(2, H, 2)
@@ -106,6 +113,7 @@ def test_nan_losses_never_reach_the_parameters_and_all_nan_keeps_the_estimate(m)
 
     def half_nan(c):
         loss = sphere(c)
+        loss[1] = math.inf
         return torch.where(c[0][:, 0] > 0.0, torch.full_like(loss, math.nan), loss)
 
     opt = make(m, [x])
