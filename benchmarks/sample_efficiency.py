@@ -105,6 +105,7 @@ CONFIGS = {
     "cem": dict(method="cem", preset="paper"),
     "mppi": dict(method="mppi", preset="paper", temperature=TASK_TEMPERATURE),
     "cmaes": dict(method="cmaes", preset="paper"),
+    "predictive": dict(method="predictive", preset="paper"),
     "cem-knots": dict(method="cem", preset="paper", **KNOTS_PARAMETERIZATION),
     "mppi-knots": dict(method="mppi", preset="paper", temperature=TASK_TEMPERATURE, **KNOTS_PARAMETERIZATION),
     "cmaes-knots": dict(method="cmaes", preset="paper", **KNOTS_PARAMETERIZATION),
@@ -115,6 +116,7 @@ LABELS = {
     "cem": "CEM",
     "mppi": "MPPI",
     "cmaes": "CMA-ES",
+    "predictive": "predictive sampling",
     "cem-knots": "CEM (knots)",
     "mppi-knots": "MPPI (knots)",
     "cmaes-knots": "CMA-ES (knots)",
@@ -238,12 +240,8 @@ def run_one(model, task: str, config: str, seed: int, cfg: dict) -> dict:
         reward_history=res.reward_history.double().tolist(),
         **cfg,
     )
-    source = getattr(res, "source", None)  # keep-the-best: "estimate" or "sample", and both rewards
-    if source is not None:
-        rec["source"] = str(source)
-    for name in ("estimate_reward", "best_sample_reward"):
-        if hasattr(res, name):
-            rec[name] = float(getattr(res, name))
+    # keep-the-best: "estimate" or "sample", and both rewards
+    rec.update(source=res.source, estimate_reward=float(res.estimate_reward), best_sample_reward=float(res.best_sample_reward))
     return rec
 
 
@@ -552,6 +550,7 @@ STYLES = {  # colour per method family, solid / dashed for MBD, dotted per-step 
     "mppi-knots": dict(color="tab:green", marker="d", linestyle="-."),
     "cmaes": dict(color="tab:red", marker="P", linestyle=":"),
     "cmaes-knots": dict(color="tab:red", marker="X", linestyle="-."),
+    "predictive": dict(color="tab:brown", marker="*", linestyle=":"),
 }
 
 

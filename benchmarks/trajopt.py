@@ -66,18 +66,19 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 from benchmarks._report import figure_path, machine, markdown_table, write_section  # noqa: E402
 from benchmarks import _runs  # noqa: E402
 from dynamics.backends import BACKENDS  # noqa: E402
-from torch_mbd import plan  # noqa: E402
+from torch_mbd import METHODS as METHOD_TABLE, plan  # noqa: E402
 
 # Table 2's tasks in its order; car2d (section 5.2, not in Table 2) on request.
 TASKS = ["hopper", "half_cheetah", "ant", "walker2d", "humanoid_standup", "humanoid_run", "push_t"]
 EXTRA_TASKS = ["car2d"]
-METHODS = ["mbd", "cem", "mppi", "cmaes", "paper-mppi", "paper-cem", "paper-cmaes"]
+METHODS = list(METHOD_TABLE)  # every registered method: mbd, the baselines, predictive sampling, the paper's
 PAPER_METHODS = ["paper-cmaes", "paper-cem", "paper-mppi"]
 LABELS = {
     "mbd": "MBD",
     "cem": "CEM",
     "mppi": "MPPI",
     "cmaes": "CMA-ES",
+    "predictive": "predictive sampling",
     "paper-mppi": "paper MPPI",
     "paper-cem": "paper CEM",
     "paper-cmaes": "paper CMA-ES",

@@ -231,8 +231,8 @@ def train_mbd(model, data, args, on_eval=None) -> dict:
         num_samples=args.samples,
         num_steps=args.steps,
         temperature=args.temperature,
-        beta0=args.beta0,
-        beta1=args.beta1,
+        beta_first=args.beta0,
+        beta_last=args.beta1,
         seed=args.seed,
     )
     return _loop(model, data, args, args.steps, lambda xb, yb: opt.step(torch_mbd.batched_closure(model, F.cross_entropy, xb, yb)), None, on_eval)

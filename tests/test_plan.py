@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from torch_mbd import PlanResult, Trajectory, plan
-from torch_mbd.knots import interpolate, knot_times
+from torch_mbd.knots import interpolate
 from torch_mbd.plan import PRESETS, _sample_wins
 
 

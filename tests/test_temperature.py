@@ -204,11 +204,11 @@ def test_auto_round_trips_through_the_state_dict():
     assert other.temperature == 0.2 and other.target_ess == DEFAULT_TARGET_ESS
     # a bad saved temperature is refused, naming it
     state = opt.state_dict()
-    state["mbd"]["temperature"] = "hot"
+    state["sampling"]["temperature"] = "hot"
     with pytest.raises(ValueError, match="state_dict temperature"):
         other.load_state_dict(state)
     state = opt.state_dict()
-    state["mbd"]["target_ess"] = 2.0
+    state["sampling"]["target_ess"] = 2.0
     with pytest.raises(ValueError, match="state_dict target_ess"):
         other.load_state_dict(state)
     assert other.temperature == 0.2

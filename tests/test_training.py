@@ -119,7 +119,7 @@ class NoGradGuard:
 
 def train_mbd(model, x, y, steps, batch, seed=0, num_samples=128, **options):
     """The plain drop-in loop: ``model.parameters()`` and the schedule only, automatic defaults."""
-    opt = MBDOptimizer(model.parameters(), num_samples=num_samples, num_steps=steps, temperature=0.3, beta0=3e-5, beta1=1e-3, seed=seed, **options)
+    opt = MBDOptimizer(model.parameters(), num_samples=num_samples, num_steps=steps, temperature=0.3, beta_first=3e-5, beta_last=1e-3, seed=seed, **options)
     guard = NoGradGuard(model.parameters())
     g = torch.Generator().manual_seed(seed)
     for _ in range(steps):

@@ -29,10 +29,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .methods import METHODS as METHOD_TABLE
 from .plan import PRESETS
 
-METHODS = ("mbd", "cem", "mppi", "cmaes", "paper-mppi", "paper-cem", "paper-cmaes")
-# the methods whose weights have a temperature (CEM, CMA-ES and the authors' CEM accept and ignore it)
+METHODS = tuple(METHOD_TABLE)  # the --method choices: every registered method
+# the methods whose weights have a temperature (CEM, CMA-ES, predictive sampling and the authors' CEM
+# accept and ignore it)
 TEMPERATURE_METHODS = ("mbd", "mppi", "paper-mppi", "paper-cmaes")
 # task -> what its --demo takes (model.demonstration(SOURCE)); every other task has none
 DEMO_SOURCES = {
@@ -167,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed of the sampler and the demonstration (default: 0)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the model and the optimizer run (default: cpu)")
     p.add_argument("--horizon", type=_positive_int, default=None, metavar="H", help="control steps (default: the task's horizon)")
-    p.add_argument("--method", choices=METHODS, default="mbd", help="optimizer: mbd (default), the baseline cem, mppi or cmaes, or the paper's own baselines as the authors ran them (paper-mppi, paper-cem, paper-cmaes)")
+    p.add_argument("--method", choices=METHODS, default="mbd", help="optimizer: mbd (default), the baselines cem, mppi, cmaes or predictive (predictive sampling), or the paper's own baselines as the authors ran them (paper-mppi, paper-cem, paper-cmaes)")
     p.add_argument(
         "--out", type=Path, default=None, metavar="PATH",
         help="PATH.npz: write the arrays (actions, states, rewards, feasible, history, knots, demo) there alone; "

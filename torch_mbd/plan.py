@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from .baselines import optimizer_class
-from .checks import check_device, check_int, check_positive, check_seed, check_tensor
+from .checks import check_device, check_int, check_seed, check_tensor
 from .knots import INTERPOLATIONS, KnotRollout, fit_knots
 from .optim import check_temperature
 from .progress import progress_bar
@@ -37,9 +37,8 @@ PRESETS: dict[str, dict] = {
 
 ``"default"`` is what ``plan(model, num_samples=n, num_steps=k, seed=s)`` uses; its values are the
 ones measured best over every task in ``benchmarks/sample_efficiency.py`` (this one dict is where
-they live). A preset's ``num_knots`` is capped at the horizon (an explicit one is not: it must be
-``<= H``). ``"paper"`` is the paper's algorithm (one action per control step, the final estimate,
-``lambda = 0.1``)."""
+they live). Neither uses knots (``num_knots=None``); an explicit ``num_knots`` must be ``<= H``.
+``"paper"`` is the paper's algorithm (one action per control step, the final estimate, ``lambda = 0.1``)."""
 
 
 class _FromPreset:
@@ -154,16 +153,17 @@ def plan(
             (:func:`~torch_mbd.knots.fit_knots`).
         method: ``"mbd"`` (default), or a baseline at the same budget (``num_samples`` rollouts per
             step, ``num_steps`` steps, same bounds, initial guess and parameterization): ``"cem"``,
-            ``"mppi"`` or ``"cmaes"`` (:mod:`torch_mbd.baselines`), or the paper's baselines as the
-            authors ran them, ``"paper-mppi"``, ``"paper-cem"``, ``"paper-cmaes"`` (reproductions, not
-            recommendations: :mod:`torch_mbd.paper_baselines`). Demonstrations are MBD-only.
+            ``"mppi"``, ``"cmaes"`` or ``"predictive"`` (:mod:`torch_mbd.baselines`), or the paper's
+            baselines as the authors ran them, ``"paper-mppi"``, ``"paper-cem"``, ``"paper-cmaes"``
+            (reproductions, not recommendations: :mod:`torch_mbd.paper_baselines`): any name of
+            :data:`torch_mbd.METHODS`. Demonstrations are MBD-only.
         torch_threads: torch intra-op threads while planning (restored afterwards): default 1, or
             ``$TORCH_MBD_THREADS``; ``"torch"`` keeps torch's setting (:mod:`torch_mbd.threads`).
         num_knots: optimize ``K`` knots per action dimension, spaced evenly over the horizon and
             interpolated to the ``H`` controls (:mod:`torch_mbd.knots`; the optimizer's parameter
             is ``[..., K, nu]`` within the action bounds), ``1 <= K <= H``; ``None``: one action per
             control step (the paper). ``K = H`` gives the per-step result bit for bit. Default the
-            preset's, capped at ``H``.
+            preset's.
         interpolation: ``"zero"`` (hold), ``"linear"`` or ``"cubic"`` (not-a-knot spline; the
             controls are clamped to the action bounds); default the preset's.
         keep_best: return the better of the final estimate and the best sample the optimizer
@@ -171,7 +171,7 @@ def plan(
             tie the estimate). Both are rolled out in one call of two samples. Default the preset's.
         preset: the defaults of ``num_knots``, ``interpolation``, ``temperature`` and ``keep_best``:
             ``"default"`` or ``"paper"`` (:data:`PRESETS`).
-        **options: any other option of the chosen optimizer (for MBD ``beta0``, ``noise``,
+        **options: any other option of the chosen optimizer (for MBD ``beta_first``, ``noise_convention``,
             ``demo_sigma``, ``demo_reward``, ...; for CEM ``elite_fraction``; for MPPI ``noise_std``;
             for CMA-ES ``sigma0``, ``cma_options``).
 
@@ -240,6 +240,7 @@ def plan(
         bounds=(lower.to(dtype), upper.to(dtype)),
         rollout=rollout,
         seed=seed,
+        torch_threads="torch",  # the threads of use_threads(torch_threads) below
         **demo_options,
         **options,
     )
@@ -305,8 +306,6 @@ def _resolve_preset(preset, horizon: int, **given) -> dict:
         raise ValueError(f"Invalid preset: expected one of {tuple(PRESETS)}, got {preset!r}")
     settings = dict(PRESETS[preset])
     explicit = {name: value for name, value in given.items() if value is not FROM_PRESET}
-    if settings["num_knots"] is not None and "num_knots" not in explicit:
-        settings["num_knots"] = min(settings["num_knots"], horizon)
     settings.update(explicit)
     num_knots = settings["num_knots"]
     if num_knots is not None:
