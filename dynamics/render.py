@@ -13,12 +13,16 @@ the model's ``rollout`` scores, whatever backend produced the actions.
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 from torch import Tensor
 
+from .gl import has_display, offscreen_backend
 from .tasks import import_mujoco
 
 VIDEO_SUFFIXES = (".gif", ".mp4")
@@ -86,20 +90,64 @@ def _camera_id(mj_model, camera) -> int | str:
     return -1
 
 
+# Why the first offscreen context failed in this process: MuJoCo's context setup is not safe to
+# retry after a failure (a second attempt aborts the process with libc++abi's "__cxa_guard_acquire
+# detected recursive initialization"), so later renders raise this again instead of retrying.
+_context_failure: str | None = None
+
+
+def _gl_context_module(mujoco):
+    """The module ``mujoco.Renderer`` takes its ``GLContext`` class from (``gl_context``)."""
+    return getattr(sys.modules.get(mujoco.Renderer.__module__), "gl_context", None)
+
+
+def use_offscreen_context(mujoco) -> str | None:
+    """Point ``mujoco.Renderer`` at an offscreen context when ``mujoco`` chose GLFW with no display.
+
+    MuJoCo picks its context class once, when it is imported, from ``MUJOCO_GL``; imported before
+    ``dynamics`` (which sets ``MUJOCO_GL`` first, :func:`dynamics.gl.choose_gl_backend`) with
+    ``MUJOCO_GL`` unset, it takes GLFW, which cannot open a window on a machine without a display.
+    There, the renderer's context class becomes that of :func:`dynamics.gl.offscreen_backend`
+    (``mujoco.egl`` or ``mujoco.osmesa``). Elsewhere nothing changes.
+
+    Returns:
+        The backend switched to (``"egl"`` or ``"osmesa"``), or ``None`` when nothing changed.
+    """
+    module = _gl_context_module(mujoco)
+    context = getattr(module, "GLContext", None)
+    if context is None or not getattr(context, "__module__", "").startswith("mujoco.glfw") or has_display():
+        return None
+    backend = offscreen_backend()
+    if backend is None:
+        return None
+    try:
+        module.GLContext = importlib.import_module(f"mujoco.{backend}").GLContext
+    except (ImportError, OSError, AttributeError):  # e.g. PyOpenGL already bound to another platform
+        return None
+    return backend
+
+
 def _renderer(mj_model, width: int, height: int):
     """A ``mujoco.Renderer``, or an error saying which OpenGL backend to install."""
+    global _context_failure
     mujoco = import_mujoco()
+    if _context_failure is not None:
+        raise RuntimeError(_context_failure)
+    use_offscreen_context(mujoco)
     mj_model.vis.global_.offwidth = max(mj_model.vis.global_.offwidth, width)
     mj_model.vis.global_.offheight = max(mj_model.vis.global_.offheight, height)
     try:
-        return mujoco.Renderer(mj_model, height=height, width=width)
+        with warnings.catch_warnings():  # GLFW warns once per failed call before the error below
+            warnings.simplefilter("ignore")
+            return mujoco.Renderer(mj_model, height=height, width=width)
     except Exception as err:
         gl = os.environ.get("MUJOCO_GL", "<unset>")
-        raise RuntimeError(
+        _context_failure = (
             f"offscreen MuJoCo rendering failed with MUJOCO_GL={gl} ({' '.join(str(err).split())}). Rendering needs an OpenGL "
-            "backend chosen before mujoco is imported: MUJOCO_GL=egl on a machine with an NVIDIA GPU, or "
-            "MUJOCO_GL=osmesa with OSMesa installed (Debian/Ubuntu: apt-get install libosmesa6)"
-        ) from err
+            "backend chosen before mujoco is imported: MUJOCO_GL=egl on a machine with an NVIDIA GPU (or with Mesa's "
+            "EGL, apt-get install libegl1), or MUJOCO_GL=osmesa with OSMesa installed (Debian/Ubuntu: apt-get install libosmesa6)"
+        )
+        raise RuntimeError(_context_failure) from err
 
 
 def check_rendering() -> None:

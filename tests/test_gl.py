@@ -128,3 +128,10 @@ def test_problem_sentences():
     assert gl_backend_problem("disable") is None
     problem = gl_backend_problem("vulkan")
     assert "MUJOCO_GL='vulkan'" in problem and "not an OpenGL backend MuJoCo knows" in problem
+
+
+@pytest.mark.skipif(sys.platform != "linux" or not library_found("EGL"), reason="needs Linux with an EGL library")
+def test_unset_without_osmesa_takes_egl_which_renders_on_the_cpu_too():
+    done, result = probe("OSMesa", None)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert result["MUJOCO_GL"] == "egl" and result["warnings"] == [] and result["fell"]
