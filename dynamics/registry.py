@@ -3,8 +3,8 @@
 Modules register a factory with :func:`register`; nothing heavy is imported until
 ``make`` builds that task. :func:`task_info` reads a task's metadata (horizon, recommended
 budget, backends) without building a simulator: for the MuJoCo tasks it reads the
-:class:`~dynamics.tasks.Task` definition (which compiles no model), for the car the analytic
-model itself (torch only).
+:class:`~dynamics.tasks.Task` definition (which compiles no model), for the car and the starter tasks
+(:mod:`dynamics.classic`) the analytic model itself (torch only).
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ from typing import Callable
 # The MuJoCo tasks take ``backend="mujoco"|"warp"|"mjx"`` and ``device=...``.
 _FACTORIES: dict[str, str | Callable] = {
     "car2d": "dynamics.car:Car2D",
+    "pendulum": "dynamics.classic:Pendulum",
+    "cart_pole": "dynamics.classic:CartPole",
+    "point_mass": "dynamics.classic:PointMass",
     "hopper": "dynamics.model:make_hopper",
     "walker2d": "dynamics.model:make_walker2d",
     "half_cheetah": "dynamics.model:make_half_cheetah",
@@ -32,6 +35,9 @@ _FACTORIES: dict[str, str | Callable] = {
 # a ``dynamics.tasks.Task`` (not compiled) or a built model that is cheap to build (the car).
 _METADATA: dict[str, str | Callable] = {
     "car2d": "dynamics.car:Car2D",
+    "pendulum": "dynamics.classic:Pendulum",
+    "cart_pole": "dynamics.classic:CartPole",
+    "point_mass": "dynamics.classic:PointMass",
     "hopper": "dynamics.tasks:hopper",
     "walker2d": "dynamics.tasks:walker2d",
     "half_cheetah": "dynamics.tasks:half_cheetah",
@@ -44,6 +50,9 @@ _METADATA: dict[str, str | Callable] = {
 
 _DESCRIPTIONS: dict[str, str] = {
     "car2d": "bicycle car round a U-shaped obstacle to a goal (analytic torch dynamics; RRT demos)",
+    "pendulum": "pendulum swing-up with a weak motor: pump energy, end upright and at rest",
+    "cart_pole": "cart-pole swing-up: push the cart until the pole stands upright over the centre",
+    "point_mass": "2-D point mass: reach the goal and stop there",
     "hopper": "one-legged hopper: hop forward, torso near its standing height",
     "walker2d": "planar biped: walk forward upright",
     "half_cheetah": "planar cheetah: run forward",
