@@ -5,7 +5,7 @@ cart-pole too), written like the car (:mod:`dynamics.car`): closed-form derivati
 one classical Runge-Kutta step per control step with the control held, batched over any
 leading dimensions, on any device, no simulator. Why analytic torch and not MuJoCo MJCF:
 the equations of motion are a few lines each, a rollout needs no optional package (256
-samples take 0.4-1.5 ms per control step on a 2-core CPU, ``benchmarks/starter_tasks.py``), and
+samples take 0.2-1.2 ms per control step on a 2-core CPU, ``benchmarks/starter_tasks.py``), and
 the reward reads the state directly. RK4 rather than semi-implicit Euler: four evaluations of a closed-form
 derivative cost little here, and RK4 keeps the undamped pendulum's energy to a few parts
 in ten thousand over a swing at ``dt = 0.05`` (``tests/test_classic.py`` checks 1000 steps).
