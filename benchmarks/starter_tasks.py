@@ -32,7 +32,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._report import machine, markdown_table, write_section
-from dynamics.classic import CartPole, PointMass, Pendulum
+from dynamics.classic import CartPole, Pendulum, PointMass
 from torch_mbd import plan
 
 # task -> (model class, the tiny budget of tests/test_classic.py)
@@ -105,10 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     roll = rollout_rows()
     text = "\n\n".join([
         "### Starter tasks: pendulum, cart-pole, point mass",
-        f"`python -m benchmarks.starter_tasks --seeds {args.seeds}` on {machine()} (shared with other work). "
+        (f"`python -m benchmarks.starter_tasks --seeds {args.seeds}` on {machine()} (shared with other work). "
         "MBD with the default preset; success: the task's `reached_goal` on the final state (swing-ups: within "
         "0.2 rad of upright, slower than 1 rad/s; point mass: within 0.1 m of the goal, slower than 0.2 m/s). "
-        "Final error: rad from upright, or m from the goal, median [min, max] over the seeds.",
+        "Final error: rad from upright, or m from the goal, median [min, max] over the seeds."),
         markdown_table(["task", "samples x steps", "solved", "final error", "s per plan (median)"], solve),
         "One rollout of 256 samples over the task's horizon, one torch thread, 5 repeats: ms per control step, median [min, max].",
         markdown_table(["task", "H", "ms per control step"], roll),

@@ -1,7 +1,7 @@
 """Starter tasks as batched analytic torch dynamics: pendulum and cart-pole swing-up, a 2-D point mass.
 
 The small control problems users of hydrax and judo learn on (the MBD authors ship a
-cart-pole too), written like the car (:mod:`dynamics.car`): closed-form derivatives in torch,
+cart-pole too), written like the car (`dynamics.car`): closed-form derivatives in torch,
 one classical Runge-Kutta step per control step with the control held, batched over any
 leading dimensions, on any device, no simulator. Why analytic torch and not MuJoCo MJCF:
 the equations of motion are a few lines each, a rollout needs no optional package (256
@@ -23,15 +23,15 @@ times the final error: angle and speed for the swing-ups, distance and speed for
 so that plans end at the goal and stay there instead of passing through it. The cart-pole's
 cart must stay on its track (``|x| <= track_limit``): a sample that leaves it is infeasible.
 
-Each model draws itself for ``torch-mbd plan TASK --out fig.png``: :meth:`draw` draws the scene
-(pivot, track, goal) and :meth:`positions` maps states to the point the figure traces (the
+Each model draws itself for ``torch-mbd plan TASK --out fig.png``: [`draw`][dynamics.classic.CartPole.draw] draws the scene
+(pivot, track, goal) and [`positions`][dynamics.classic.CartPole.positions] maps states to the point the figure traces (the
 pendulum's tip, the cart-pole's tip, the point mass).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -73,7 +73,10 @@ def pendulum_derivative(
     Args:
         state: ``[..., 2]`` ``(theta, omega)``, ``theta = 0`` hanging down.
         torque: ``[..., 1]`` torque at the pivot (N m).
-        mass, length, gravity, damping: ``m`` (kg), ``l`` (m), ``g`` (m/s^2), ``b`` (N m s / rad).
+        mass: ``m`` (kg).
+        length: ``l`` (m).
+        gravity: ``g`` (m/s^2).
+        damping: ``b`` (N m s / rad).
 
     Returns:
         ``[..., 2]``.
@@ -96,8 +99,10 @@ def cartpole_derivative(
     Args:
         state: ``[..., 4]`` ``(x, theta, v, omega)``, ``theta = 0`` hanging down.
         force: ``[..., 1]`` horizontal force on the cart (N).
-        cart_mass, pole_mass, pole_length, gravity: ``m_c``, ``m_p`` (kg), ``l`` (m, pivot to the
-            pole's mass), ``g`` (m/s^2).
+        cart_mass: ``m_c`` (kg).
+        pole_mass: ``m_p`` (kg).
+        pole_length: ``l`` (m), pivot to the pole's mass.
+        gravity: ``g`` (m/s^2).
 
     Returns:
         ``[..., 4]``.
@@ -137,7 +142,7 @@ def _check_number(name: str, value, minimum: float = 0.0, strict: bool = True) -
 class AnalyticTask:
     """What the starter tasks share: RK4 rollouts of a closed-form derivative, from ``initial_state``.
 
-    Implements :class:`torch_mbd.rollout.RolloutModel`. A subclass sets ``action_dim``,
+    Implements [`torch_mbd.rollout.RolloutModel`][torch_mbd.rollout.RolloutModel]. A subclass sets ``action_dim``,
     ``state_dim`` and ``num_samples`` / ``num_steps`` (the budget ``torch-mbd plan`` uses), and
     implements ``derivative(state, control)``, ``step_reward(states, actions)``,
     ``terminal_cost(state)``, ``positions(states)`` and ``goal_distance(states)``.
@@ -147,7 +152,7 @@ class AnalyticTask:
         dt: control period (one RK4 step), seconds.
         action_scale: ``[nu]`` the physical control that action ``+1`` maps to.
         initial_state: ``[nx]`` where every rollout starts.
-        terminal_weight: weight of :meth:`terminal_cost`, added to the last step's reward (0 disables it).
+        terminal_weight: weight of [`terminal_cost`][dynamics.classic.CartPole.terminal_cost], added to the last step's reward (0 disables it).
             The planner scores a sample by its mean step reward, so the terminal term weighs
             ``terminal_weight / H``: the swing-ups need 200 (with 10 to 50 the plans found swing
             through the top, measured at 256 samples x 50 steps).
@@ -197,12 +202,12 @@ class AnalyticTask:
         return torch.stack(states, dim=-2)
 
     def rollout(self, actions: Tensor) -> Trajectory:
-        """Roll ``actions[..., n, H, nu]`` out from :attr:`initial_state`.
+        """Roll ``actions[..., n, H, nu]`` out from `initial_state`.
 
         Returns:
-            :class:`~torch_mbd.rollout.Trajectory` with ``states [..., n, H, nx]``, ``rewards [..., n, H]``
-            (:meth:`step_reward`, the terminal term on the last step) and ``feasible [..., n]``
-            (:meth:`path_feasible`).
+            [`Trajectory`][torch_mbd.rollout.Trajectory] with ``states [..., n, H, nx]``, ``rewards [..., n, H]``
+            ([`step_reward`][dynamics.classic.CartPole.step_reward], the terminal term on the last step) and ``feasible [..., n]``
+            ([`path_feasible`][dynamics.classic.AnalyticTask.path_feasible]).
         """
         states = self.simulate(actions)
         rewards = self.step_reward(states, actions.clamp(-1.0, 1.0))
@@ -216,7 +221,7 @@ class AnalyticTask:
         return torch.isfinite(states).all(-1).all(-1)
 
     def reached_goal(self, states: Tensor) -> Tensor:
-        """Whether the path ``states[..., H, nx]`` ends at the goal (:meth:`at_goal` of its last state): ``[...]``."""
+        """Whether the path ``states[..., H, nx]`` ends at the goal ([`at_goal`][dynamics.classic.CartPole.at_goal] of its last state): ``[...]``."""
         return self.at_goal(states[..., -1, :])
 
     def _check_actions(self, actions: Tensor) -> None:
@@ -238,19 +243,23 @@ class Pendulum(AnalyticTask):
     ``[-1, 1]`` scaled to ``+-max_torque``. The default ``max_torque`` (4 N m) is 0.4 ``m g l``
     (the ratio of gymnasium's ``Pendulum-v1``), so the plan must pump energy over two swings. Step reward
     ``-(e^2 + 0.1 omega^2 + 0.001 u^2)`` with ``e = wrap(theta - pi)``; the last step also
-    ``-terminal_weight (e^2 + 0.1 omega^2)``. :meth:`reached_goal`: the final ``|e|`` is at most
+    ``-terminal_weight (e^2 + 0.1 omega^2)``. [`reached_goal`][dynamics.classic.AnalyticTask.reached_goal]: the final ``|e|`` is at most
     ``goal_angle`` and the final ``|omega|`` at most ``goal_speed``.
 
     Args:
         horizon: default number of control steps ``H`` (80 x 0.05 s = 4 s).
         dt: control period.
-        mass, length, gravity, damping: see :func:`pendulum_derivative`.
+        mass: the pendulum's mass (kg), at the tip.
+        length: the rod's length (m).
+        gravity: ``g`` (m/s^2).
+        damping: viscous friction at the pivot (N m s / rad).
         max_torque: the torque action ``+-1`` maps to.
         start: initial ``[theta, omega]``.
         terminal_weight: weight of the final error.
         goal_angle: radians from upright within which the pendulum counts as up.
         goal_speed: rad/s below which it counts as at rest.
-        device, dtype: where and in what precision the rollouts run.
+        device: where the rollouts run.
+        dtype: the floating-point precision of the rollouts.
     """
 
     action_dim = 1
@@ -287,7 +296,7 @@ class Pendulum(AnalyticTask):
         )
 
     def derivative(self, state: Tensor, control: Tensor) -> Tensor:
-        """:func:`pendulum_derivative` with this pendulum's parameters."""
+        """[`pendulum_derivative`][dynamics.classic.pendulum_derivative] with this pendulum's parameters."""
         return pendulum_derivative(state, control, self.mass, self.length, self.gravity, self.damping)
 
     def upright_error(self, states: Tensor) -> Tensor:
@@ -340,20 +349,24 @@ class CartPole(AnalyticTask):
     its rate), action ``[u]`` in ``[-1, 1]`` scaled to ``+-max_force``. Step reward
     ``-(e^2 + 0.1 x^2 + 0.01 (v^2 + omega^2) + 0.001 u^2)`` with ``e = wrap(theta - pi)``; the
     last step also ``-terminal_weight (e^2 + 0.1 x^2 + 0.1 (v^2 + omega^2))``. A sample whose cart
-    leaves the track (``|x| > track_limit`` at some step) is infeasible. :meth:`reached_goal`: the
+    leaves the track (``|x| > track_limit`` at some step) is infeasible. [`reached_goal`][dynamics.classic.AnalyticTask.reached_goal]: the
     final ``|e|`` is at most ``goal_angle`` and the final ``|omega|`` at most ``goal_speed``.
 
     Args:
         horizon: default number of control steps ``H`` (60 x 0.05 s = 3 s).
         dt: control period.
-        cart_mass, pole_mass, pole_length, gravity: see :func:`cartpole_derivative`.
+        cart_mass: the cart's mass (kg).
+        pole_mass: the pole's mass (kg), at its tip.
+        pole_length: pivot to the pole's mass (m).
+        gravity: ``g`` (m/s^2).
         max_force: the force action ``+-1`` maps to (N).
         track_limit: half-length of the track (m).
         start: initial ``[x, theta, v, omega]``.
         terminal_weight: weight of the final error.
         goal_angle: radians from upright within which the pole counts as up.
         goal_speed: rad/s below which the pole counts as at rest.
-        device, dtype: where and in what precision the rollouts run.
+        device: where the rollouts run.
+        dtype: the floating-point precision of the rollouts.
     """
 
     action_dim = 1
@@ -393,7 +406,7 @@ class CartPole(AnalyticTask):
         )
 
     def derivative(self, state: Tensor, control: Tensor) -> Tensor:
-        """:func:`cartpole_derivative` with this cart-pole's parameters."""
+        """[`cartpole_derivative`][dynamics.classic.cartpole_derivative] with this cart-pole's parameters."""
         return cartpole_derivative(state, control, self.cart_mass, self.pole_mass, self.pole_length, self.gravity)
 
     def upright_error(self, states: Tensor) -> Tensor:
@@ -452,21 +465,22 @@ class PointMass(AnalyticTask):
 
     State ``[x, y, vx, vy]``, action ``[ax, ay]`` in ``[-1, 1]`` scaled to ``+-max_accel``, a
     little linear drag. Step reward ``-(|p - goal| + 0.01 |u|^2)``; the last step also
-    ``-terminal_weight (|p - goal| + |v|)``. :meth:`reached_goal`: the final position lies within
+    ``-terminal_weight (|p - goal| + |v|)``. [`reached_goal`][dynamics.classic.AnalyticTask.reached_goal]: the final position lies within
     ``goal_radius`` of the goal and the final speed is at most ``goal_speed``.
 
     Args:
         horizon: default number of control steps ``H`` (30 x 0.1 s = 3 s).
         dt: control period.
         max_accel: the acceleration action ``+-1`` maps to, per axis (m/s^2).
-        damping: linear drag per second (see :func:`point_mass_derivative`).
+        damping: linear drag per second (see [`point_mass_derivative`][dynamics.classic.point_mass_derivative]).
         start: initial ``[x, y, vx, vy]``.
         goal: ``[x, y]``.
         terminal_weight: weight of the final distance and speed.
         goal_radius: metres from the goal within which the mass counts as arrived.
         goal_speed: m/s below which it counts as stopped.
         workspace: ``((xmin, ymin), (xmax, ymax))``, what the figure shows.
-        device, dtype: where and in what precision the rollouts run.
+        device: where the rollouts run.
+        dtype: the floating-point precision of the rollouts.
     """
 
     action_dim = 2
@@ -507,7 +521,7 @@ class PointMass(AnalyticTask):
         )
 
     def derivative(self, state: Tensor, control: Tensor) -> Tensor:
-        """:func:`point_mass_derivative` with this model's drag."""
+        """[`point_mass_derivative`][dynamics.classic.point_mass_derivative] with this model's drag."""
         return point_mass_derivative(state, control, self.damping)
 
     def step_reward(self, states: Tensor, actions: Tensor) -> Tensor:

@@ -3,21 +3,21 @@
 MuJoCo reads ``MUJOCO_GL`` once, when it is imported, and an unusable value breaks that
 import: ``MUJOCO_GL=osmesa`` without the OSMesa library crashes it with ``'NoneType' object
 has no attribute 'glGetError'`` (PyOpenGL finds no library to bind), an unknown value with a
-``RuntimeError``. Simulation needs no OpenGL; only rendering (:mod:`dynamics.render`) does.
-So :func:`choose_gl_backend`, which :func:`dynamics.tasks.import_mujoco` calls before the
+``RuntimeError``. Simulation needs no OpenGL; only rendering (`dynamics.render`) does.
+So [`choose_gl_backend`][dynamics.gl.choose_gl_backend], which `dynamics.tasks.import_mujoco` calls before the
 first import, does this:
 
-* ``MUJOCO_GL`` unset: :func:`offscreen_backend` (``egl`` on a machine with an NVIDIA device
+* ``MUJOCO_GL`` unset: [`offscreen_backend`][dynamics.gl.offscreen_backend] (``egl`` on a machine with an NVIDIA device
   and the EGL library, else ``osmesa`` where the OSMesa library is installed, else ``egl``
   where Mesa's EGL is, which renders on the CPU), else it stays unset;
 * ``MUJOCO_GL`` set to ``osmesa``, ``egl`` or ``glx`` whose shared library is not found, or to
   a value MuJoCo does not know: a warning naming the package to install, and ``MUJOCO_GL`` is
   removed from the environment, so that MuJoCo imports and simulates; rendering then fails
-  with a message saying what to install, and :func:`gl_problem` returns the warning's text.
+  with a message saying what to install, and [`gl_problem`][dynamics.gl.gl_problem] returns the warning's text.
 
 ``mujoco`` imported before ``dynamics`` read ``MUJOCO_GL`` without this check; where that gave
-MuJoCo's default GLFW context on a machine with no display (:func:`has_display`),
-:func:`dynamics.render.render` switches MuJoCo's renderer to :func:`offscreen_backend`.
+MuJoCo's default GLFW context on a machine with no display ([`has_display`][dynamics.gl.has_display]),
+[`dynamics.render.render`][dynamics.render.render] switches MuJoCo's renderer to [`offscreen_backend`][dynamics.gl.offscreen_backend].
 
 A library counts as found when ``ctypes.util.find_library`` finds it or when one of the file
 names PyOpenGL tries (``libNAME.so``, ``libNAME.so.9`` ... ``libNAME.so.0``) loads.
@@ -127,7 +127,7 @@ def offscreen_backend() -> str | None:
 
 
 def gl_problem() -> str | None:
-    """What :func:`choose_gl_backend` found wrong with the user's ``MUJOCO_GL`` (``None``: nothing)."""
+    """What [`choose_gl_backend`][dynamics.gl.choose_gl_backend] found wrong with the user's ``MUJOCO_GL`` (``None``: nothing)."""
     return _problem
 
 

@@ -1,10 +1,10 @@
 """Task registry: ``make(name, **kwargs)`` builds a rollout model by name; ``task_info(name)`` describes one.
 
-Modules register a factory with :func:`register`; nothing heavy is imported until
-``make`` builds that task. :func:`task_info` reads a task's metadata (horizon, recommended
+Modules register a factory with `register`; nothing heavy is imported until
+``make`` builds that task. [`task_info`][dynamics.registry.task_info] reads a task's metadata (horizon, recommended
 budget, backends) without building a simulator: for the MuJoCo tasks it reads the
-:class:`~dynamics.tasks.Task` definition (which compiles no model), for the car and the starter tasks
-(:mod:`dynamics.classic`) the analytic model itself (torch only).
+[`Task`][dynamics.tasks.Task] definition (which compiles no model), for the car and the starter tasks
+([`dynamics.classic`][dynamics.classic]) the analytic model itself (torch only).
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ TORCH_BACKEND = ("torch",)
 
 @dataclass(frozen=True)
 class TaskInfo:
-    """What :func:`task_info` says about a registered task.
+    """What [`task_info`][dynamics.registry.task_info] says about a registered task.
 
     Attributes:
         name: the registered name.
@@ -102,7 +102,7 @@ def register(
         factory: builds the model: ``factory(**kwargs)``.
         description: one line for ``torch-mbd tasks``; default the first line of the factory's docstring.
         metadata: a cheap callable returning a ``dynamics.tasks.Task`` or a model to read the horizon
-            and recommended budget from; default the factory itself (so :func:`task_info` builds the model).
+            and recommended budget from; default the factory itself (so [`task_info`][dynamics.registry.task_info] builds the model).
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"name must be a non-empty string, got {name!r}")

@@ -1,7 +1,7 @@
 """Videos of MuJoCo rollouts: ``render(model, actions, path)`` writes a GIF or an MP4.
 
 Frames come from ``mujoco.Renderer``, offscreen. It needs an OpenGL backend chosen through
-``MUJOCO_GL`` before ``mujoco`` is imported (:func:`dynamics.tasks.import_mujoco` picks ``egl``
+``MUJOCO_GL`` before ``mujoco`` is imported (`dynamics.tasks.import_mujoco` picks ``egl``
 on machines with an NVIDIA device and ``osmesa`` where Debian's ``libosmesa6`` is installed).
 A GIF is written with pillow (which matplotlib already brings); an MP4 needs ``imageio`` and
 ``imageio-ffmpeg`` (``pip install imageio imageio-ffmpeg``; the ffmpeg binary comes with it).
@@ -32,7 +32,7 @@ DEFAULT_CAMERAS = ("track", "top")
 
 
 def _as_mujoco_model(model):
-    """A :class:`~dynamics.model.MujocoModel` from a model, a task name or a ``Task``."""
+    """A [`MujocoModel`][dynamics.model.MujocoModel] from a model, a task name or a ``Task``."""
     from .model import MujocoModel
     from .tasks import Task
 
@@ -47,7 +47,7 @@ def simulate_qpos(model, actions: Tensor) -> np.ndarray:
     """Replay ``actions [H, nu]`` (in ``[-1, 1]``) on the CPU: ``qpos [H + 1, nq]`` from the initial state.
 
     Args:
-        model: a :class:`~dynamics.model.MujocoModel`.
+        model: a [`MujocoModel`][dynamics.model.MujocoModel].
         actions: ``[H, nu]`` control sequence.
     """
     mujoco = import_mujoco()
@@ -105,9 +105,9 @@ def use_offscreen_context(mujoco) -> str | None:
     """Point ``mujoco.Renderer`` at an offscreen context when ``mujoco`` chose GLFW with no display.
 
     MuJoCo picks its context class once, when it is imported, from ``MUJOCO_GL``; imported before
-    ``dynamics`` (which sets ``MUJOCO_GL`` first, :func:`dynamics.gl.choose_gl_backend`) with
+    ``dynamics`` (which sets ``MUJOCO_GL`` first, [`dynamics.gl.choose_gl_backend`][dynamics.gl.choose_gl_backend]) with
     ``MUJOCO_GL`` unset, it takes GLFW, which cannot open a window on a machine without a display.
-    There, the renderer's context class becomes that of :func:`dynamics.gl.offscreen_backend`
+    There, the renderer's context class becomes that of [`dynamics.gl.offscreen_backend`][dynamics.gl.offscreen_backend]
     (``mujoco.egl`` or ``mujoco.osmesa``). Elsewhere nothing changes.
 
     Returns:
@@ -239,14 +239,15 @@ def render(
     """Write a video of ``actions`` played on ``model`` (or of given ``states``) to ``path``.
 
     Args:
-        model: a :class:`~dynamics.model.MujocoModel` (any backend; the video is replayed on the
+        model: a [`MujocoModel`][dynamics.model.MujocoModel] (any backend; the video is replayed on the
             CPU from its ``initial_state``, with its edited ``mj_model``), a ``Task`` or a task name.
         actions: ``[H, nu]`` control sequence in ``[-1, 1]`` (e.g. ``plan(...).actions``); ``None``
             when ``states`` is given.
         path: the output file, ending in ``.gif`` (pillow) or ``.mp4`` (imageio-ffmpeg).
         fps: frames per second; default real time, one frame per control step
             (``1 / (timestep * frame_skip)``).
-        width, height: frame size in pixels.
+        width: frame width in pixels.
+        height: frame height in pixels.
         camera: a camera name or id of the model; default its ``"track"`` or ``"top"`` camera when
             it has one, else MuJoCo's free camera.
         states: ``[T, state_dim]`` (or ``[T, nq + nv]``, ``[T, nq]``) states to show instead of

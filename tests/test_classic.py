@@ -11,8 +11,8 @@ import torch
 import dynamics
 from dynamics.classic import (
     CartPole,
-    PointMass,
     Pendulum,
+    PointMass,
     cartpole_derivative,
     point_mass_derivative,
     rk4,
@@ -54,7 +54,7 @@ def test_the_free_cart_pole_keeps_its_energy_and_horizontal_momentum():
     zero = torch.zeros(1, dtype=F64)
 
     def invariants(s):
-        x, theta, v, omega = s
+        _, theta, v, omega = s
         tip_vx, tip_vy = v + l * torch.cos(theta) * omega, l * torch.sin(theta) * omega
         energy = 0.5 * mc * v**2 + 0.5 * mp * (tip_vx**2 + tip_vy**2) - mp * g * l * torch.cos(theta)
         return float(energy), float((mc + mp) * v + mp * l * torch.cos(theta) * omega)

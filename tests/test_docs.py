@@ -30,9 +30,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]
-FENCE = re.compile(r"^(?P<indent> *)```(?P<info>[^\n`]*)\n(?P<body>.*?)^(?P=indent)```[ \t]*$", re.S | re.M)
+FENCE = re.compile(r"^(?P<indent> *)```(?P<info>[^\n`]*)\n(?P<body>.*?)^(?P=indent)```[ \t]*$", re.DOTALL | re.MULTILINE)
 SKIP = re.compile(r"<!--\s*docs-test:\s*skip\s*\((?P<reason>[^)]+)\)\s*-->\s*$")
-SETUP = re.compile(r"<!--\s*docs-test:\s*setup\s*\n(?P<code>.*?)-->", re.S)
+SETUP = re.compile(r"<!--\s*docs-test:\s*setup\s*\n(?P<code>.*?)-->", re.DOTALL)
 # optional packages whose absence skips a block (the package's name is the reason)
 OPTIONAL = ("mujoco", "gymnasium", "mujoco_warp", "warp", "jax", "matplotlib", "PIL", "imageio", "tqdm", "cma")
 
@@ -90,10 +90,10 @@ def test_the_python_blocks_of_a_page_run_in_order(page, tmp_path, monkeypatch):
     namespace: dict = {"__name__": "__docs__"}
     setup = setup_code(ROOT / page)
     if setup:
-        exec(compile(setup, f"{page}:setup", "exec"), namespace)
+        exec(compile(setup, f"{page}:setup", "exec"), namespace)  # noqa: S102 (running the docs is the test)
     for block in (b for b in PYTHON if b.page == page and b.skip is None):
         try:
-            exec(compile(block.code, block.name, "exec"), namespace)
+            exec(compile(block.code, block.name, "exec"), namespace)  # noqa: S102
         except ModuleNotFoundError as err:
             if _missing_optional(err):
                 pytest.skip(f"{block.name} needs {_missing_optional(err)}, which is not installed")

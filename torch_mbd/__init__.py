@@ -1,9 +1,9 @@
 """torch-mbd: Model-Based Diffusion (Pan, Yi, Shi, Qu) for PyTorch.
 
 A gradient-free optimizer that runs a reverse diffusion process whose score is estimated
-from the model itself. Use :class:`MBDOptimizer` like any ``torch.optim`` optimizer,
-:func:`minimize` for black-box functions and :func:`plan` for trajectory optimization
-with any :class:`RolloutModel`.
+from the model itself. Use [`MBDOptimizer`][torch_mbd.MBDOptimizer] like any ``torch.optim`` optimizer,
+[`minimize`][torch_mbd.minimize] for black-box functions and [`plan`][torch_mbd.plan] for trajectory optimization
+with any [`RolloutModel`][torch_mbd.RolloutModel].
 """
 
 from .baselines import CEMOptimizer, CMAESOptimizer, MPPIOptimizer

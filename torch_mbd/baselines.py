@@ -2,19 +2,19 @@
 
 The paper (Tables 2-3, Fig. 5) compares Model-Based Diffusion with these zeroth-order
 optimizers at the same budget. Each one here is a drop-in replacement for
-:class:`~torch_mbd.MBDOptimizer`: same constructor options (``num_samples``, ``num_steps``,
+[`MBDOptimizer`][torch_mbd.MBDOptimizer]: same constructor options (``num_samples``, ``num_steps``,
 ``bounds``, ``rollout``, ``generator`` / ``seed``, per-group ``noise_scale``), same
 ``step(closure)`` / rollout ``step()`` contract, and after every step the parameters hold
 the method's current estimate (its sampling mean). They share MBD's sampling machinery
-(:func:`~torch_mbd.denoise.sample_candidates`, clipping to the bounds, invalid samples
+([`sample_candidates`][torch_mbd.denoise.sample_candidates], clipping to the bounds, invalid samples
 weighted 0) so that a comparison measures the update rule and nothing else:
 
-* :class:`CEMOptimizer`: Gaussian with diagonal covariance; keep the best
+* [`CEMOptimizer`][torch_mbd.baselines.CEMOptimizer]: Gaussian with diagonal covariance; keep the best
   ``elite_fraction`` of the samples, refit mean and per-coordinate standard deviation to them.
-* :class:`MPPIOptimizer`: Gaussian with a **fixed** standard deviation; the mean moves to
+* [`MPPIOptimizer`][torch_mbd.baselines.MPPIOptimizer]: Gaussian with a **fixed** standard deviation; the mean moves to
   the softmax-weighted mean of the samples, with MBD's normalized weights
   ``softmax((R - mean R) / std R / temperature)``. MBD with a constant noise level.
-* :class:`CMAESOptimizer`: pycma's ``CMAEvolutionStrategy`` (``pip install 'torch-mbd[baselines]'``)
+* [`CMAESOptimizer`][torch_mbd.baselines.CMAESOptimizer]: pycma's ``CMAEvolutionStrategy`` (``pip install 'torch-mbd[baselines]'``)
   with ``popsize = num_samples``, driven by ask/tell; pycma adapts the step size and the
   full covariance and handles the bounds (``BoundTransform``). Costs are evaluated in torch.
 
@@ -97,7 +97,7 @@ def mppi_update(
 
     Returns:
         ``(mean, weights, valid)``: ``[B, D]``, ``[B, n]``, ``[B]`` as in
-        :func:`~torch_mbd.denoise.weighted_mean`.
+        [`weighted_mean`][torch_mbd.denoise.weighted_mean].
     """
     logp, _, _ = denoise.normalized_log_weights(rewards, temperature, feasible)
     return denoise.weighted_mean(samples, logp)
@@ -111,11 +111,11 @@ def _check_mbd_only(options: dict, method: str) -> None:
 
 
 class _SampledGaussianOptimizer(MBDOptimizer):
-    """The torch baselines: a diagonal Gaussian sampled by :meth:`MBDOptimizer.step`.
+    """The torch baselines: a diagonal Gaussian sampled by `MBDOptimizer.step`.
 
-    Subclasses implement the two hooks of the shared step, :meth:`_sampling_std` (``[B, D]``) and
-    :meth:`_update`; sampling, evaluation (closure or rollout, its checks), keeping the best and
-    invalid-sample handling are :class:`~torch_mbd.MBDOptimizer`'s.
+    Subclasses implement the two hooks of the shared step, `_sampling_std` (``[B, D]``) and
+    `_update`; sampling, evaluation (closure or rollout, its checks), keeping the best and
+    invalid-sample handling are [`MBDOptimizer`][torch_mbd.MBDOptimizer]'s.
     """
 
     method = "baseline"
@@ -151,7 +151,7 @@ class _SampledGaussianOptimizer(MBDOptimizer):
 
 
 def _step_info(level, sigma, rewards, weights, valid, trajectory, samples, temperature=None) -> StepInfo:
-    """A :class:`~torch_mbd.optim.StepInfo` for a baseline step (no demonstration), by field name."""
+    """A [`StepInfo`][torch_mbd.optim.StepInfo] for a baseline step (no demonstration), by field name."""
     fields = dict(
         level=level, sigma=sigma, rewards=rewards, weights=weights, valid=valid,
         demo_wins=None, trajectory=trajectory, samples=samples, temperature=temperature,
@@ -179,13 +179,13 @@ class CEMOptimizer(_SampledGaussianOptimizer):
     standard deviation (no smoothing). The parameters hold ``mean``.
 
     Args:
-        params: as for :class:`~torch_mbd.MBDOptimizer` (group options ``bounds``, ``noise_scale``).
+        params: as for [`MBDOptimizer`][torch_mbd.MBDOptimizer] (group options ``bounds``, ``noise_scale``).
         num_samples: candidates per step ``n``.
         elite_fraction: fraction of the samples kept as elites, in ``(0, 1]``; at least one elite.
         init_std: initial standard deviation; ``None`` takes MBD's first sampling level
             ``sigma_{N-1}`` (``0.63`` with the default schedule). Multiplied by ``noise_scale``.
         min_std: floor on the refitted standard deviation (default ``0``: plain CEM).
-        **options: any other :class:`~torch_mbd.MBDOptimizer` option (``num_steps``, ``bounds``,
+        **options: any other [`MBDOptimizer`][torch_mbd.MBDOptimizer] option (``num_steps``, ``bounds``,
             ``rollout``, ``seed``, ``generator``, ``noise``, ...). ``temperature`` is accepted and
             unused; the demonstration options are MBD-only.
 
@@ -236,7 +236,7 @@ class CEMOptimizer(_SampledGaussianOptimizer):
         return state
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """Restore a :meth:`state_dict`, all or nothing (see :meth:`MBDOptimizer.load_state_dict`)."""
+        """Restore a [`state_dict`][torch_mbd.baselines.CMAESOptimizer.state_dict], all or nothing (see `MBDOptimizer.load_state_dict`)."""
         state_dict, extra = _pop_baseline_state(state_dict, self)
         std = extra.get("std")
         if std is not None:
@@ -261,12 +261,12 @@ class MPPIOptimizer(_SampledGaussianOptimizer):
     never shrinks. The parameters hold ``mean``.
 
     Args:
-        params: as for :class:`~torch_mbd.MBDOptimizer`.
+        params: as for [`MBDOptimizer`][torch_mbd.MBDOptimizer].
         num_samples: candidates per step ``n``.
-        temperature: ``lambda > 0``, or ``"auto"`` (as for :class:`~torch_mbd.MBDOptimizer`).
+        temperature: ``lambda > 0``, or ``"auto"`` (as for [`MBDOptimizer`][torch_mbd.MBDOptimizer]).
         noise_std: the fixed standard deviation; ``None`` takes MBD's first sampling level
             ``sigma_{N-1}``. Multiplied by ``noise_scale``.
-        **options: any other :class:`~torch_mbd.MBDOptimizer` option.
+        **options: any other [`MBDOptimizer`][torch_mbd.MBDOptimizer] option.
     """
 
     method = "mppi"
@@ -322,14 +322,14 @@ class CMAESOptimizer(MBDOptimizer):
     non-finite candidates are told to pycma as worse than every valid one (CMA-ES is rank based).
 
     Args:
-        params: as for :class:`~torch_mbd.MBDOptimizer`.
+        params: as for [`MBDOptimizer`][torch_mbd.MBDOptimizer].
         num_samples: population size ``n`` (pycma's ``popsize``).
         sigma0: initial step size; ``None`` takes MBD's first sampling level ``sigma_{N-1}``, so
             every method starts from the same distribution. Per-coordinate ``noise_scale`` becomes
             pycma's ``CMA_stds``.
         cma_options: extra pycma options (e.g. ``{"CMA_diagonal": True}``); ``popsize``,
             ``bounds``, ``randn`` and ``seed`` are set here.
-        **options: any other :class:`~torch_mbd.MBDOptimizer` option. ``temperature`` is unused.
+        **options: any other [`MBDOptimizer`][torch_mbd.MBDOptimizer] option. ``temperature`` is unused.
 
     Raises:
         ImportError: pycma is not installed (``pip install 'torch-mbd[baselines]'``).
@@ -384,7 +384,7 @@ class CMAESOptimizer(MBDOptimizer):
         """One CMA-ES generation: ask ``num_samples`` candidates, evaluate in torch, tell.
 
         Args:
-            closure: as for :meth:`MBDOptimizer.step`.
+            closure: as for `MBDOptimizer.step`.
 
         Returns:
             Mean loss (closure mode) or mean per-sample reward (rollout mode) of the valid samples.
@@ -443,7 +443,7 @@ class CMAESOptimizer(MBDOptimizer):
         return state
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """Restore a :meth:`state_dict`, all or nothing (see :meth:`MBDOptimizer.load_state_dict`)."""
+        """Restore a [`state_dict`][torch_mbd.baselines.CMAESOptimizer.state_dict], all or nothing (see `MBDOptimizer.load_state_dict`)."""
         import copy
 
         state_dict, extra = _pop_baseline_state(state_dict, self)
@@ -463,7 +463,7 @@ OPTIMIZERS = {"mbd": MBDOptimizer, "cem": CEMOptimizer, "mppi": MPPIOptimizer, "
 def optimizer_class(method: str) -> type[MBDOptimizer]:
     """The optimizer class for ``method``: ``"mbd"``, ``"cem"``, ``"mppi"``, ``"cmaes"``, or the
     paper's baselines as the authors ran them, ``"paper-mppi"``, ``"paper-cem"``, ``"paper-cmaes"``
-    (:mod:`torch_mbd.paper_baselines`)."""
+    ([`torch_mbd.paper_baselines`][torch_mbd.paper_baselines])."""
     from .paper_baselines import PAPER_OPTIMIZERS  # imported here: that module imports this one
 
     classes = {**OPTIMIZERS, **PAPER_OPTIMIZERS}

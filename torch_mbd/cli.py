@@ -1,7 +1,7 @@
 """The ``torch-mbd`` command: plan a task from the shell and write the arrays and a figure or video.
 
 This is the application layer, the one module that composes ``torch_mbd`` with the models of
-``dynamics``; it imports ``dynamics`` (and matplotlib) inside :func:`main`, never at import time.
+``dynamics``; it imports ``dynamics`` (and matplotlib) inside `main`, never at import time.
 
 Example::
 
@@ -73,8 +73,8 @@ def default_budget(*sources) -> tuple[int, int, float]:
     """``(num_samples, num_steps, temperature)`` that ``torch-mbd plan`` uses for a task.
 
     The task's own recommendation where it has one (attributes ``num_samples``, ``num_steps``,
-    ``temperature`` of a model or a :class:`dynamics.TaskInfo`; the first source that has a value
-    wins), else :data:`DEFAULT_SAMPLES`, :data:`DEFAULT_STEPS`, :data:`DEFAULT_TEMPERATURE`.
+    ``temperature`` of a model or a [`dynamics.TaskInfo`][dynamics.TaskInfo]; the first source that has a value
+    wins), else `DEFAULT_SAMPLES`, `DEFAULT_STEPS`, `DEFAULT_TEMPERATURE`.
     """
 
     def first(attr):
@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=BACKENDS,
         default=None,
         help="simulator of a MuJoCo task: mujoco (CPU, default), warp (MuJoCo Warp) or mjx (JAX); "
-        "not for car2d, which is analytic torch",
+        "not for the analytic torch tasks (car2d, pendulum, cart_pole, point_mass)",
     )
     p.add_argument(
         "--demo",
@@ -245,7 +245,7 @@ def _numpy(x):
 
 
 def write_npz(path: Path, result, demo=None) -> Path:
-    """Save a :class:`~torch_mbd.plan.PlanResult` (and the demonstration) to ``path``."""
+    """Save a [`PlanResult`][torch_mbd.plan.PlanResult] (and the demonstration) to ``path``."""
     arrays = {
         "actions": _numpy(result.actions),
         "states": _numpy(result.states),
@@ -285,7 +285,7 @@ def draw_map(ax, model, result, demo=None, iterates: int = 8) -> None:
     Args:
         ax: a matplotlib ``Axes``.
         model: has ``draw(ax)``, ``positions(states)``, ``rollout`` and ``initial_state``.
-        result: a :class:`~torch_mbd.plan.PlanResult` of an unbatched plan.
+        result: a [`PlanResult`][torch_mbd.plan.PlanResult] of an unbatched plan.
         demo: the demonstrated states ``[H, nx]`` or ``None``.
         iterates: how many intermediate estimates (evenly spaced over the diffusion) to draw.
     """
@@ -346,8 +346,8 @@ def draw_push_t(axes, model, result, poses: int = 5) -> None:
 
     Args:
         axes: three matplotlib ``Axes``: the drawing, the position error, the angle error.
-        model: a push-T :class:`~dynamics.model.MujocoModel` (bodies ``block``, ``goal``, ``pusher``).
-        result: a :class:`~torch_mbd.plan.PlanResult` of an unbatched plan.
+        model: a push-T [`MujocoModel`][dynamics.model.MujocoModel] (bodies ``block``, ``goal``, ``pusher``).
+        result: a [`PlanResult`][torch_mbd.plan.PlanResult] of an unbatched plan.
         poses: how many times (evenly spaced, start and end included) to draw the T at.
     """
     import matplotlib.pyplot as plt

@@ -1,6 +1,6 @@
 """``MBDOptimizer``: Model-Based Diffusion as a ``torch.optim.Optimizer``.
 
-The math lives in :mod:`torch_mbd.denoise` and :mod:`torch_mbd.schedule`; this class keeps
+The math lives in [`torch_mbd.denoise`][torch_mbd.denoise] and [`torch_mbd.schedule`][torch_mbd.schedule]; this class keeps
 the bookkeeping: which tensors are the decision variables, where the schedule stands,
 the random generator, the sample buffer reused between steps, and checks on what the
 user hands in.
@@ -24,7 +24,7 @@ from .schedule import linear_schedule
 
 
 class StepInfo(NamedTuple):
-    """What the last :meth:`MBDOptimizer.step` did (``optimizer.last_step``).
+    """What the last [`MBDOptimizer.step`][torch_mbd.optim.MBDOptimizer.step] did (``optimizer.last_step``).
 
     Attributes:
         level: the diffusion level ``i`` used.
@@ -34,7 +34,7 @@ class StepInfo(NamedTuple):
         weights: the softmax weights ``[B, n]`` (a baseline's update weights: ``1/k`` on CEM's elites).
         valid: boolean ``[B]``, False where every sample had zero weight (estimate kept).
         demo_wins: boolean ``[B, n]`` of samples weighted by the demonstration, or ``None``.
-        trajectory: the rollout's :class:`~torch_mbd.rollout.Trajectory` (rollout mode; this rank's
+        trajectory: the rollout's [`Trajectory`][torch_mbd.rollout.Trajectory] (rollout mode; this rank's
             shard under a process group), or ``None``.
         samples: the candidates ``[B, n, D]`` (flattened decision variables): a view of the buffer
             the next step overwrites; clone what you keep.
@@ -102,7 +102,7 @@ class ConstantObjectiveWarning(RuntimeWarning):
     """Every valid sample of a step scored the same: the objective does not tell candidates apart.
 
     The samples are then weighted equally and the estimate moves to their plain mean (a random
-    walk). :class:`MBDOptimizer` warns once per optimizer.
+    walk). [`MBDOptimizer`][torch_mbd.optim.MBDOptimizer] warns once per optimizer.
     """
 
 
@@ -124,7 +124,7 @@ def check_temperature(name: str, value, *, allow_auto: bool = True) -> float | s
     Args:
         name: the argument's name, for the error message.
         value: what the user gave (numbers may be numpy scalars or 0-dim tensors).
-        allow_auto: whether ``"auto"`` (:func:`~torch_mbd.denoise.ess_temperature` each step) is accepted.
+        allow_auto: whether ``"auto"`` ([`ess_temperature`][torch_mbd.denoise.ess_temperature] each step) is accepted.
 
     Returns:
         ``"auto"`` or the temperature as a float.
@@ -205,7 +205,7 @@ def _check_bound(name: str, bound, event_shapes: list[tuple], params: list[Tenso
 
 
 def _mean_objective(rewards: Tensor, feasible: Tensor | None, rollout_mode: bool) -> Tensor:
-    """What :meth:`MBDOptimizer.step` returns: the mean reward (rollout mode) or mean loss (closure
+    """What [`MBDOptimizer.step`][torch_mbd.optim.MBDOptimizer.step] returns: the mean reward (rollout mode) or mean loss (closure
     mode) over the finite, feasible samples, a 0-dim tensor (0 without one)."""
     ok = torch.isfinite(rewards) if feasible is None else torch.isfinite(rewards) & feasible
     mean = torch.where(ok, rewards, torch.zeros_like(rewards)).sum() / ok.sum().clamp(min=1)
@@ -219,7 +219,7 @@ def _check_real_dtype(name: str, values: Tensor) -> None:
 
 
 class MBDOptimizer(Optimizer):
-    r"""Model-Based Diffusion (Pan et al.), one reverse-diffusion step per :meth:`step`.
+    r"""Model-Based Diffusion (Pan et al.), one reverse-diffusion step per [`step`][torch_mbd.optim.MBDOptimizer.step].
 
     The parameters are the decision variables ``Ybar``: a control sequence ``[..., H, nu]``
     in trajectory optimization, or ``model.parameters()`` for gradient-free training. Each
@@ -229,19 +229,19 @@ class MBDOptimizer(Optimizer):
     and moves ``Ybar`` by Monte Carlo score ascent (Eq. 6), which with the default step
     size lands on the weighted mean. After every step the parameters hold the new
     estimate, so the model is usable at any time. The best valid sample evaluated so far is
-    kept beside it (:attr:`best_reward`, :attr:`best_candidate`, :meth:`best_params`).
+    kept beside it (`best_reward`, `best_candidate`, [`best_params`][torch_mbd.optim.MBDOptimizer.best_params]).
 
-    :meth:`step` is the one sampling step of every method (the baselines of
-    :mod:`torch_mbd.baselines` and :mod:`torch_mbd.paper_baselines` subclass this class): draw
-    ``Ybar + std * eps`` with ``std`` from :meth:`_sampling_std`, clip, evaluate, keep the best,
-    and let :meth:`_update` turn the evaluated samples into the new estimate. A method is those
+    [`step`][torch_mbd.optim.MBDOptimizer.step] is the one sampling step of every method (the baselines of
+    `torch_mbd.baselines` and [`torch_mbd.paper_baselines`][torch_mbd.paper_baselines] subclass this class): draw
+    ``Ybar + std * eps`` with ``std`` from `_sampling_std`, clip, evaluate, keep the best,
+    and let `_update` turn the evaluated samples into the new estimate. A method is those
     two hooks.
 
     The objective comes from one of two places:
 
     * ``rollout`` (trajectory optimization): a callable
       ``actions[..., n, H, nu] -> Trajectory(states[..., n, H, nx], rewards[..., n, H], feasible[..., n] | None)``
-      (or the tuple ``(rewards, states, feasible)``), e.g. a :class:`~torch_mbd.rollout.RolloutModel`'s
+      (or the tuple ``(rewards, states, feasible)``), e.g. a [`RolloutModel`][torch_mbd.rollout.RolloutModel]'s
       ``rollout``. There must be exactly one parameter, of shape ``[..., H, nu]``; leading
       dimensions are independent problems, diffused together. The reward of a sample is
       its mean step reward. Call ``step()`` without a closure.
@@ -257,15 +257,15 @@ class MBDOptimizer(Optimizer):
         temperature: ``lambda > 0``; lower is greedier. ``"auto"`` sets it each step, per problem,
             from the rewards themselves: the ``lambda`` at which the weights keep an effective
             sample size of ``target_ess`` times the number of valid samples
-            (:func:`~torch_mbd.denoise.ess_temperature`); ``last_step.temperature`` says which.
+            ([`ess_temperature`][torch_mbd.denoise.ess_temperature]); ``last_step.temperature`` says which.
         target_ess: the fraction in ``(0, 1]`` ``temperature="auto"`` aims at (default
-            :data:`DEFAULT_TARGET_ESS`); unused with a number.
+            `DEFAULT_TARGET_ESS`); unused with a number.
         num_steps: diffusion steps ``N``; the optimizer walks the schedule from level ``N-1``
             to ``0`` and **stays at level 0 (the final, smallest noise) for any further step**.
         beta0: first beta of the linear schedule, in ``(0, 1)``.
         beta1: last beta of the linear schedule, in ``(0, 1)``.
         noise: sampling-noise convention, ``"official"`` (``sqrt(1 - alpha_bar_i)``, default) or
-            ``"paper"`` (``sqrt(1/alpha_bar_i - 1)``); see :mod:`torch_mbd.schedule`.
+            ``"paper"`` (``sqrt(1/alpha_bar_i - 1)``); see [`torch_mbd.schedule`][torch_mbd.schedule].
         bounds: ``(lower, upper)``: numbers or tensors broadcastable to each parameter's shape
             (without its batch dimensions); candidates are clipped to them. ``-inf`` / ``inf`` (also
             per coordinate, inside a tensor) leaves that side unbounded; NaN is refused.
@@ -275,11 +275,11 @@ class MBDOptimizer(Optimizer):
             (rollout mode: ``[H, nu]``, e.g. ``[H, 1]`` to make later controls noisier).
             ``"auto"`` is ``1.0`` for plain tensors (control sequences, black-box vectors: the
             paper's behaviour, unchanged) and in rollout mode; for an ``nn.Parameter`` (a network,
-            ``model.parameters()``) it is :func:`auto_noise_scale`: ``4 / sqrt(fan_in)`` for
+            ``model.parameters()``) it is [`auto_noise_scale`][torch_mbd.optim.auto_noise_scale]: ``4 / sqrt(fan_in)`` for
             layer weights, ``1.0`` for biases.
         fraction: per-group fraction of coordinates perturbed in each candidate, in ``(0, 1]``, or
             ``"auto"`` (default): ``1.0`` for plain tensors and in rollout mode; for
-            ``nn.Parameter`` tensors :func:`auto_fraction` of the total dimension ``D``,
+            ``nn.Parameter`` tensors [`auto_fraction`][torch_mbd.optim.auto_fraction] of the total dimension ``D``,
             ``min(1, 1000 / D)``.
         step_scale: multiple of the optimal score-ascent step ``1 - alpha_bar_i`` (``1`` moves
             to the weighted mean; smaller values move part of the way).
@@ -299,7 +299,7 @@ class MBDOptimizer(Optimizer):
             ``"logit"`` (default) adds ``log p_demo`` to the normalized log-weights; ``"reward"`` (the
             authors' code) normalizes it with the rewards and re-standardizes the combined
             log-weights, so the weights stay as sharp as the model's while the demonstration leads.
-            See :func:`torch_mbd.denoise.demo_log_weights`.
+            See [`torch_mbd.denoise.demo_log_weights`][torch_mbd.denoise.demo_log_weights].
         demo_reward: the demonstration's reward ``p_J(Y_demo)`` in per-sample reward units (mean
             step reward; ``-loss`` in closure mode). ``None`` takes the best reward of the first
             step's samples, so the demonstration attracts until the samples beat it (with either
@@ -315,7 +315,7 @@ class MBDOptimizer(Optimizer):
             objective that scores each sample independently. ``None``: one process.
         demo_log_likelihood: rollout mode only: a callable ``states [B, n, T, nx] -> [B, n]`` that
             replaces the Gaussian demonstration likelihood (``demo``, ``demo_mask``, ``demo_sigma``),
-            e.g. :func:`~torch_mbd.denoise.clipped_distance_log_likelihood` of points read from the
+            e.g. [`clipped_distance_log_likelihood`][torch_mbd.denoise.clipped_distance_log_likelihood] of points read from the
             states. ``B`` is the number of problems (the params' batch dimensions flattened), ``n`` the
             samples (this rank's shard under a process group), ``T`` and ``nx`` the rollout's; the
             states come in at least float32 (as the Gaussian compares them). It must return a
@@ -324,13 +324,13 @@ class MBDOptimizer(Optimizer):
             ``-inf``). Its values meet the rewards by the same max rule (``demo_reward``,
             ``demo_units``) and are shifted per step so that the best sample's is 0, so only their
             differences matter. Give it instead of ``demo`` (not both); ``demo_sigma`` is then
-            unused. It is not part of :meth:`state_dict`: pass it again to the optimizer a state is
+            unused. It is not part of [`state_dict`][torch_mbd.optim.MBDOptimizer.state_dict]: pass it again to the optimizer a state is
             loaded into.
 
     Numbers may be Python numbers, NumPy scalars or 0-dim tensors. Rewards, weights and the weighted
     mean are computed in at least float32 (float16 / bfloat16 parameters are sampled in their own
     dtype); the weights are invariant to ``a * loss + b`` (``a > 0``); a step whose valid samples all
-    score the same warns once with :class:`ConstantObjectiveWarning`. See "Errors and edge cases"
+    score the same warns once with `ConstantObjectiveWarning`. See "Errors and edge cases"
     in the user guide for what happens with NaN, infinite, infeasible, constant and empty input.
 
     Example:
@@ -515,7 +515,7 @@ class MBDOptimizer(Optimizer):
         return (lower, upper)
 
     def _prepare_demo(self, demo, mask):
-        """``demo`` and ``demo_mask`` checked; returned as ``(demo, mask)`` in :attr:`compute_dtype`.
+        """``demo`` and ``demo_mask`` checked; returned as ``(demo, mask)`` in `compute_dtype`.
 
         Closure mode: both flat ``[1, D]``. Rollout mode: ``demo [..., H, nx or k]`` and ``mask [nx]`` or
         ``[H, nx]`` as given (``nx`` is checked against the first rollout's states).
@@ -723,10 +723,10 @@ class MBDOptimizer(Optimizer):
         """One step: sample, evaluate, keep the best, update (one reverse-diffusion step for MBD).
 
         The shared step of every method: draws ``num_samples`` candidates ``clip(Ybar + std * eps)``
-        with ``std`` from :meth:`_sampling_std` (MBD: ``sigma_i`` times ``noise_scale``; with
+        with ``std`` from `_sampling_std` (MBD: ``sigma_i`` times ``noise_scale``; with
         ``fraction < 1`` only that fraction of the coordinates is perturbed), evaluates them (on
-        this rank's shard under a process group), updates :attr:`best_reward` /
-        :attr:`best_candidate`, and hands the evaluated samples to :meth:`_update` for the new
+        this rank's shard under a process group), updates `best_reward` /
+        `best_candidate`, and hands the evaluated samples to `_update` for the new
         estimate. A problem whose samples all have weight 0 keeps its estimate (with a warning).
 
         Args:
@@ -791,11 +791,11 @@ class MBDOptimizer(Optimizer):
     def _sampling_std(self, layout: dict, B: int) -> float | Tensor:
         """The sampling standard deviation of this step: a float, a ``[D]`` tensor or ``[B, D]``.
 
-        MBD's: the schedule's ``sigma_i`` at :attr:`level`, times the groups' ``noise_scale``
+        MBD's: the schedule's ``sigma_i`` at [`level`][torch_mbd.optim.MBDOptimizer.level], times the groups' ``noise_scale``
         (a ``[D]`` tensor when some coordinate's scale is not 1).
 
         Args:
-            layout: the flat layout (``D``, ``scale``, bounds) of :meth:`_build_layout`.
+            layout: the flat layout (``D``, ``scale``, bounds) of `_build_layout`.
             B: the number of problems.
         """
         sigma = float(self.schedule.sigmas[self.level])
@@ -811,8 +811,8 @@ class MBDOptimizer(Optimizer):
         """The new estimate from this step's evaluated samples.
 
         MBD's: the normalized softmax weights (with a demonstration, the max rule of Eq. 13), their
-        weighted mean ``Ybar0`` and the reverse step of Eq. (6) at :attr:`level`. A method may
-        record ``demo_wins`` and ``temperature`` in ``self._notes`` for :class:`StepInfo`.
+        weighted mean ``Ybar0`` and the reverse step of Eq. (6) at [`level`][torch_mbd.optim.MBDOptimizer.level]. A method may
+        record ``demo_wins`` and ``temperature`` in ``self._notes`` for [`StepInfo`][torch_mbd.optim.StepInfo].
 
         Args:
             samples: the candidates ``[B, n, D]``.
@@ -850,7 +850,7 @@ class MBDOptimizer(Optimizer):
     # ----------------------------------------------------------------- shared by the methods
     def _resolve_temperature(self, rewards: Tensor, feasible: Tensor | None) -> float | Tensor:
         """This step's temperature (recorded for ``StepInfo.temperature``): the number given, or
-        under ``"auto"`` the ``[B]`` :func:`~torch_mbd.denoise.ess_temperature` of the rewards."""
+        under ``"auto"`` the ``[B]`` [`ess_temperature`][torch_mbd.denoise.ess_temperature] of the rewards."""
         temperature = self.temperature
         if temperature == "auto":
             z, _, _ = denoise.normalized_log_weights(rewards, 1.0, feasible)
@@ -871,10 +871,10 @@ class MBDOptimizer(Optimizer):
         ``-inf`` where none was valid yet."""
         self.best_candidate: Tensor | None = None
         """``[B, D]`` that sample (flattened like ``last_step.samples``), ``None`` before the first step;
-        where :attr:`best_reward` is ``-inf`` it holds the estimate the first step sampled around."""
+        where `best_reward` is ``-inf`` it holds the estimate the first step sampled around."""
 
     def _track_best(self, samples: Tensor, rewards: Tensor, feasible: Tensor | None, y_bar: Tensor) -> None:
-        """Keep the best valid sample of this step if it beats :attr:`best_reward` (strictly).
+        """Keep the best valid sample of this step if it beats `best_reward` (strictly).
 
         A valid sample has a finite reward, is feasible, and has finite coordinates. Every rank sees
         the same samples and the gathered rewards, so every rank keeps the same best.
@@ -912,7 +912,7 @@ class MBDOptimizer(Optimizer):
         ]
 
     def _warn_if_constant(self, constant: Tensor) -> None:
-        """Warn once (:class:`ConstantObjectiveWarning`) when some problem's valid samples all scored the same."""
+        """Warn once (`ConstantObjectiveWarning`) when some problem's valid samples all scored the same."""
         if self._warned_constant or not bool(constant.any()):
             return
         self._warned_constant = True
@@ -1026,7 +1026,7 @@ class MBDOptimizer(Optimizer):
         return rewards, feasible, loglik, traj
 
     def _custom_log_likelihood(self, states: Tensor) -> Tensor:
-        """``demo_log_likelihood(states [B, n, T, nx])`` checked: ``[B, n]`` in :attr:`compute_dtype`,
+        """``demo_log_likelihood(states [B, n, T, nx])`` checked: ``[B, n]`` in `compute_dtype`,
         non-finite values as ``-inf``."""
         B, n = states.shape[:2]
         loglik = self.demo_log_likelihood(states)
@@ -1076,7 +1076,7 @@ class MBDOptimizer(Optimizer):
         return state
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """Restore a :meth:`state_dict`: all or nothing.
+        """Restore a [`state_dict`][torch_mbd.optim.MBDOptimizer.state_dict]: all or nothing.
 
         The schedule, the sample count, the parameters' shapes and the param groups must match this
         optimizer's; the saved group options (``bounds``, ``noise_scale``, ``fraction``), temperature,
@@ -1092,7 +1092,7 @@ class MBDOptimizer(Optimizer):
         self._apply_state(self._checked_state(state_dict))
 
     def _checked_state(self, state_dict) -> dict:
-        """Everything :meth:`load_state_dict` restores, checked; changes nothing."""
+        """Everything [`load_state_dict`][torch_mbd.optim.MBDOptimizer.load_state_dict] restores, checked; changes nothing."""
         if not isinstance(state_dict, dict):
             raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
         state_dict = dict(state_dict)
@@ -1176,7 +1176,7 @@ class MBDOptimizer(Optimizer):
         return reward.to(self.device, self.compute_dtype).clone(), candidate
 
     def _apply_state(self, checked: dict) -> None:
-        """Apply what :meth:`_checked_state` returned."""
+        """Apply what `_checked_state` returned."""
         super().load_state_dict(checked["torch_state"])
         for group, options in zip(self.param_groups, checked["options"]):
             group.update(options)
