@@ -17,6 +17,9 @@ setup code run before its first block (for fragments whose variables the prose d
 
 Blocks that need an optional package (MuJoCo, matplotlib) skip with the package's name when it
 is missing; rendering blocks skip when no offscreen OpenGL context can be made.
+
+The shell blocks are not run (they install packages or plan for minutes), but every
+``torch-mbd ...`` command in them must parse with the command's parser and name a registered task.
 """
 
 from __future__ import annotations
@@ -136,3 +139,41 @@ def test_the_parser_reads_fences_skips_and_setup(tmp_path):
     assert found[0].code == "x = 1" and found[3].code == "y = x + 1"
     assert setup_code(page).strip() == "z = 2"
     assert os.path.basename(found[0].page) == "page.md"
+
+
+def shell_commands(prefix: str = "torch-mbd") -> list[tuple[str, str]]:
+    """``(where, command)`` for every ``torch-mbd ...`` command in the non-Python code blocks."""
+    found = []
+    for page in PAGES:
+        for block in blocks(page):
+            if block.language == "python":
+                continue
+            for offset, line in enumerate(block.code.splitlines(), 1):
+                for part in line.split("#", 1)[0].split("&&"):
+                    part = part.strip()
+                    if part.startswith(prefix + " ") or part == prefix:
+                        found.append((f"{block.page}:{block.line + offset}", part))
+    return found
+
+
+COMMANDS = shell_commands()
+
+
+@pytest.mark.parametrize("where, command", COMMANDS, ids=[w for w, _ in COMMANDS])
+def test_the_torch_mbd_commands_of_the_docs_parse(where, command):
+    """A ``torch-mbd`` command shown in the docs has flags the parser knows and a registered task."""
+    import shlex
+
+    import dynamics
+    from torch_mbd.cli import build_parser
+
+    try:
+        args = build_parser().parse_args(shlex.split(command)[1:])
+    except SystemExit as err:
+        pytest.fail(f"{where}: {command!r} does not parse (exit status {err.code})")
+    if args.command == "plan" and args.task != "list":
+        assert args.task in dynamics.task_names(), f"{where}: unknown task {args.task!r}"
+
+
+def test_the_docs_show_torch_mbd_commands():
+    assert len(COMMANDS) >= 5
