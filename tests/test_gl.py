@@ -21,6 +21,8 @@ import pytest
 if importlib.util.find_spec("mujoco") is None:  # not importorskip: importing mujoco here would fix MUJOCO_GL early
     pytest.skip("mujoco is not installed", allow_module_level=True)
 
+from _hide_gl import HIDE_LIBRARIES  # noqa: E402
+
 from dynamics.gl import gl_backend_problem, known_gl_values, library_found  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,19 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # Hides the libraries named in argv[1] (comma separated), imports MuJoCo (argv[2]: "tasks" through
 # dynamics.tasks.import_mujoco, "ours" after dynamics.gl.choose_gl_backend, "plain" with a bare
 # import) and simulates ten steps of a falling ball.
-PROBE = r"""
-import ctypes, ctypes.util, json, os, sys, warnings
-hide = [h for h in sys.argv[1].split(",") if h]
-real_find = ctypes.util.find_library
-ctypes.util.find_library = lambda name: None if name in hide else real_find(name)
-
-class Hiding(ctypes.CDLL):
-    def __init__(self, name, *args, **kwargs):
-        if any(str(name).startswith(f"lib{h}.so") for h in hide):
-            raise OSError(f"{name}: cannot open shared object file (hidden by the test)")
-        super().__init__(name, *args, **kwargs)
-
-ctypes.cdll._dlltype = Hiding
+PROBE = HIDE_LIBRARIES + r"""
+import json, os, sys, warnings
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     if sys.argv[2] == "plain":
