@@ -16,7 +16,8 @@ setup code run before its first block (for fragments whose variables the prose d
     -->
 
 Blocks that need an optional package (MuJoCo, matplotlib) skip with the package's name when it
-is missing; rendering blocks skip when no offscreen OpenGL context can be made.
+is missing (or with the ``ImportError`` of ``dynamics`` that names the extra to install);
+rendering blocks skip when no offscreen OpenGL context can be made.
 
 The shell blocks are not run (they install packages or plan for minutes), but every
 ``torch-mbd ...`` command in them must parse with the command's parser and name a registered task.
@@ -97,9 +98,11 @@ def test_the_python_blocks_of_a_page_run_in_order(page, tmp_path, monkeypatch):
     for block in (b for b in PYTHON if b.page == page and b.skip is None):
         try:
             exec(compile(block.code, block.name, "exec"), namespace)  # noqa: S102
-        except ModuleNotFoundError as err:
-            if _missing_optional(err):
+        except ImportError as err:  # a missing optional package, or dynamics naming the extra to install
+            if isinstance(err, ModuleNotFoundError) and _missing_optional(err):
                 pytest.skip(f"{block.name} needs {_missing_optional(err)}, which is not installed")
+            if not isinstance(err, ModuleNotFoundError) and "pip install" in str(err):
+                pytest.skip(f"{block.name}: {err}")
             raise
         except RuntimeError as err:
             if str(err).startswith("offscreen MuJoCo rendering failed"):
