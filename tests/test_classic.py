@@ -141,30 +141,44 @@ def test_bad_arguments_name_the_argument():
 
 
 # ----------------------------------------------------------------------------- MBD solves them
+# Eight independent problems diffuse in one call (a batch of initial guesses). Each test asks most
+# of them to succeed, not one seed: the swing-ups are chaotic, so another CPU's last-bit differences
+# can turn one seed's run into another run (cart-pole: 7 and 6 of 8 ended within 0.2 rad here).
+PROBLEMS = 8
+
+
+def plan_batch(model, num_samples: int, num_steps: int):
+    init = torch.zeros(PROBLEMS, model.horizon, model.action_dim)
+    return plan(model, num_samples=num_samples, num_steps=num_steps, seed=0, progress=False, init=init)
+
+
 def test_mbd_swings_the_pendulum_up_at_a_tiny_budget():
     model = Pendulum()
-    result = plan(model, num_samples=256, num_steps=50, seed=0, progress=False)
-    final = result.states[-1]
-    assert abs(float(model.upright_error(final))) < 0.3  # rad from upright (from hanging down: pi)
-    assert abs(float(final[1])) < 1.5  # rad/s: arrived, not swinging through
-    assert bool(model.reached_goal(result.states))
+    final = plan_batch(model, 256, 50).states[:, -1]  # [8, 2]
+    error = model.upright_error(final).abs()  # rad from upright (the start hangs pi away)
+    up = (error < 0.3) & (final[:, 1].abs() < 1.5)  # upright and arrived, not swinging through
+    assert int(up.sum()) >= 6, error
+    assert float(error.median()) < 0.2
 
 
 def test_mbd_swings_the_cart_pole_up_at_a_tiny_budget():
     model = CartPole()
-    result = plan(model, num_samples=256, num_steps=50, seed=0, progress=False)
-    final = result.states[-1]
-    assert bool(result.feasible)  # the cart stayed on the track
-    assert abs(float(model.upright_error(final))) < 0.3 and abs(float(final[3])) < 1.5
-    assert abs(float(final[0])) < 0.5  # over the track's centre
+    result = plan_batch(model, 256, 50)
+    final = result.states[:, -1]  # [8, 4]
+    error = model.upright_error(final).abs()
+    up = (error < 0.3) & (final[:, 3].abs() < 1.5)
+    up &= (final[:, 0].abs() < 0.5) & result.feasible  # over the track's centre, never off the track
+    assert int(up.sum()) >= 5, error
+    assert float(error.median()) < 0.2
 
 
 def test_mbd_brings_the_point_mass_to_the_goal_at_a_tiny_budget():
     model = PointMass()
-    result = plan(model, num_samples=64, num_steps=20, seed=0, progress=False)
-    final = result.states[-1]
-    assert float(model.goal_distance(final)) < 0.15  # m, from 2.83 m away
-    assert float(torch.linalg.vector_norm(final[2:])) < 0.3  # m/s: stopped
+    final = plan_batch(model, 64, 20).states[:, -1]  # [8, 4]
+    distance = model.goal_distance(final)  # m, from 2.83 m away
+    arrived = (distance < 0.15) & (torch.linalg.vector_norm(final[:, 2:], dim=-1) < 0.3)  # and stopped
+    assert int(arrived.sum()) >= 7, distance
+    assert float(distance.median()) < 0.1
 
 
 # ----------------------------------------------------------------------------- registry and command line
