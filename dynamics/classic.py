@@ -240,8 +240,9 @@ class Pendulum(AnalyticTask):
     """Pendulum swing-up: from hanging down at rest to upright, with a torque too weak to lift it directly.
 
     State ``[theta, omega]`` (``theta = 0`` hanging down, ``pi`` upright), action ``[u]`` in
-    ``[-1, 1]`` scaled to ``+-max_torque``. The default ``max_torque`` (4 N m) is 0.4 ``m g l``
-    (the ratio of gymnasium's ``Pendulum-v1``), so the plan must pump energy over two swings. Step reward
+    ``[-1, 1]`` scaled to ``+-max_torque``. The default ``max_torque`` (4 N m) is 0.4 ``m g l``,
+    the largest gravity torque (gymnasium's ``Pendulum-v1`` has the same ratio: 2 N m against a rod's
+    ``m g l / 2`` = 5 N m), so the plan must pump energy over a swing or two. Step reward
     ``-(e^2 + 0.1 omega^2 + 0.001 u^2)`` with ``e = wrap(theta - pi)``; the last step also
     ``-terminal_weight (e^2 + 0.1 omega^2)``. [`reached_goal`][dynamics.classic.AnalyticTask.reached_goal]: the final ``|e|`` is at most
     ``goal_angle`` and the final ``|omega|`` at most ``goal_speed``.
