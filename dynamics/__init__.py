@@ -1,6 +1,6 @@
 """Batched rollout models for torch-mbd: analytic torch dynamics and MuJoCo backends.
 
-Every model implements :class:`torch_mbd.rollout.RolloutModel`. ``make(name, ...)`` builds
+Every model implements [`torch_mbd.rollout.RolloutModel`][torch_mbd.rollout.RolloutModel]. ``make(name, ...)`` builds
 one by task name; heavy optional backends are imported lazily, inside the model that needs them.
 """
 

@@ -1,10 +1,10 @@
 """Checks every simulator backend runs on its inputs before anything reaches native code.
 
-A backend (:class:`~dynamics.mujoco_cpu.CpuRollout`, :class:`~dynamics.mujoco_warp.WarpRollout`,
-:class:`~dynamics.mjx.MjxRollout`) is called with ``(qpos0 [nq], qvel0 [nv], ctrl [N, H, nu])``.
+A backend (`CpuRollout`, `WarpRollout`,
+`MjxRollout`) is called with ``(qpos0 [nq], qvel0 [nv], ctrl [N, H, nu])``.
 MuJoCo's C rollout crashes the process on an empty batch, so the checks here run first:
 malformed inputs raise an error naming the argument, and an empty batch (``N = 0``) never
-reaches the simulator (:func:`empty_outputs` answers it).
+reaches the simulator (`empty_outputs` answers it).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The simulator backends a MuJoCo task runs on: the one list the project reads.
 
-:class:`~dynamics.model.MujocoModel` builds them, :func:`dynamics.task_info` reports them,
+[`MujocoModel`][dynamics.model.MujocoModel] builds them, [`dynamics.task_info`][dynamics.task_info] reports them,
 the ``torch-mbd`` command and the benchmarks offer them as ``--backend`` choices. This
 module imports nothing, so reading the list loads no simulator (nor torch).
 """

@@ -86,13 +86,13 @@ def bicycle_derivative(state: Tensor, control: Tensor, wheelbase: float, max_ste
 
 
 def rk4_step(state: Tensor, control: Tensor, dt: float, wheelbase: float, max_steer: float) -> Tensor:
-    """One classical Runge-Kutta step of :func:`bicycle_derivative` with the control held.
+    """One classical Runge-Kutta step of `bicycle_derivative` with the control held.
 
     Args:
         state: ``[..., 5]``.
         control: physical ``[..., 2]``.
         dt: step length in seconds.
-        wheelbase, max_steer: see :func:`bicycle_derivative`.
+        wheelbase, max_steer: see `bicycle_derivative`.
 
     Returns:
         The state after ``dt``, ``[..., 5]`` (not yet saturated).
@@ -105,7 +105,7 @@ def rk4_step(state: Tensor, control: Tensor, dt: float, wheelbase: float, max_st
 
 
 class Car2D:
-    """Bicycle car in the U-maze; implements :class:`torch_mbd.rollout.RolloutModel`.
+    """Bicycle car in the U-maze; implements [`torch_mbd.rollout.RolloutModel`][torch_mbd.rollout.RolloutModel].
 
     Step reward (higher is better)::
 
@@ -116,15 +116,15 @@ class Car2D:
     with ``g_t = ||p_t - goal||`` (the paper's goal term), ``d_t`` the distance from ``p_t`` to
     the nearest obstacle, ``v_t`` the speed and ``u_t`` the normalized action in ``[-1, 1]``;
     the planner's sample reward is the mean over the ``H`` steps. The speed term near the goal
-    (:func:`stopping_cost`) and the terminal term make the plan arrive and brake: with the
+    (`stopping_cost`) and the terminal term make the plan arrive and brake: with the
     distance alone the plans found drive through the goal region and circle it (0 of 20 seeds
     ended in it, ``benchmarks/car_umaze.py``); the defaults (terminal 25, speed term 2 within
     1 m) were measured there, see ``docs/trajopt.md``. Entering an
     obstacle is a hard constraint (``feasible``); the clearance cost keeps the optimum off the
     wall, so that the weighted mean of feasible samples (MBD's estimate) is itself feasible.
 
-    The goal counts as reached (:meth:`reached_goal`) when the *final* position lies within
-    ``goal_radius`` of the goal; :meth:`passed_goal` says whether some position did.
+    The goal counts as reached ([`reached_goal`][dynamics.car.Car2D.reached_goal]) when the *final* position lies within
+    ``goal_radius`` of the goal; [`passed_goal`][dynamics.car.Car2D.passed_goal] says whether some position did.
 
     Args:
         horizon: default number of control steps ``H``.
@@ -145,7 +145,7 @@ class Car2D:
         stop_radius: distance from the goal within which the speed term applies.
         clearance: distance from the obstacles below which the clearance cost applies (0 disables it).
         clearance_weight: the clearance cost at the wall.
-        obstacles: ``[k, 4]`` boxes ``(xmin, ymin, xmax, ymax)``; default :func:`u_maze`.
+        obstacles: ``[k, 4]`` boxes ``(xmin, ymin, xmax, ymax)``; default `u_maze`.
         workspace: ``((xmin, ymin), (xmax, ymax))``, the map (where RRT samples, what figures show).
         device: where the rollouts run.
         dtype: the floating-point precision of the rollouts.
@@ -267,10 +267,10 @@ class Car2D:
         return torch.stack(states, dim=-2)
 
     def rollout(self, actions: Tensor) -> Trajectory:
-        """Roll ``actions[..., n, H, 2]`` out from :attr:`initial_state`.
+        """Roll ``actions[..., n, H, 2]`` out from `initial_state`.
 
         Returns:
-            :class:`~torch_mbd.rollout.Trajectory` with ``states [..., n, H, 5]``, ``rewards [..., n, H]``
+            [`Trajectory`][torch_mbd.rollout.Trajectory] with ``states [..., n, H, 5]``, ``rewards [..., n, H]``
             and ``feasible [..., n]`` (False when the path touches an obstacle or is not finite).
         """
         states = self.simulate(actions)
@@ -283,7 +283,7 @@ class Car2D:
         """The per-state part of the step reward (distance, clearance, speed near the goal).
 
         ``[..., nx] -> [...]``, each state scored on its own (no terminal term: see
-        :meth:`path_reward`). States with fewer than 4 entries (positions only) get no speed term.
+        [`path_reward`][dynamics.car.Car2D.path_reward]). States with fewer than 4 entries (positions only) get no speed term.
         """
         if states.shape[-1] < 2:
             raise ValueError(f"states must have x, y as their first two entries, got shape {tuple(states.shape)}")
@@ -300,9 +300,9 @@ class Car2D:
     def path_reward(self, states: Tensor) -> Tensor:
         """The state part of the step rewards of a path: ``[..., H, nx] -> [..., H]``.
 
-        :meth:`state_reward` of every state, and the terminal term ``-terminal_weight * g_H``
+        [`state_reward`][dynamics.car.Car2D.state_reward] of every state, and the terminal term ``-terminal_weight * g_H``
         on the last one. Scores a state-only path (an RRT demonstration) in the units of
-        :meth:`rollout`'s rewards, without the control cost (a demonstration has no controls):
+        [`rollout`][dynamics.car.Car2D.rollout]'s rewards, without the control cost (a demonstration has no controls):
         ``path_reward(demo).mean()`` is the optimizer's ``demo_reward``.
         """
         if states.dim() < 2:
@@ -322,15 +322,15 @@ class Car2D:
         demo_reward: float | None = None,
         **rrt_options,
     ) -> dict:
-        """An RRT demonstration (section 5.2) as options for :func:`torch_mbd.plan` / ``MBDOptimizer``.
+        """An RRT demonstration (section 5.2) as options for [`torch_mbd.plan`][torch_mbd.plan] / ``MBDOptimizer``.
 
         Args:
             source: ``"rrt"`` (the only source).
             seed: seed of the RRT (``None``: a fresh random seed, from torch's global RNG).
-            horizon: ``H``; default :attr:`horizon`.
+            horizon: ``H``; default `horizon`.
             demo_sigma: standard deviation (metres) of the demonstration likelihood per coordinate.
-            demo_reward: ``p_J(Y_demo)``; default :meth:`path_reward` of the demonstration, averaged.
-            **rrt_options: options of :func:`dynamics.planning.rrt_demo` (``speed``, ``margin``,
+            demo_reward: ``p_J(Y_demo)``; default [`path_reward`][dynamics.car.Car2D.path_reward] of the demonstration, averaged.
+            **rrt_options: options of [`dynamics.planning.rrt_demo`][dynamics.planning.rrt_demo] (``speed``, ``margin``,
                 ``step_size``, ``max_iterations``, ...).
 
         Returns:
@@ -360,8 +360,8 @@ class Car2D:
     def reached_goal(self, states: Tensor) -> Tensor:
         """Whether the path ``states[..., H, nx]`` ends in the goal region: ``[...]``.
 
-        The final position lies within :attr:`goal_radius` of the goal (what ``torch-mbd plan``
-        prints as "goal reached"); :meth:`passed_goal` counts a path that only passes through.
+        The final position lies within `goal_radius` of the goal (what ``torch-mbd plan``
+        prints as "goal reached"); [`passed_goal`][dynamics.car.Car2D.passed_goal] counts a path that only passes through.
         """
         return self.goal_distance(states)[..., -1] <= self.goal_radius
 

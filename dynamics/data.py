@@ -11,10 +11,10 @@ it). When it is not, data lives in the user cache (``$XDG_CACHE_HOME/torch-mbd``
 
 * the mocap clip: the authors' ``mbd/assets/jog_xref.pkl`` (LeCAR-Lab/model-based-diffusion,
   Apache-2.0) at a pinned commit, checked against its SHA-256 and converted to the ``.npz`` that
-  :func:`dynamics.humanoid_jog.load_clip` reads (:func:`clip_path`, :func:`download_clip`);
+  `dynamics.humanoid_jog.load_clip` reads ([`clip_path`][dynamics.data.clip_path], [`download_clip`][dynamics.data.download_clip]);
 * MNIST: ``torchvision.datasets.MNIST`` (``examples/mnist_mlp.py --download``).
 
-The authors' pickle holds JAX arrays. :func:`read_authors_clip` reads it with NumPy alone,
+The authors' pickle holds JAX arrays. [`read_authors_clip`][dynamics.data.read_authors_clip] reads it with NumPy alone,
 through an unpickler that accepts only the array-building functions such a file needs, so
 neither JAX nor arbitrary code from a downloaded file ever runs.
 """
@@ -140,9 +140,9 @@ def download_clip(
     Args:
         path: the ``.npz`` to write; default ``cache_home() / "jog_xref.npz"``.
         url: where the pickle is (any URL ``urllib`` opens, ``file://`` included); default
-            :data:`CLIP_URL`, the authors' file at a pinned commit.
-        sha256: the pickle's expected SHA-256 (hex); default :data:`CLIP_SHA256` for
-            :data:`CLIP_URL` and no check for another ``url``.
+            `CLIP_URL`, the authors' file at a pinned commit.
+        sha256: the pickle's expected SHA-256 (hex); default `CLIP_SHA256` for
+            `CLIP_URL` and no check for another ``url``.
         timeout: seconds to wait for the server.
 
     Returns:
@@ -185,7 +185,7 @@ def clip_path(download: bool = True) -> Path:
 
     With ``TORCH_MBD_DATA`` set, ``$TORCH_MBD_DATA/mocap/jog_xref.npz`` is the only place looked
     at and nothing is downloaded. Otherwise the cached copy, else (``download=True``)
-    :func:`download_clip` into the cache, once.
+    [`download_clip`][dynamics.data.download_clip] into the cache, once.
 
     Raises:
         DataNotFoundError: one line naming where it looked and every way to get the clip.

@@ -1,8 +1,8 @@
 """Axis-aligned box obstacles in the plane, as batched torch.
 
 Boxes are rows ``(xmin, ymin, xmax, ymax)`` of a ``[k, 4]`` tensor. These tests are shared by
-the car (:mod:`dynamics.car`: feasibility of a rollout) and the RRT planner
-(:mod:`dynamics.planning`: free space for tree edges and shortcuts); they live here so that
+the car (`dynamics.car`: feasibility of a rollout) and the RRT planner
+([`dynamics.planning`][dynamics.planning]: free space for tree edges and shortcuts); they live here so that
 neither of those modules imports the other.
 """
 

@@ -3,16 +3,21 @@
 MuJoCo reads ``MUJOCO_GL`` once, when it is imported, and an unusable value breaks that
 import: ``MUJOCO_GL=osmesa`` without the OSMesa library crashes it with ``'NoneType' object
 has no attribute 'glGetError'`` (PyOpenGL finds no library to bind), an unknown value with a
-``RuntimeError``. Simulation needs no OpenGL; only rendering (:mod:`dynamics.render`) does.
-So :func:`choose_gl_backend`, which :func:`dynamics.tasks.import_mujoco` calls before the
+``RuntimeError``. Simulation needs no OpenGL; only rendering (`dynamics.render`) does.
+So [`choose_gl_backend`][dynamics.gl.choose_gl_backend], which `dynamics.tasks.import_mujoco` calls before the
 first import, does this:
 
-* ``MUJOCO_GL`` unset: ``egl`` on a machine with an NVIDIA device and the EGL library,
-  else ``osmesa`` where the OSMesa library is installed, else it stays unset;
+* ``MUJOCO_GL`` unset: [`offscreen_backend`][dynamics.gl.offscreen_backend] (``egl`` on a machine with an NVIDIA device
+  and the EGL library, else ``osmesa`` where the OSMesa library is installed, else ``egl``
+  where Mesa's EGL is, which renders on the CPU), else it stays unset;
 * ``MUJOCO_GL`` set to ``osmesa``, ``egl`` or ``glx`` whose shared library is not found, or to
   a value MuJoCo does not know: a warning naming the package to install, and ``MUJOCO_GL`` is
   removed from the environment, so that MuJoCo imports and simulates; rendering then fails
-  with a message saying what to install, and :func:`gl_problem` returns the warning's text.
+  with a message saying what to install, and [`gl_problem`][dynamics.gl.gl_problem] returns the warning's text.
+
+``mujoco`` imported before ``dynamics`` read ``MUJOCO_GL`` without this check; where that gave
+MuJoCo's default GLFW context on a machine with no display ([`has_display`][dynamics.gl.has_display]),
+[`dynamics.render.render`][dynamics.render.render] switches MuJoCo's renderer to [`offscreen_backend`][dynamics.gl.offscreen_backend].
 
 A library counts as found when ``ctypes.util.find_library`` finds it or when one of the file
 names PyOpenGL tries (``libNAME.so``, ``libNAME.so.9`` ... ``libNAME.so.0``) loads.
@@ -92,8 +97,37 @@ def gl_backend_problem(value: str) -> str | None:
     return None
 
 
+def has_display() -> bool:
+    """Whether this process can open windows (``DISPLAY`` or ``WAYLAND_DISPLAY`` set, or not Linux).
+
+    Where it can, MuJoCo's default (GLFW) renders through a hidden window; where it cannot,
+    GLFW fails and rendering needs an offscreen backend.
+    """
+    if platform.system() != "Linux":
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def offscreen_backend() -> str | None:
+    """The offscreen OpenGL backend for this machine: ``"egl"``, ``"osmesa"`` or ``None`` (none found).
+
+    ``egl`` on a machine with an NVIDIA device (the driver's EGL renders on the GPU), else
+    ``osmesa`` where the OSMesa library is installed (a software rasterizer made for this),
+    else ``egl`` where an EGL library is found (Mesa's EGL renders on the CPU, surfaceless),
+    else ``None``. Only Linux has these backends.
+    """
+    if platform.system() != "Linux":
+        return None
+    egl = not missing_gl_libraries("egl")
+    if egl and Path("/dev/nvidia0").exists():
+        return "egl"
+    if not missing_gl_libraries("osmesa"):
+        return "osmesa"
+    return "egl" if egl else None
+
+
 def gl_problem() -> str | None:
-    """What :func:`choose_gl_backend` found wrong with the user's ``MUJOCO_GL`` (``None``: nothing)."""
+    """What [`choose_gl_backend`][dynamics.gl.choose_gl_backend] found wrong with the user's ``MUJOCO_GL`` (``None``: nothing)."""
     return _problem
 
 
@@ -108,10 +142,9 @@ def choose_gl_backend() -> None:
         return
     value = os.environ.get("MUJOCO_GL")
     if value is None:
-        if Path("/dev/nvidia0").exists() and not missing_gl_libraries("egl"):
-            os.environ["MUJOCO_GL"] = "egl"
-        elif not missing_gl_libraries("osmesa"):
-            os.environ["MUJOCO_GL"] = "osmesa"
+        backend = offscreen_backend()
+        if backend is not None:
+            os.environ["MUJOCO_GL"] = backend
         return
     problem = gl_backend_problem(value)
     if problem is None:

@@ -1,11 +1,11 @@
 """Humanoid jogging (paper, section 5.2): humanoid running steered by partial-state mocap data.
 
 The task is the authors' ``humanoidtrack`` (LeCAR-Lab/model-based-diffusion,
-``mbd/envs/humanoidtrack.py``): the humanoid of :func:`dynamics.tasks.humanoid_run` (gymnasium's
+``mbd/envs/humanoidtrack.py``): the humanoid of `dynamics.tasks.humanoid_run` (gymnasium's
 ``humanoid.xml`` with the authors' physics: Euler at 0.006 s, 8 solver iterations, gears 350 /
 100, only the feet touch the floor), 5 physics steps per control step (0.03 s, one clip frame),
 no reset noise, and the authors' reward read from the state *before* each control step,
-``1 - |vx - 1.6| - |z - 1.3| - 0.1 |y|`` of the torso (:func:`jog_reward`). Five more
+``1 - |vx - 1.6| - |z - 1.3| - 0.1 |y|`` of the torso (`jog_reward`). Five more
 ``framepos`` sensors, one per tracked point, are added through ``mujoco.MjSpec`` (the authors
 compare the body origins of the torso, thighs and shins with the clip; these sensors read the
 midpoints the clip describes):
@@ -22,17 +22,17 @@ These are the points the mocap clip describes: in the authors' ``jog_xref`` clip
 ``torso = (pelvis + head) / 2``, ``thigh = (hip + knee) / 2`` and ``shin = (knee + toe) / 2``
 exactly (``toe`` is the clip's ankle-level point).
 
-The demonstration (:meth:`HumanoidJog.demonstration`) maps a clip onto the robot:
+The demonstration (`HumanoidJog.demonstration`) maps a clip onto the robot:
 
-1. :func:`load_clip`: read an ``.npz`` of ``(T, 3)`` world positions (metres, z up) and check it
-   (``"mocap"``, the default source, is the authors' clip: :func:`dynamics.data.clip_path` finds it
+1. `load_clip`: read an ``.npz`` of ``(T, 3)`` world positions (metres, z up) and check it
+   (``"mocap"``, the default source, is the authors' clip: [`dynamics.data.clip_path`][dynamics.data.clip_path] finds it
    in ``$TORCH_MBD_DATA/mocap/jog_xref.npz`` or the user cache, or downloads it once from the
    authors' repository);
-2. :func:`retarget_clip`: turn the clip so the torso's net travel points along ``+x`` (the
+2. `retarget_clip`: turn the clip so the torso's net travel points along ``+x`` (the
    task's forward direction), scale it about the ground by the ratio of the robot's leg
-   length to the clip's (:func:`clip_leg_length`), and move it so the clip's first torso
+   length to the clip's (`clip_leg_length`), and move it so the clip's first torso
    position sits over the robot's initial torso point;
-3. :func:`resample_clip`: interpolate it at the times of the ``H`` control steps (the state
+3. `resample_clip`: interpolate it at the times of the ``H`` control steps (the state
    after step ``k`` is at ``(k + 1) * control_dt``), holding the last frame past the clip's end.
 
 The result is a ``[H, 15]`` demo of the 15 sensor readings and an ``[nx]`` mask selecting
@@ -99,7 +99,7 @@ def _track_sites(spec) -> dict[str, tuple[str, list[float]]]:
 
 
 def humanoid_jog_spec():
-    """The authors' running humanoid (:func:`~dynamics.tasks.humanoid_run_spec`, ``torso_pos``
+    """The authors' running humanoid (`humanoid_run_spec`, ``torso_pos``
     sensor included) with the five ``{point}_track`` sensors."""
     mujoco = import_mujoco()
     spec = humanoid_run_spec(timestep=AUTHORS_HUMANOID_TIMESTEP)  # the authors' 0.006 s, 5 per control step
@@ -134,7 +134,7 @@ def jog_reward(qpos, qvel, sensors, action, previous_qpos, previous_qvel):
 
 
 def humanoid_jog(frame_skip: int = 5) -> Task:
-    """Humanoid jogging: the authors' running humanoid plus the tracked-point sensors, :func:`jog_reward`.
+    """Humanoid jogging: the authors' running humanoid plus the tracked-point sensors, `jog_reward`.
 
     Args:
         frame_skip: physics steps (0.006 s each) per control step; 5 (default) is the authors'
@@ -229,11 +229,11 @@ def load_clip(
     Args:
         source: path of an ``.npz`` with one ``(T, 3)`` array of world positions per body
             point (the layout of ``jog_xref.npz``), ``"mocap"`` for the authors' clip
-            (:func:`dynamics.data.clip_path`: ``$TORCH_MBD_DATA``, the user cache, or a one-time
+            ([`dynamics.data.clip_path`][dynamics.data.clip_path]: ``$TORCH_MBD_DATA``, the user cache, or a one-time
             download), or a mapping of such arrays.
         keys: the points that must be present and well formed.
         optional: points that need not be present but, when they are, must be well formed
-            (:meth:`HumanoidJog.reference` passes the leg keys when it computes the scale).
+            (`HumanoidJog.reference` passes the leg keys when it computes the scale).
 
     Every other entry is kept when it is a ``(T, 3)`` real, finite array with the clip's ``T``
     frames and ignored otherwise: an entry the clip does not need never rejects it. A ``dt``
@@ -241,7 +241,7 @@ def load_clip(
 
     Raises:
         FileNotFoundError: when ``source`` is a path that does not exist;
-            :class:`dynamics.data.DataNotFoundError` (one line naming every way to get it) when
+            [`dynamics.data.DataNotFoundError`][dynamics.data.DataNotFoundError] (one line naming every way to get it) when
             ``source`` is ``"mocap"`` and the clip is nowhere to be found or downloaded.
         ValueError: naming the file and what is wrong: a directory, an empty file, a ``.npy``
             array or any file that is not an ``.npz`` archive, a damaged archive; a missing or
@@ -373,10 +373,10 @@ class HumanoidJog(MujocoModel):
     """The humanoid jogging task as a rollout model, with its mocap demonstration.
 
     Args:
-        backend: ``"mujoco"``, ``"warp"`` or ``"mjx"`` (see :class:`~dynamics.model.MujocoModel`).
+        backend: ``"mujoco"``, ``"warp"`` or ``"mjx"`` (see [`MujocoModel`][dynamics.model.MujocoModel]).
         device: where the tensors live.
-        frame_skip: physics steps per control step (:func:`humanoid_jog`; default 5, the authors' 0.03 s).
-        **options: any other :class:`~dynamics.model.MujocoModel` option (``horizon``, ``reset_noise``, ...).
+        frame_skip: physics steps per control step (`humanoid_jog`; default 5, the authors' 0.03 s).
+        **options: any other [`MujocoModel`][dynamics.model.MujocoModel] option (``horizon``, ``reset_noise``, ...).
 
     Attributes:
         control_dt: seconds per control step (``timestep * frame_skip``).
@@ -422,7 +422,7 @@ class HumanoidJog(MujocoModel):
 
         Args:
             source: ``"mocap"`` (the authors' clip), an ``.npz`` path or a mapping in the layout of
-                ``jog_xref.npz`` (:func:`load_clip`).
+                ``jog_xref.npz`` (`load_clip`).
             horizon: ``H``; default ``self.horizon``.
             clip_dt: seconds per clip frame; default the clip's ``dt`` entry, else ``CLIP_DT``.
             scale: robot size relative to the clip; default the ratio of leg lengths
@@ -432,7 +432,7 @@ class HumanoidJog(MujocoModel):
                 placed by its torso. E.g. ``("ltoe", "rtoe")`` for the ankles.
 
         Raises:
-            ValueError: for a malformed clip (see :func:`load_clip`) or bad arguments.
+            ValueError: for a malformed clip (see `load_clip`) or bad arguments.
         """
         horizon = self.horizon if horizon is None else check_int("horizon", horizon, minimum=1)
         clip_dt = None if clip_dt is None else check_positive("clip_dt", clip_dt)
@@ -456,7 +456,7 @@ class HumanoidJog(MujocoModel):
         return resample_clip(points, float(clip_dt), times)[:, 1:]
 
     def reference_reward(self, reference: Tensor) -> float:
-        """The task reward of a reference ``[H, 5, 3]``: mean :func:`jog_reward` of the torso it implies.
+        """The task reward of a reference ``[H, 5, 3]``: mean `jog_reward` of the torso it implies.
 
         The torso body sits above the torso tracking point by the rest-pose offset; its forward
         velocity is the reference's, by central differences over the control steps. This is
@@ -474,12 +474,12 @@ class HumanoidJog(MujocoModel):
         """The authors' demonstration likelihood against ``reference``, for ``demo_log_likelihood``.
 
         Args:
-            reference: ``[H, 5, 3]`` tracked points to follow (:meth:`reference`).
+            reference: ``[H, 5, 3]`` tracked points to follow (`reference`).
             clip: metres beyond which a point counts as fully off (the authors' 0.5).
 
         Returns:
             A callable ``states [..., H, nx] -> [...]``:
-            :func:`~torch_mbd.denoise.clipped_distance_log_likelihood` of :meth:`tracked_points`
+            [`clipped_distance_log_likelihood`][torch_mbd.denoise.clipped_distance_log_likelihood] of `tracked_points`
             against ``reference`` (held in the model's dtype, on its device).
         """
         reference = reference.to(self.device, self.dtype)
@@ -502,37 +502,37 @@ class HumanoidJog(MujocoModel):
         likelihood: str = "gaussian",
         **reference_options,
     ) -> dict:
-        """The partial-state demonstration for :func:`torch_mbd.plan` / ``MBDOptimizer``.
+        """The partial-state demonstration for [`torch_mbd.plan`][torch_mbd.plan] / ``MBDOptimizer``.
 
         Two demonstration likelihoods over the tracked points:
 
         * ``"gaussian"`` (default, ours): a Gaussian over the points' coordinates, per-axis
           ``demo_sigma`` / ``height_sigma`` (``MBDOptimizer(demo=..., demo_mask=..., demo_sigma=...)``,
-          :func:`torch_mbd.denoise.demo_log_likelihood`).
+          [`torch_mbd.denoise.demo_log_likelihood`][torch_mbd.denoise.demo_log_likelihood]).
         * ``"authors"``: the authors' tracking term, ``log p_demo = -mean over the 5 points and the H
           steps of (min(|d|, 0.5 m) / 0.5 m)^2``, ``|d|`` the Euclidean distance of a point to the
-          reference (:func:`torch_mbd.denoise.clipped_distance_log_likelihood`), handed to the
+          reference ([`torch_mbd.denoise.clipped_distance_log_likelihood`][torch_mbd.denoise.clipped_distance_log_likelihood]), handed to the
           optimizer as ``demo_log_likelihood``, with their demonstration reward
           ``AUTHORS_DEMO_REWARD = 1.0``. ``demo_sigma`` and ``height_sigma`` are unused (still
           checked), and ``axes`` must be ``"xyz"`` (the distance is over all three).
 
         Args:
-            source: the clip (:meth:`reference`); default ``"mocap"``, the authors' clip.
+            source: the clip (`reference`); default ``"mocap"``, the authors' clip.
             seed: unused (the mapping is deterministic); accepted for the command line's sake.
             horizon: ``H``; default ``self.horizon``.
             demo_sigma: standard deviation (metres) of the demo likelihood for the horizontal
                 coordinates (x, y); with ``demo_units="reward"``, metres per unit of reward.
             height_sigma: the same for the heights (z); ``None`` uses ``demo_sigma``. The default
                 trusts the heights (posture) 3 times more than the horizontal positions (pace).
-            demo_reward: ``p_J(Y_demo)``; default :meth:`reference_reward` of the reference
+            demo_reward: ``p_J(Y_demo)``; default `reference_reward` of the reference
                 (``"gaussian"``) or ``AUTHORS_DEMO_REWARD`` (``"authors"``).
             demo_units: ``"reward"`` (default, the authors' weighting) or ``"logit"``, see
-                :func:`torch_mbd.denoise.demo_log_weights`.
+                [`torch_mbd.denoise.demo_log_weights`][torch_mbd.denoise.demo_log_weights].
             axes: the world axes of the tracked points the demonstration covers, e.g. ``"z"``
                 for the heights only (the others are left to the model, a partial demonstration
                 in space as well as in the body).
             likelihood: ``"gaussian"`` or ``"authors"``, see above.
-            **reference_options: ``clip_dt``, ``scale``, ``start_frame`` (:meth:`reference`).
+            **reference_options: ``clip_dt``, ``scale``, ``start_frame`` (`reference`).
 
         Returns:
             ``dict(demo=[H, 5 * len(axes)], demo_mask=[nx] bool, demo_reward=float,
@@ -545,7 +545,7 @@ class HumanoidJog(MujocoModel):
         Raises:
             ValueError: for a ``likelihood`` other than ``"gaussian"`` / ``"authors"``, ``axes``
                 that is not a non-empty subset of ``"xyz"`` (``"xyz"`` only with ``"authors"``), a
-                sigma that is not a positive number, and as :meth:`reference`.
+                sigma that is not a positive number, and as `reference`.
         """
         del seed
         if not isinstance(likelihood, str) or likelihood not in LIKELIHOODS:
@@ -583,7 +583,7 @@ class HumanoidJog(MujocoModel):
 
 
 def make_humanoid_jog(backend: str = "mujoco", device: str | torch.device = "cpu", **options) -> HumanoidJog:
-    """``dynamics.make`` factory: :class:`HumanoidJog` on ``backend``."""
+    """``dynamics.make`` factory: `HumanoidJog` on ``backend``."""
     return HumanoidJog(backend=backend, device=device, **options)
 
 

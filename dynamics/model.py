@@ -1,17 +1,17 @@
-"""``MujocoModel``: a :class:`~dynamics.tasks.Task` on one simulator backend, as a rollout model.
+"""``MujocoModel``: a [`Task`][dynamics.tasks.Task] on one simulator backend, as a rollout model.
 
-It implements :class:`torch_mbd.rollout.RolloutModel`: actions ``[..., n, H, nu]`` in
-``[-1, 1]`` go in, a :class:`~torch_mbd.rollout.Trajectory` comes out, on the model's device.
+It implements [`torch_mbd.rollout.RolloutModel`][torch_mbd.rollout.RolloutModel]: actions ``[..., n, H, nu]`` in
+``[-1, 1]`` go in, a [`Trajectory`][torch_mbd.rollout.Trajectory] comes out, on the model's device.
 The backend owns the whole time loop; the task's torch reward scores the states it returns.
 
 Backends (each behind a pip extra):
 
-* ``"mujoco"`` (default): ``mujoco.rollout`` on the CPU threads (:mod:`dynamics.mujoco_cpu`);
-* ``"warp"``: MuJoCo Warp on a CUDA GPU or warp's CPU device (:mod:`dynamics.mujoco_warp`);
-* ``"mjx"``: MJX on JAX's CPU or GPU backend (:mod:`dynamics.mjx`).
+* ``"mujoco"`` (default): ``mujoco.rollout`` on the CPU threads (`dynamics.mujoco_cpu`);
+* ``"warp"``: MuJoCo Warp on a CUDA GPU or warp's CPU device (`dynamics.mujoco_warp`);
+* ``"mjx"``: MJX on JAX's CPU or GPU backend (`dynamics.mjx`).
 
 The state after each control step is ``[qpos, qvel, sensordata]`` (``state_dim = nq + nv +
-nsensordata``; :attr:`MujocoModel.state_slices` names the parts). A sample whose simulation
+nsensordata``; `MujocoModel.state_slices` names the parts). A sample whose simulation
 diverged (a non-finite or huge value anywhere in its states) is infeasible; its states and
 rewards are set to 0 so that nothing downstream sees NaN, and the others are untouched.
 """
@@ -81,10 +81,10 @@ def diverged(states: Tensor, threshold: float = DIVERGENCE_THRESHOLD) -> Tensor:
 
 
 class MujocoModel:
-    """A MuJoCo task on one backend, implementing :class:`torch_mbd.rollout.RolloutModel`.
+    """A MuJoCo task on one backend, implementing [`torch_mbd.rollout.RolloutModel`][torch_mbd.rollout.RolloutModel].
 
     Args:
-        task: a :class:`~dynamics.tasks.Task` or a task name (``"hopper"``, ``"push_t"``, ...).
+        task: a [`Task`][dynamics.tasks.Task] or a task name (``"hopper"``, ``"push_t"``, ...).
         backend: ``"mujoco"`` (CPU ``mujoco.rollout``), ``"warp"`` or ``"mjx"``.
         device: where the rollout's input and output tensors live; for ``"warp"`` and ``"mjx"``
             also where the simulation runs (``"cpu"`` or ``"cuda[:i]"``). Default ``"cpu"``.
@@ -310,7 +310,7 @@ def task_factory(name: str):
         return MujocoModel(name, backend=backend, device=device, **options)
 
     factory.__name__ = f"make_{name}"
-    factory.__doc__ = f"Build the {name!r} task as a :class:`MujocoModel` (``backend``: mujoco, warp or mjx)."
+    factory.__doc__ = f"Build the {name!r} task as a [`MujocoModel`][dynamics.model.MujocoModel] (``backend``: mujoco, warp or mjx)."
     return factory
 
 

@@ -1,6 +1,6 @@
 """Backend 1, the embedded default: batched MuJoCo rollouts on the CPU with ``mujoco.rollout``.
 
-One call of :class:`CpuRollout` simulates every sample over the whole horizon inside
+One call of `CpuRollout` simulates every sample over the whole horizon inside
 MuJoCo's native, multithreaded ``rollout`` (a persistent thread pool, one ``MjData`` per
 thread): no Python loop over time steps or samples. Each control is held for ``frame_skip``
 physics steps; the state after every control step is returned as torch tensors.
@@ -9,7 +9,7 @@ MuJoCo's automatic reset on a diverging simulation is disabled on the backend's 
 model, so a diverged sample shows up as non-finite (or huge) numbers that the caller marks
 infeasible instead of silently restarting from ``qpos0``.
 
-Inputs are checked before the native call (:func:`dynamics.backend_inputs.check_backend_inputs`):
+Inputs are checked before the native call (`dynamics.backend_inputs.check_backend_inputs`):
 MuJoCo's C rollout would crash the process on an empty batch, which is answered here with
 empty tensors instead.
 """
@@ -33,7 +33,7 @@ def default_threads() -> int:
     """Threads for the rollout pool: the CPUs this process may use (``os.sched_getaffinity``).
 
     The pool keeps every CPU even where ``torch_mbd.plan`` runs torch on one thread
-    (:mod:`torch_mbd.threads`): each sample's rollout is simulated on one thread from start to
+    ([`torch_mbd.threads`][torch_mbd.threads]): each sample's rollout is simulated on one thread from start to
     end, so the result does not depend on the pool's size (tested: the same plan with
     ``nthread=1`` and ``2``), and an idle worker waits without spinning, so a busy machine costs
     it no more than the work it shares.
@@ -57,7 +57,7 @@ class CpuRollout:
     float64 CPU tensors holding the state after each control step. An empty batch (``N = 0``)
     gives empty outputs without calling MuJoCo; malformed inputs raise ``TypeError`` /
     ``ValueError`` before the native call. MuJoCo replaces a non-finite control by 0 (and prints a
-    warning); :class:`~dynamics.model.MujocoModel` never passes one on (it marks the sample infeasible).
+    warning); [`MujocoModel`][dynamics.model.MujocoModel] never passes one on (it marks the sample infeasible).
     """
 
     def __init__(self, model, frame_skip: int, nthread: int | None = None):

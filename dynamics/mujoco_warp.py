@@ -10,7 +10,7 @@ on warp's CPU device (how CI tests it) the same launches run from Python. The fi
 compiles warp's kernels (about 20 s on a CPU); they are cached on disk afterwards.
 
 Quiet by default: warp logs its start-up banner and one ``Module ... load on device`` line
-per kernel module at its default log level (``warp.LOG_INFO``). When :func:`import_warp`
+per kernel module at its default log level (``warp.LOG_INFO``). When `import_warp`
 first imports warp and finds that default, it raises ``warp.config.log_level`` to
 ``warp.LOG_WARNING``, so warnings and errors still show; set ``warp.config.log_level =
 warp.LOG_INFO`` after building the model to see the load lines again.

@@ -254,7 +254,7 @@ def taut_path(path: Tensor, obstacles: Tensor, margin: float = 0.0) -> Tensor:
 
     Dynamic programming over the points in path order: ``cost[j] = min_{i < j, i sees j}
     cost[i] + |p_j - p_i|``, where "sees" means the straight segment misses every box (grown by
-    ``margin``). On a :func:`densify`-ed path this pulls a wandering RRT path nearly taut
+    ``margin``). On a [`densify`][dynamics.planning.densify]-ed path this pulls a wandering RRT path nearly taut
     around the obstacles while keeping its way round them.
 
     Args:
@@ -341,13 +341,13 @@ def rrt_demo(
     seed: int | None = None,
     **rrt_options,
 ) -> Tensor:
-    """An RRT demonstration for a planar model such as :class:`dynamics.car.Car2D`.
+    """An RRT demonstration for a planar model such as [`dynamics.car.Car2D`][dynamics.car.Car2D].
 
-    Runs :func:`rrt` from the model's start to its goal among its obstacles (kept ``margin``
+    Runs [`rrt`][dynamics.planning.rrt] from the model's start to its goal among its obstacles (kept ``margin``
     away, so that a car tracking the demonstration loosely stays clear). With ``smooth``
-    the path is pulled taut (:func:`densify` to 0.05 m, then :func:`taut_path`): the raw tree
+    the path is pulled taut ([`densify`][dynamics.planning.densify] to 0.05 m, then [`taut_path`][dynamics.planning.taut_path]): the raw tree
     path wanders, and a detour in the demonstration becomes a detour of the car. It is then
-    timed like a vehicle that starts and stops at rest (:func:`speed_profile`: ``accel`` up
+    timed like a vehicle that starts and stops at rest ([`speed_profile`][dynamics.planning.speed_profile]: ``accel`` up
     to ``speed``, cruising, braking to a halt on the goal, waiting there) and sampled once
     per control step; a horizon too short for the whole path ends the demonstration on the
     way, short of the goal.
@@ -370,8 +370,8 @@ def rrt_demo(
         accel: acceleration from rest (m/s^2); ``None`` moves at ``speed`` from the first step.
         margin: clearance from the obstacles.
         smooth: pull the raw RRT path taut.
-        generator: a CPU ``torch.Generator`` for :func:`rrt`.
-        seed: seed of :func:`rrt` when ``generator`` is ``None`` (``None``: a fresh random seed).
+        generator: a CPU ``torch.Generator`` for [`rrt`][dynamics.planning.rrt].
+        seed: seed of [`rrt`][dynamics.planning.rrt] when ``generator`` is ``None`` (``None``: a fresh random seed).
         **rrt_options: ``step_size``, ``max_iterations``, ``goal_bias`` (defaults: 0.2, 1000, 0.1).
 
     Returns:
@@ -400,7 +400,7 @@ XY_MASK = (True, True, False, False, False)
 
 
 def xy_mask(device: str | torch.device = "cpu") -> Tensor:
-    """``demo_mask`` for :func:`rrt_demo`: ``[5]`` boolean selecting x and y."""
+    """``demo_mask`` for [`rrt_demo`][dynamics.planning.rrt_demo]: ``[5]`` boolean selecting x and y."""
     return torch.tensor(XY_MASK, device=device)
 
 

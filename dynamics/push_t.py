@@ -1,9 +1,9 @@
 """Push-T as a rollout model that draws its own figure of a plan.
 
-:class:`PushT` is the push-T task (:func:`dynamics.tasks.push_t`: a pusher disk pushes a T to
-a goal pose) on one simulator backend: a :class:`~dynamics.model.MujocoModel` with one addition,
-:meth:`PushT.draw_plan`, the top-down picture of a plan. A figure of a plan is the task's to
-draw, as the car draws its map (:meth:`dynamics.car.Car2D.draw`): the ``torch-mbd`` command asks
+[`PushT`][dynamics.push_t.PushT] is the push-T task (`dynamics.tasks.push_t`: a pusher disk pushes a T to
+a goal pose) on one simulator backend: a [`MujocoModel`][dynamics.model.MujocoModel] with one addition,
+[`PushT.draw_plan`][dynamics.push_t.PushT.draw_plan], the top-down picture of a plan. A figure of a plan is the task's to
+draw, as the car draws its map ([`dynamics.car.Car2D.draw`][dynamics.car.Car2D.draw]): the ``torch-mbd`` command asks
 the model for it and holds no task's drawing code.
 """
 
@@ -22,16 +22,16 @@ class PushT(MujocoModel):
     """Push-T on one backend; ``dynamics.make("push_t", ...)`` builds it.
 
     Args:
-        backend: ``"mujoco"``, ``"warp"`` or ``"mjx"`` (see :class:`~dynamics.model.MujocoModel`).
+        backend: ``"mujoco"``, ``"warp"`` or ``"mjx"`` (see [`MujocoModel`][dynamics.model.MujocoModel]).
         device: where the tensors (for warp and MJX also the simulation) live.
         goal: a fixed goal ``(x, y, theta)``.
-        goal_seed: a fixed goal drawn from this seed (:func:`dynamics.tasks.push_t_goal`).
-        **options: any other :class:`~dynamics.model.MujocoModel` option (``horizon``, ``seed``,
+        goal_seed: a fixed goal drawn from this seed (`dynamics.tasks.push_t_goal`).
+        **options: any other [`MujocoModel`][dynamics.model.MujocoModel] option (``horizon``, ``seed``,
             ``dtype``, ...). Without ``goal`` and ``goal_seed`` the goal is drawn per model ``seed``.
 
     Raises:
         ValueError: both ``goal`` and ``goal_seed``, a goal that is not three finite numbers, or a
-            bad :class:`~dynamics.model.MujocoModel` option.
+            bad [`MujocoModel`][dynamics.model.MujocoModel] option.
     """
 
     def __init__(

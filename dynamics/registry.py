@@ -1,10 +1,10 @@
 """Task registry: ``make(name, **kwargs)`` builds a rollout model by name; ``task_info(name)`` describes one.
 
-Modules register a factory with :func:`register`; nothing heavy is imported until
-``make`` builds that task. :func:`task_info` reads a task's metadata (horizon, recommended
+Modules register a factory with `register`; nothing heavy is imported until
+``make`` builds that task. [`task_info`][dynamics.registry.task_info] reads a task's metadata (horizon, recommended
 budget, backends) without building a simulator: for the MuJoCo tasks it reads the
-:class:`~dynamics.tasks.Task` definition (which compiles no model), for the car the analytic
-model itself (torch only).
+[`Task`][dynamics.tasks.Task] definition (which compiles no model), for the car and the starter tasks
+([`dynamics.classic`][dynamics.classic]) the analytic model itself (torch only).
 """
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ from .backends import BACKENDS
 # The MuJoCo tasks take ``backend=`` (one of dynamics.backends.BACKENDS) and ``device=...``.
 _FACTORIES: dict[str, str | Callable] = {
     "car2d": "dynamics.car:Car2D",
+    "pendulum": "dynamics.classic:Pendulum",
+    "cart_pole": "dynamics.classic:CartPole",
+    "point_mass": "dynamics.classic:PointMass",
     "hopper": "dynamics.model:make_hopper",
     "walker2d": "dynamics.model:make_walker2d",
     "half_cheetah": "dynamics.model:make_half_cheetah",
@@ -34,6 +37,9 @@ _FACTORIES: dict[str, str | Callable] = {
 # a ``dynamics.tasks.Task`` (not compiled) or a built model that is cheap to build (the car).
 _METADATA: dict[str, str | Callable] = {
     "car2d": "dynamics.car:Car2D",
+    "pendulum": "dynamics.classic:Pendulum",
+    "cart_pole": "dynamics.classic:CartPole",
+    "point_mass": "dynamics.classic:PointMass",
     "hopper": "dynamics.tasks:hopper",
     "walker2d": "dynamics.tasks:walker2d",
     "half_cheetah": "dynamics.tasks:half_cheetah",
@@ -46,6 +52,9 @@ _METADATA: dict[str, str | Callable] = {
 
 _DESCRIPTIONS: dict[str, str] = {
     "car2d": "bicycle car round a U-shaped obstacle to a goal (analytic torch dynamics; RRT demos)",
+    "pendulum": "pendulum swing-up with a weak motor: pump energy, end upright and at rest",
+    "cart_pole": "cart-pole swing-up: push the cart until the pole stands upright over the centre",
+    "point_mass": "2-D point mass: reach the goal and stop there",
     "hopper": "one-legged hopper: hop forward, torso near its standing height",
     "walker2d": "planar biped: walk forward upright",
     "half_cheetah": "planar cheetah: run forward",
@@ -63,7 +72,7 @@ TORCH_BACKEND = ("torch",)
 
 @dataclass(frozen=True)
 class TaskInfo:
-    """What :func:`task_info` says about a registered task.
+    """What [`task_info`][dynamics.registry.task_info] says about a registered task.
 
     Attributes:
         name: the registered name.
@@ -94,7 +103,7 @@ def register(
         factory: builds the model: ``factory(**kwargs)``.
         description: one line for ``torch-mbd tasks``; default the first line of the factory's docstring.
         metadata: a cheap callable returning a ``dynamics.tasks.Task`` or a model to read the horizon
-            and recommended budget from; default the factory itself (so :func:`task_info` builds the model).
+            and recommended budget from; default the factory itself (so [`task_info`][dynamics.registry.task_info] builds the model).
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"name must be a non-empty string, got {name!r}")

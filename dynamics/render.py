@@ -1,7 +1,7 @@
 """Videos of MuJoCo rollouts: ``render(model, actions, path)`` writes a GIF or an MP4.
 
 Frames come from ``mujoco.Renderer``, offscreen. It needs an OpenGL backend chosen through
-``MUJOCO_GL`` before ``mujoco`` is imported (:func:`dynamics.tasks.import_mujoco` picks ``egl``
+``MUJOCO_GL`` before ``mujoco`` is imported (`dynamics.tasks.import_mujoco` picks ``egl``
 on machines with an NVIDIA device and ``osmesa`` where Debian's ``libosmesa6`` is installed).
 A GIF is written with pillow (which matplotlib already brings); an MP4 needs ``imageio`` and
 ``imageio-ffmpeg`` (``pip install imageio imageio-ffmpeg``; the ffmpeg binary comes with it).
@@ -13,13 +13,16 @@ the model's ``rollout`` scores, whatever backend produced the actions.
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 from torch import Tensor
 
+from .gl import has_display, offscreen_backend
 from .tasks import import_mujoco
 
 VIDEO_SUFFIXES = (".gif", ".mp4")
@@ -29,7 +32,7 @@ DEFAULT_CAMERAS = ("track", "top")
 
 
 def _as_mujoco_model(model):
-    """A :class:`~dynamics.model.MujocoModel` from a model, a task name or a ``Task``."""
+    """A [`MujocoModel`][dynamics.model.MujocoModel] from a model, a task name or a ``Task``."""
     from .model import MujocoModel
     from .tasks import Task
 
@@ -44,7 +47,7 @@ def simulate_qpos(model, actions: Tensor) -> np.ndarray:
     """Replay ``actions [H, nu]`` (in ``[-1, 1]``) on the CPU: ``qpos [H + 1, nq]`` from the initial state.
 
     Args:
-        model: a :class:`~dynamics.model.MujocoModel`.
+        model: a [`MujocoModel`][dynamics.model.MujocoModel].
         actions: ``[H, nu]`` control sequence.
     """
     mujoco = import_mujoco()
@@ -87,9 +90,50 @@ def _camera_id(mj_model, camera) -> int | str:
     return -1
 
 
+# Why the first offscreen context failed in this process: MuJoCo's context setup is not safe to
+# retry after a failure (a second attempt aborts the process with libc++abi's "__cxa_guard_acquire
+# detected recursive initialization"), so later renders raise this again instead of retrying.
+_context_failure: str | None = None
+
+
+def _gl_context_module(mujoco):
+    """The module ``mujoco.Renderer`` takes its ``GLContext`` class from (``gl_context``)."""
+    return getattr(sys.modules.get(mujoco.Renderer.__module__), "gl_context", None)
+
+
+def use_offscreen_context(mujoco) -> str | None:
+    """Point ``mujoco.Renderer`` at an offscreen context when ``mujoco`` chose GLFW with no display.
+
+    MuJoCo picks its context class once, when it is imported, from ``MUJOCO_GL``; imported before
+    ``dynamics`` (which sets ``MUJOCO_GL`` first, [`dynamics.gl.choose_gl_backend`][dynamics.gl.choose_gl_backend]) with
+    ``MUJOCO_GL`` unset, it takes GLFW, which cannot open a window on a machine without a display.
+    There, the renderer's context class becomes that of [`dynamics.gl.offscreen_backend`][dynamics.gl.offscreen_backend]
+    (``mujoco.egl`` or ``mujoco.osmesa``). Elsewhere nothing changes.
+
+    Returns:
+        The backend switched to (``"egl"`` or ``"osmesa"``), or ``None`` when nothing changed.
+    """
+    module = _gl_context_module(mujoco)
+    context = getattr(module, "GLContext", None)
+    if context is None or not getattr(context, "__module__", "").startswith("mujoco.glfw") or has_display():
+        return None
+    backend = offscreen_backend()
+    if backend is None:
+        return None
+    try:
+        module.GLContext = importlib.import_module(f"mujoco.{backend}").GLContext
+    except (ImportError, OSError, AttributeError):  # e.g. PyOpenGL already bound to another platform
+        return None
+    return backend
+
+
 def _renderer(mj_model, width: int, height: int):
     """A ``mujoco.Renderer``, or an error saying which OpenGL backend to install."""
+    global _context_failure
     mujoco = import_mujoco()
+    if _context_failure is not None:
+        raise RuntimeError(_context_failure)
+    use_offscreen_context(mujoco)
     mj_model.vis.global_.offwidth = max(mj_model.vis.global_.offwidth, width)
     mj_model.vis.global_.offheight = max(mj_model.vis.global_.offheight, height)
     # GLFW (MUJOCO_GL unset or glfw) reports its failures as warnings before MuJoCo raises: they go
@@ -106,11 +150,13 @@ def _renderer(mj_model, width: int, height: int):
         return renderer
     gl = os.environ.get("MUJOCO_GL", "<unset>")
     said = "".join(f"; {text}" for text in dict.fromkeys(" ".join(str(w.message).split()) for w in caught))
-    raise RuntimeError(
+    _context_failure = (
         f"offscreen MuJoCo rendering failed with MUJOCO_GL={gl} ({' '.join(str(failure).split())}{said}). Rendering "
-        "needs an OpenGL backend chosen before mujoco is imported: MUJOCO_GL=egl on a machine with an NVIDIA GPU, "
-        "or MUJOCO_GL=osmesa with OSMesa installed (Debian/Ubuntu: apt-get install libosmesa6)"
-    ) from failure
+        "needs an OpenGL backend chosen before mujoco is imported: MUJOCO_GL=egl on a machine with an NVIDIA GPU (or "
+        "with Mesa's EGL, apt-get install libegl1), or MUJOCO_GL=osmesa with OSMesa installed (Debian/Ubuntu: "
+        "apt-get install libosmesa6)"
+    )
+    raise RuntimeError(_context_failure) from failure
 
 
 def check_rendering() -> None:
@@ -202,14 +248,15 @@ def render(
     """Write a video of ``actions`` played on ``model`` (or of given ``states``) to ``path``.
 
     Args:
-        model: a :class:`~dynamics.model.MujocoModel` (any backend; the video is replayed on the
+        model: a [`MujocoModel`][dynamics.model.MujocoModel] (any backend; the video is replayed on the
             CPU from its ``initial_state``, with its edited ``mj_model``), a ``Task`` or a task name.
         actions: ``[H, nu]`` control sequence in ``[-1, 1]`` (e.g. ``plan(...).actions``); ``None``
             when ``states`` is given.
         path: the output file, ending in ``.gif`` (pillow) or ``.mp4`` (imageio-ffmpeg).
         fps: frames per second; default real time, one frame per control step
             (``1 / (timestep * frame_skip)``).
-        width, height: frame size in pixels.
+        width: frame width in pixels.
+        height: frame height in pixels.
         camera: a camera name or id of the model; default its ``"track"`` or ``"top"`` camera when
             it has one, else MuJoCo's free camera.
         states: ``[T, state_dim]`` (or ``[T, nq + nv]``, ``[T, nq]``) states to show instead of

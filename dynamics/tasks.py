@@ -1,6 +1,6 @@
 """MuJoCo tasks of the MBD paper, as the authors defined them, independent of the simulator backend.
 
-A :class:`Task` is an MJCF model (built through ``mujoco.MjSpec``, with the sensors its
+A [`Task`][dynamics.tasks.Task] is an MJCF model (built through ``mujoco.MjSpec``, with the sensors its
 reward reads), a control ``frame_skip``, a default horizon, an initial state (with the
 authors' reset noise, drawn per seed), and a reward written in torch over ``qpos``, ``qvel``,
 the named sensor readings and the action. Actions live in ``[-1, 1]`` and reach the actuators
@@ -69,11 +69,11 @@ def import_mujoco():
     """Import ``mujoco``, checking its OpenGL backend (``MUJOCO_GL``) first.
 
     ``MUJOCO_GL`` is read when ``mujoco`` is first imported, and an unusable value would break
-    that import. :func:`dynamics.gl.choose_gl_backend` runs first: unset, it becomes ``egl`` on
+    that import. [`dynamics.gl.choose_gl_backend`][dynamics.gl.choose_gl_backend] runs first: unset, it becomes ``egl`` on
     machines with an NVIDIA device (and libEGL), ``osmesa`` where the OSMesa library is
     installed, or stays unset; a value whose library is missing (or that MuJoCo does not know)
     is removed with a warning naming the package to install. Simulation needs no OpenGL, only
-    :func:`dynamics.render.render` does, and it says what to install.
+    [`dynamics.render.render`][dynamics.render.render] does, and it says what to install.
 
     Raises:
         ImportError: naming the pip extra when ``mujoco`` is not installed.
@@ -119,7 +119,7 @@ class Task:
             (the state at the start of the control step) as two more arguments.
         frame_skip: physics steps per control step (the control is held for all of them).
         horizon: default number of control steps ``H``.
-        reset_noise_scale: scale of the reset noise :meth:`initial_state` adds to ``qpos`` (uniform,
+        reset_noise_scale: scale of the reset noise [`initial_state`][dynamics.tasks.Task.initial_state] adds to ``qpos`` (uniform,
             half-width) and ``qvel`` (see ``velocity_noise``); 0 for none.
         velocity_noise: ``"uniform"`` (half-width ``reset_noise_scale``) or ``"normal"`` (standard
             deviation ``reset_noise_scale``, Brax's half-cheetah and ant) noise on ``qvel``.
@@ -210,7 +210,7 @@ class Task:
         """The initial ``(qpos [nq], qvel [nv])`` (float64), with the task's reset noise.
 
         Args:
-            model: this task's ``mujoco.MjModel`` (from :meth:`compile`).
+            model: this task's ``mujoco.MjModel`` (from [`compile`][dynamics.tasks.Task.compile]).
             noise: the noise as a multiple of ``reset_noise_scale`` (``1`` = the authors' noise,
                 ``0`` = the nominal state). ``qpos`` gets uniform noise of half-width
                 ``noise * reset_noise_scale``; ``qvel`` uniform noise of the same half-width, or
@@ -412,7 +412,7 @@ def _authors_humanoid(
 ):
     """gymnasium's humanoid ``filename`` with the authors' humanoid physics (their ``humanoid*.xml``).
 
-    Euler at ``timestep`` (:data:`HUMANOID_TIMESTEP`; the authors': 0.006 s), 8 solver iterations (MuJoCo's default Newton solver instead of
+    Euler at ``timestep`` (`HUMANOID_TIMESTEP`; the authors': 0.006 s), 8 solver iterations (MuJoCo's default Newton solver instead of
     gymnasium's PGS), no contact margin, no hip-knee tendons, gear 350 on the abdomen and legs
     and 100 on the arms (``ctrlrange`` stays gymnasium's ``+-0.4``); ``colliding`` geoms touch the floor.
     """
@@ -438,7 +438,7 @@ HUMANOID_STANDUP_CONTACTS = (
 def humanoid_standup_spec(timestep: float = HUMANOID_TIMESTEP):
     """gymnasium's ``humanoidstandup.xml`` as the authors' ``humanoidstandup.xml``.
 
-    The humanoid physics of :func:`humanoid_run_spec`, lying with its torso at z = 0.15 (gymnasium:
+    The humanoid physics of `humanoid_run_spec`, lying with its torso at z = 0.15 (gymnasium:
     0.105); the torso, head, upper waist, thighs, feet and lower arms touch the floor.
     """
     return _authors_humanoid("humanoidstandup.xml", HUMANOID_STANDUP_CONTACTS, torso_z=0.15, timestep=timestep)
@@ -571,7 +571,7 @@ def ant() -> Task:
 
 
 def humanoid_standup() -> Task:
-    """Humanoid standup (lying down): stand up; 14 x 0.003 s (:data:`HUMANOID_TIMESTEP`), horizon 50, reset noise U(+-0.01)."""
+    """Humanoid standup (lying down): stand up; 14 x 0.003 s (`HUMANOID_TIMESTEP`), horizon 50, reset noise U(+-0.01)."""
     return Task(
         "humanoid_standup", humanoid_standup_spec, humanoid_standup_reward, frame_skip=14, horizon=50,
         reset_noise_scale=1e-2,
@@ -579,7 +579,7 @@ def humanoid_standup() -> Task:
 
 
 def humanoid_run() -> Task:
-    """Humanoid running: run forward upright; 14 x 0.003 s (:data:`HUMANOID_TIMESTEP`), horizon 50, reset noise U(+-0.01)."""
+    """Humanoid running: run forward upright; 14 x 0.003 s (`HUMANOID_TIMESTEP`), horizon 50, reset noise U(+-0.01)."""
     return Task(
         "humanoid_run", humanoid_run_spec, humanoid_run_reward, frame_skip=14, horizon=50,
         reset_noise_scale=1e-2, num_steps=300, paper_num_samples=8192,
@@ -591,9 +591,9 @@ def push_t(goal: tuple[float, float, float] | None = None, goal_seed: int | None
 
     Args:
         goal: a fixed goal ``(x, y, theta)``.
-        goal_seed: a fixed goal drawn from this seed (:func:`push_t_goal`).
+        goal_seed: a fixed goal drawn from this seed (`push_t_goal`).
 
-    With neither, the goal is drawn per model seed (the seed of :meth:`Task.initial_state`), as
+    With neither, the goal is drawn per model seed (the seed of [`Task.initial_state`][dynamics.tasks.Task.initial_state]), as
     the authors draw it from their reset key; it is part of the state (``qpos[5:8]``).
     """
     if goal is not None and goal_seed is not None:
@@ -624,7 +624,7 @@ TASKS: dict[str, Callable[..., Task]] = {
 
 
 def get_task(task: str | Task, **options) -> Task:
-    """The :class:`Task` named ``task`` (options go to its constructor), or ``task`` itself.
+    """The [`Task`][dynamics.tasks.Task] named ``task`` (options go to its constructor), or ``task`` itself.
 
     Raises:
         ValueError: for an unknown name, listing the known ones.

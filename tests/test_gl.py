@@ -21,6 +21,8 @@ import pytest
 if importlib.util.find_spec("mujoco") is None:  # not importorskip: importing mujoco here would fix MUJOCO_GL early
     pytest.skip("mujoco is not installed", allow_module_level=True)
 
+from _hide_gl import HIDE_LIBRARIES  # noqa: E402
+
 from dynamics.gl import gl_backend_problem, known_gl_values, library_found  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,19 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # Hides the libraries named in argv[1] (comma separated), imports MuJoCo (argv[2]: "tasks" through
 # dynamics.tasks.import_mujoco, "ours" after dynamics.gl.choose_gl_backend, "plain" with a bare
 # import) and simulates ten steps of a falling ball.
-PROBE = r"""
-import ctypes, ctypes.util, json, os, sys, warnings
-hide = [h for h in sys.argv[1].split(",") if h]
-real_find = ctypes.util.find_library
-ctypes.util.find_library = lambda name: None if name in hide else real_find(name)
-
-class Hiding(ctypes.CDLL):
-    def __init__(self, name, *args, **kwargs):
-        if any(str(name).startswith(f"lib{h}.so") for h in hide):
-            raise OSError(f"{name}: cannot open shared object file (hidden by the test)")
-        super().__init__(name, *args, **kwargs)
-
-ctypes.cdll._dlltype = Hiding
+PROBE = HIDE_LIBRARIES + r"""
+import json, os, sys, warnings
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     if sys.argv[2] == "plain":
@@ -128,3 +119,10 @@ def test_problem_sentences():
     assert gl_backend_problem("disable") is None
     problem = gl_backend_problem("vulkan")
     assert "MUJOCO_GL='vulkan'" in problem and "not an OpenGL backend MuJoCo knows" in problem
+
+
+@pytest.mark.skipif(sys.platform != "linux" or not library_found("EGL"), reason="needs Linux with an EGL library")
+def test_unset_without_osmesa_takes_egl_which_renders_on_the_cpu_too():
+    done, result = probe("OSMesa", None)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert result["MUJOCO_GL"] == "egl" and result["warnings"] == [] and result["fell"]

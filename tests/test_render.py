@@ -7,13 +7,18 @@ the reason, only when no such context can be created; the argument checks run ev
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from _hide_gl import HIDE_LIBRARIES
 
+import dynamics.render as render_module
 from dynamics.model import MujocoModel
 from dynamics.render import render, render_frames, simulate_qpos
 from dynamics.tasks import import_mujoco
@@ -133,6 +138,12 @@ def test_bad_arguments(hopper, tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+@pytest.fixture(autouse=True)
+def _no_cached_context_failure(monkeypatch):
+    """render caches a failed context for the process: a test that makes it fail must not fail later tests."""
+    monkeypatch.setattr(render_module, "_context_failure", None)
+
+
 def test_unknown_camera(hopper, tmp_path):
     with pytest.raises(ValueError, match="camera 'nope'"):
         render(hopper, hopper_actions(), tmp_path / "a.gif", camera="nope", width=W, height=H)
@@ -145,10 +156,15 @@ def test_check_rendering_fails_in_one_line_naming_what_to_install(monkeypatch):
         raise mujoco.FatalError("an OpenGL platform library has not been loaded\ninto this process")
 
     monkeypatch.setattr(mujoco, "Renderer", renderer)
+    monkeypatch.setattr(render_module, "_context_failure", None)  # restored after: later tests render
     with pytest.raises(RuntimeError) as info:
         check_rendering()
     message = str(info.value)
     assert "\n" not in message and "apt-get install libosmesa6" in message and "MUJOCO_GL=egl" in message
+    monkeypatch.setattr(mujoco, "Renderer", lambda *args, **kwargs: pytest.fail("a failed context was retried"))
+    with pytest.raises(RuntimeError) as again:
+        check_rendering()
+    assert str(again.value) == message
 
 
 class GLFWError(UserWarning):
@@ -229,3 +245,64 @@ def test_planar_poses_and_outlines_follow_the_joints():
         planar_poses(model, qpos, "nope")
     with pytest.raises(ValueError, match=r"qpos must have shape \[T, 3\]"):
         planar_outlines(model, qpos[:, :2], "b")
+
+
+# Imports mujoco *before* dynamics (MUJOCO_GL unset: MuJoCo picks GLFW), hides the OpenGL libraries
+# named in argv[1] (comma separated) the way tests/test_gl.py does, then renders a small hopper
+# GIF twice in the same process and prints what each call did.
+IMPORT_ORDER_PROBE = HIDE_LIBRARIES + r"""
+import json, sys, warnings
+import mujoco  # first, as a user's own script does
+import torch
+from dynamics.model import MujocoModel
+from dynamics.render import render
+
+model = MujocoModel("hopper", horizon=2)
+calls = []
+for i in range(2):
+    try:
+        render(model, torch.full((2, 3), 0.5), f"{sys.argv[2]}/{i}.gif", width=32, height=24)
+        calls.append("ok")
+    except RuntimeError as err:
+        calls.append(str(err))
+print(json.dumps(calls))
+"""
+
+
+def run_import_order_probe(hide: str, folder: Path) -> tuple[subprocess.CompletedProcess, list | None]:
+    env = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "PYOPENGL_PLATFORM", "DISPLAY", "WAYLAND_DISPLAY")}
+    root = Path(__file__).resolve().parent.parent
+    env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORT_ORDER_PROBE, hide, str(folder)],
+        capture_output=True, text=True, timeout=300, cwd=root, env=env, check=False,
+    )
+    calls = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 and done.stdout.strip() else None
+    return done, calls
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the offscreen backends (EGL, OSMesa) are Linux's")
+def test_render_twice_after_importing_mujoco_first(gl, tmp_path):
+    """``import mujoco`` before ``dynamics`` on a machine without a display: both renders work."""
+    from dynamics.gl import offscreen_backend
+
+    if offscreen_backend() is None:
+        pytest.skip("no offscreen OpenGL library (EGL or OSMesa) on this machine")
+    done, calls = run_import_order_probe("", tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert calls == ["ok", "ok"]
+    assert (tmp_path / "0.gif").stat().st_size > 0 and (tmp_path / "1.gif").stat().st_size > 0
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the offscreen backends (EGL, OSMesa) are Linux's")
+def test_failed_rendering_fails_again_in_one_line_without_aborting(tmp_path):
+    """No OpenGL at all: each render raises the same one-line error; the process does not abort.
+
+    Without the cached failure MuJoCo's second context setup aborted the process
+    (``libc++abi: __cxa_guard_acquire detected recursive initialization``).
+    """
+    done, calls = run_import_order_probe("OSMesa,EGL", tmp_path)
+    assert done.returncode == 0, f"rc={done.returncode}: {done.stderr[-3000:]}"
+    assert len(calls) == 2 and calls[0] == calls[1] and calls[0].startswith("offscreen MuJoCo rendering failed")
+    assert "\n" not in calls[0] and "apt-get install libosmesa6" in calls[0]
+    assert "GLFWError" not in done.stderr, done.stderr[-3000:]

@@ -1,10 +1,10 @@
 """torch-mbd: Model-Based Diffusion (Pan, Yi, Shi, Qu) for PyTorch.
 
 A gradient-free optimizer that runs a reverse diffusion process whose score is estimated
-from the model itself. Use :class:`MBDOptimizer` (or any method of :data:`METHODS`, all of them
-:class:`SamplingOptimizer` subclasses) like any ``torch.optim`` optimizer,
-:func:`minimize` for black-box functions and :func:`plan` for trajectory optimization
-with any :class:`RolloutModel`.
+from the model itself. Use [`MBDOptimizer`][torch_mbd.MBDOptimizer] (or any method of [`METHODS`][torch_mbd.METHODS], all of them
+[`SamplingOptimizer`][torch_mbd.SamplingOptimizer] subclasses) like any ``torch.optim`` optimizer,
+[`minimize`][torch_mbd.minimize] for black-box functions and [`plan`][torch_mbd.plan] for trajectory optimization
+with any [`RolloutModel`][torch_mbd.RolloutModel].
 """
 
 from .cem import CEMOptimizer

@@ -1,18 +1,18 @@
 """The standard baselines, re-exported in one place: CEM, MPPI, CMA-ES and predictive sampling.
 
 The paper (Tables 2-3, Fig. 5) compares Model-Based Diffusion with zeroth-order optimizers at
-the same budget. Each is a sibling of :class:`~torch_mbd.MBDOptimizer` over the shared loop
-:class:`~torch_mbd.sampling.SamplingOptimizer` (same constructor options, same ``step(closure)``
+the same budget. Each is a sibling of [`MBDOptimizer`][torch_mbd.MBDOptimizer] over the shared loop
+[`SamplingOptimizer`][torch_mbd.sampling.SamplingOptimizer] (same constructor options, same ``step(closure)``
 / rollout ``step()`` contract; after every step the parameters hold the method's estimate),
 so a comparison measures the update rule and nothing else:
 
-* :class:`~torch_mbd.cem.CEMOptimizer` (:mod:`torch_mbd.cem`): diagonal Gaussian; keep the best
+* [`CEMOptimizer`][torch_mbd.cem.CEMOptimizer] (`torch_mbd.cem`): diagonal Gaussian; keep the best
   ``elite_fraction``, refit mean and per-coordinate standard deviation to them.
-* :class:`~torch_mbd.mppi.MPPIOptimizer` (:mod:`torch_mbd.mppi`): MBD's normalized softmax
+* [`MPPIOptimizer`][torch_mbd.mppi.MPPIOptimizer] (`torch_mbd.mppi`): MBD's normalized softmax
   weights with a fixed standard deviation.
-* :class:`~torch_mbd.cmaes.CMAESOptimizer` (:mod:`torch_mbd.cmaes`): pycma's
+* [`CMAESOptimizer`][torch_mbd.cmaes.CMAESOptimizer] (`torch_mbd.cmaes`): pycma's
   ``CMAEvolutionStrategy`` driven by ask/tell (``pip install 'torch-mbd[baselines]'``).
-* :class:`~torch_mbd.predictive.PredictiveSamplingOptimizer` (:mod:`torch_mbd.predictive`): the
+* [`PredictiveSamplingOptimizer`][torch_mbd.predictive.PredictiveSamplingOptimizer] (`torch_mbd.predictive`): the
   best of the estimate and its perturbations.
 
 Unless told otherwise every baseline starts from the same distribution as MBD's first step:
@@ -30,7 +30,7 @@ from .optim import MBDOptimizer
 from .predictive import PredictiveSamplingOptimizer
 
 OPTIMIZERS = {"mbd": MBDOptimizer, "cem": CEMOptimizer, "mppi": MPPIOptimizer, "cmaes": CMAESOptimizer}
-"""The standard methods (:data:`torch_mbd.methods.METHODS` holds every one)."""
+"""The standard methods ([`torch_mbd.methods.METHODS`][torch_mbd.methods.METHODS] holds every one)."""
 
 __all__ = [
     "CEMOptimizer", "MPPIOptimizer", "CMAESOptimizer", "PredictiveSamplingOptimizer", "OPTIMIZERS",

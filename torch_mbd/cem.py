@@ -64,7 +64,7 @@ class CEMOptimizer(SamplingOptimizer):
     standard deviation (no smoothing). The parameters hold ``mean``.
 
     Args:
-        params: as for :class:`~torch_mbd.MBDOptimizer` (group options ``bounds``, ``noise_scale``).
+        params: as for [`MBDOptimizer`][torch_mbd.MBDOptimizer] (group options ``bounds``, ``noise_scale``).
         num_samples: candidates per step ``n``.
         elite_fraction: fraction of the samples kept as elites, in ``(0, 1]``; at least one elite.
         init_std: initial standard deviation; ``None`` takes MBD's first sampling level
@@ -73,7 +73,7 @@ class CEMOptimizer(SamplingOptimizer):
         min_std: floor on the refitted standard deviation (default ``0``: plain CEM).
         temperature: accepted (every method takes ``plan``'s arguments), checked and unused.
         target_ess: likewise.
-        **options: the shared options of :class:`~torch_mbd.MBDOptimizer` (``bounds``, ``rollout``,
+        **options: the shared options of [`MBDOptimizer`][torch_mbd.MBDOptimizer] (``bounds``, ``rollout``,
             ``seed``, ``generator``, ``process_group``, ``torch_threads``, the schedule options above);
             the demonstration options are MBD-only.
 

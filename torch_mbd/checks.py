@@ -82,7 +82,7 @@ def check_int(name: str, value, *, minimum: int | None = None, maximum: int | No
 
 
 def check_seed(seed, name: str = "seed") -> int | None:
-    """``seed`` as an int in :data:`SEED_RANGE`, or ``None`` (a fresh random seed)."""
+    """``seed`` as an int in `SEED_RANGE`, or ``None`` (a fresh random seed)."""
     if seed is None:
         return None
     return check_int(name, seed, minimum=SEED_RANGE[0], maximum=SEED_RANGE[1])

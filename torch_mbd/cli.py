@@ -1,7 +1,7 @@
 """The ``torch-mbd`` command: plan a task from the shell and write the arrays and a figure or video.
 
 This is the application layer, the one module that composes ``torch_mbd`` with the models of
-``dynamics``; it imports ``dynamics`` (and matplotlib) inside :func:`main`, never at import time.
+``dynamics``; it imports ``dynamics`` (and matplotlib) inside `main`, never at import time.
 
 Example::
 
@@ -87,8 +87,8 @@ def default_budget(*sources) -> tuple[int, int, float]:
     """``(num_samples, num_steps, temperature)`` that ``torch-mbd plan`` uses for a task.
 
     The task's own recommendation where it has one (attributes ``num_samples``, ``num_steps``,
-    ``temperature`` of a model or a :class:`dynamics.TaskInfo`; the first source that has a value
-    wins), else :data:`DEFAULT_SAMPLES`, :data:`DEFAULT_STEPS`, :data:`DEFAULT_TEMPERATURE`.
+    ``temperature`` of a model or a [`dynamics.TaskInfo`][dynamics.TaskInfo]; the first source that has a value
+    wins), else `DEFAULT_SAMPLES`, `DEFAULT_STEPS`, `DEFAULT_TEMPERATURE`.
     """
 
     def first(attr):
@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=BACKENDS,
         default=None,
         help="simulator of a MuJoCo task: mujoco (CPU, default), warp (MuJoCo Warp) or mjx (JAX); "
-        "not for car2d, which is analytic torch",
+        "not for the analytic torch tasks (car2d, pendulum, cart_pole, point_mass)",
     )
     p.add_argument(
         "--demo",
@@ -234,7 +234,7 @@ def demonstration_options(model, source: str, seed: int, horizon: int | None, ta
 
     Raises:
         CommandError: one line, for a task without demonstrations (naming the tasks that have
-            them, :data:`DEMO_SOURCES`), a missing or unreadable demonstration file, or a planner
+            them, `DEMO_SOURCES`), a missing or unreadable demonstration file, or a planner
             that found no demonstration.
     """
     if not hasattr(model, "demonstration"):
@@ -263,7 +263,7 @@ def _numpy(x):
 
 
 def write_npz(path: Path, result, demo=None) -> Path:
-    """Save a :class:`~torch_mbd.plan.PlanResult` (its knots too, with knots; and the demonstration) to ``path``."""
+    """Save a [`PlanResult`][torch_mbd.plan.PlanResult] (its knots too, with knots; and the demonstration) to ``path``."""
     arrays = {
         "actions": _numpy(result.actions),
         "states": _numpy(result.states),
@@ -305,7 +305,7 @@ def draw_map(ax, model, result, demo=None, iterates: int = 8) -> None:
     Args:
         ax: a matplotlib ``Axes``.
         model: has ``draw(ax)``, ``positions(states)``, ``rollout`` and ``initial_state``.
-        result: a :class:`~torch_mbd.plan.PlanResult` of an unbatched plan.
+        result: a [`PlanResult`][torch_mbd.plan.PlanResult] of an unbatched plan.
         demo: the demonstrated states ``[H, nx]`` or ``None``.
         iterates: how many intermediate estimates (evenly spaced over the diffusion) to draw.
     """

@@ -1,6 +1,6 @@
 """``batched_closure``: score many candidate parameter sets of an ``nn.Module`` in one call.
 
-:meth:`MBDOptimizer.step <torch_mbd.MBDOptimizer.step>` hands its closure a list of candidate
+[`MBDOptimizer.step`][torch_mbd.MBDOptimizer.step] hands its closure a list of candidate
 tensors, one ``[n, *p.shape]`` per optimized parameter, and wants ``[n]`` losses back. For a
 network this is ``torch.func.functional_call`` (run the module with other parameters) under
 ``torch.vmap`` (over the candidate dimension): no Python loop over candidates, and for linear
@@ -8,7 +8,7 @@ and convolutional layers vmap turns the per-candidate products into batched matr
 ``chunk_size`` bounds memory by evaluating the candidates a slice at a time.
 
 Candidates are matched to parameters by identity, not by position: before every call an
-:class:`~torch_mbd.MBDOptimizer` (or a baseline) hands the closure its parameters through
+[`MBDOptimizer`][torch_mbd.MBDOptimizer] (or a baseline) hands the closure its parameters through
 ``closure.bind_params(params)``, so an optimizer whose parameters are listed in another order
 than the model's (or than ``params=``) still evaluates every candidate on the right layer.
 """
@@ -73,7 +73,7 @@ def batched_closure(
     chunk_size: int | None = None,
     params: Iterable[Tensor] | torch.optim.Optimizer | None = None,
 ) -> Callable[[Sequence[Tensor]], Tensor]:
-    """Build the closure :meth:`MBDOptimizer.step <torch_mbd.MBDOptimizer.step>` takes, for a module.
+    """Build the closure [`MBDOptimizer.step`][torch_mbd.MBDOptimizer.step] takes, for a module.
 
     The closure maps candidates (one ``[n, *p.shape]`` tensor per optimized parameter, in
     the optimizer's parameter-group order) to losses ``[n]``:
@@ -104,7 +104,7 @@ def batched_closure(
 
     Returns:
         ``closure(candidates: list[Tensor]) -> Tensor [n]``, with a method
-        ``closure.bind_params(params)`` that :meth:`MBDOptimizer.step <torch_mbd.MBDOptimizer.step>`
+        ``closure.bind_params(params)`` that [`MBDOptimizer.step`][torch_mbd.MBDOptimizer.step]
         calls before every evaluation: it maps the candidates to ``params`` (the optimizer's
         tensors, in the candidates' order) by identity, and raises ``ValueError`` if one of them
         is not a parameter of ``model``.

@@ -40,15 +40,15 @@ class CMAESOptimizer(SamplingOptimizer):
 
     One strategy per problem (``B`` problems are a Python loop over pycma objects: pycma is
     NumPy on the CPU; the evaluation stays batched in torch on the parameters' device). pycma
-    draws the candidates (:meth:`sample` asks), adapts the step size and full covariance and
-    handles the bounds (its default ``BoundTransform``); :meth:`update` tells it the costs. Coordinates
+    draws the candidates ([`sample`][torch_mbd.cmaes.CMAESOptimizer.sample] asks), adapts the step size and full covariance and
+    handles the bounds (its default ``BoundTransform``); [`update`][torch_mbd.cmaes.CMAESOptimizer.update] tells it the costs. Coordinates
     of ``noise_scale`` 0 are pycma's ``fixed_variables`` (kept at their initial value). After
     each step the parameters hold the distribution mean in bounds (``es.result.xfavorite``).
     Infeasible or non-finite candidates are told to pycma as worse than every valid one (CMA-ES
     is rank based).
 
     Args:
-        params: as for :class:`~torch_mbd.MBDOptimizer`.
+        params: as for [`MBDOptimizer`][torch_mbd.MBDOptimizer].
         num_samples: population size ``n`` (pycma's ``popsize``), at least 2.
         sigma0: initial step size; ``None`` takes MBD's first sampling level ``sigma_{N-1}`` of the
             schedule options, so every method starts from the same distribution. Per-coordinate
@@ -57,7 +57,7 @@ class CMAESOptimizer(SamplingOptimizer):
             ``bounds``, ``randn`` and ``seed`` are set here.
         temperature: accepted (every method takes ``plan``'s arguments), checked and unused.
         target_ess: likewise.
-        **options: the shared options of :class:`~torch_mbd.MBDOptimizer`.
+        **options: the shared options of [`MBDOptimizer`][torch_mbd.MBDOptimizer].
 
     Raises:
         ImportError: pycma is not installed (``pip install 'torch-mbd[baselines]'``).

@@ -1,10 +1,10 @@
 """Demonstrations (paper, section 4.3): checked once, scored against every sample.
 
-A :class:`Demonstration` holds what :class:`~torch_mbd.MBDOptimizer` was given (``demo``,
+A `Demonstration` holds what [`MBDOptimizer`][torch_mbd.MBDOptimizer] was given (``demo``,
 ``demo_mask``, ``demo_sigma``, or a ``demo_log_likelihood`` callable), checks it at construction
 and turns the samples of a step (closure mode) or their rollout's states (rollout mode) into the
 demonstration log-likelihood ``[B, n]`` that the max rule of Eq. (13) weighs against the rewards
-(:func:`torch_mbd.denoise.demo_log_weights`).
+([`torch_mbd.denoise.demo_log_weights`][torch_mbd.denoise.demo_log_weights]).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class Demonstration:
         sigma: the Gaussian's standard deviation, a number or a tensor broadcastable to ``demo``.
         log_likelihood: rollout mode only: ``states [B, n, T, nx] -> [B, n]``, instead of the Gaussian.
 
-    The argument documentation users read is :class:`~torch_mbd.MBDOptimizer`'s (``demo``,
+    The argument documentation users read is [`MBDOptimizer`][torch_mbd.MBDOptimizer]'s (``demo``,
     ``demo_mask``, ``demo_sigma``, ``demo_log_likelihood``).
     """
 
@@ -207,7 +207,7 @@ class Demonstration:
 
         Args:
             samples: ``[B, k, D]`` the samples (closure mode: compared with the demo itself).
-            trajectory: their rollout's :class:`~torch_mbd.rollout.Trajectory` (rollout mode), or ``None``.
+            trajectory: their rollout's [`Trajectory`][torch_mbd.rollout.Trajectory] (rollout mode), or ``None``.
 
         Returns:
             ``[B, k]`` in the statistics dtype; ``-inf`` where a sample gets no demonstration weight.

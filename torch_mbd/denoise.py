@@ -8,12 +8,12 @@ flattened state trajectory ``H * nx``).
 
 The step, for diffusion level ``i`` (paper, Algorithm 2):
 
-1. :func:`sample_candidates`: ``Y0s = Ybar + sigma_i * eps``, clipped to the bounds;
+1. [`sample_candidates`][torch_mbd.denoise.sample_candidates]: ``Y0s = Ybar + sigma_i * eps``, clipped to the bounds;
 2. the model evaluates them (a closure or a rollout; not here);
-3. :func:`normalized_log_weights`: ``logp = (R - mean R) / std R / temperature``, ``-inf`` for
-   infeasible or non-finite samples; :func:`demo_log_weights` applies the max rule of Eq. (13);
-4. :func:`weighted_mean`: ``Ybar0 = sum softmax(logp) * Y0s`` (Eq. 10d);
-5. :func:`score_ascent` / :func:`reverse_step`: Eq. (6) with the score of Eq. (9)/(10c).
+3. [`normalized_log_weights`][torch_mbd.denoise.normalized_log_weights]: ``logp = (R - mean R) / std R / temperature``, ``-inf`` for
+   infeasible or non-finite samples; [`demo_log_weights`][torch_mbd.denoise.demo_log_weights] applies the max rule of Eq. (13);
+4. [`weighted_mean`][torch_mbd.denoise.weighted_mean]: ``Ybar0 = sum softmax(logp) * Y0s`` (Eq. 10d);
+5. [`score_ascent`][torch_mbd.denoise.score_ascent] / [`reverse_step`][torch_mbd.denoise.reverse_step]: Eq. (6) with the score of Eq. (9)/(10c).
 """
 
 from __future__ import annotations
@@ -90,11 +90,11 @@ def _standardize(rewards: Tensor, valid: Tensor) -> tuple[Tensor, Tensor, Tensor
     mean and spread are taken: nothing is squared in reward units (a float32 objective of size
     ``1e19`` would overflow), and since dividing by a power of two rounds nothing, the result is
     bit for bit the plain formula wherever that one does not overflow. The test for a constant
-    objective is relative to the rewards' size (:data:`SPREAD_TOLERANCE`), not an absolute threshold
+    objective is relative to the rewards' size ([`SPREAD_TOLERANCE`][torch_mbd.denoise.SPREAD_TOLERANCE]), not an absolute threshold
     (a spread of ``1e-8`` is a spread), so ``a * R + b`` is treated like ``R``.
 
     Args:
-        rewards: ``[B, n]``, any floating dtype (computed in :func:`statistics_dtype`).
+        rewards: ``[B, n]``, any floating dtype (computed in [`statistics_dtype`][torch_mbd.denoise.statistics_dtype]).
         valid: boolean ``[B, n]``; invalid entries are ignored (they may be NaN or infinite).
 
     Returns:
@@ -126,7 +126,7 @@ def reward_statistics(rewards: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
         valid: boolean ``[B, n]``; invalid entries are ignored.
 
     Returns:
-        ``(mean, std)``, each ``[B]``, in :func:`statistics_dtype` of the rewards. A problem with no
+        ``(mean, std)``, each ``[B]``, in [`statistics_dtype`][torch_mbd.denoise.statistics_dtype] of the rewards. A problem with no
         valid sample gets mean 0; a spread too small to divide by (identical rewards to within
         ``SPREAD_TOLERANCE`` float roundings of their size, a single sample) is replaced by 1, so
         normalization never divides by zero. Computed without squaring in reward units (no
@@ -137,7 +137,7 @@ def reward_statistics(rewards: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _in_reward_units(mean: Tensor, std: Tensor, unit: Tensor, constant: Tensor) -> tuple[Tensor, Tensor]:
-    """``[B]`` mean and std in reward units from :func:`_standardize`'s, clamped to the dtype; std 1 where constant."""
+    """``[B]`` mean and std in reward units from `_standardize`'s, clamped to the dtype; std 1 where constant."""
     big = torch.finfo(std.dtype).max
     mean = (mean * unit).clamp(-big, big).squeeze(-1)
     std = (std * unit).clamp(min=torch.finfo(std.dtype).tiny, max=big).squeeze(-1)
@@ -157,13 +157,13 @@ def normalized_log_weights(
     """Model log-weights ``log p_J p_g = (R - mean R) / std R / temperature`` (Eq. 10d).
 
     Invariant to ``a * R + b`` for any ``a > 0`` and finite ``b`` (up to float rounding), in every
-    dtype; float16 / bfloat16 rewards are standardized in float32 (:func:`statistics_dtype`).
-    Rewards that are constant to within float rounding (:data:`SPREAD_TOLERANCE`) get log-weight 0.
+    dtype; float16 / bfloat16 rewards are standardized in float32 ([`statistics_dtype`][torch_mbd.denoise.statistics_dtype]).
+    Rewards that are constant to within float rounding ([`SPREAD_TOLERANCE`][torch_mbd.denoise.SPREAD_TOLERANCE]) get log-weight 0.
 
     Args:
         rewards: per-sample reward (higher is better), ``[B, n]``.
         temperature: ``lambda > 0``, a float or a ``[B]`` tensor (one per problem, e.g. from
-            :func:`ess_temperature`).
+            [`ess_temperature`][torch_mbd.denoise.ess_temperature]).
         feasible: optional boolean ``[B, n]``; infeasible samples (``p_g = 0``) get ``-inf``.
         return_constant: also return the boolean ``[B]`` of problems whose 2 or more valid rewards
             are all equal (their log-weights are all 0: a plain mean).
@@ -171,7 +171,7 @@ def normalized_log_weights(
     Returns:
         ``(logp, mean, std)`` (and ``constant`` with ``return_constant``): log-weights ``[B, n]``
         (``-inf`` for infeasible, NaN or infinite rewards) and the statistics ``[B]`` used to
-        normalize (as :func:`reward_statistics`), computed over the feasible, finite samples only.
+        normalize (as [`reward_statistics`][torch_mbd.denoise.reward_statistics]), computed over the feasible, finite samples only.
     """
     valid = torch.isfinite(rewards)
     if feasible is not None:
@@ -224,7 +224,7 @@ def clipped_distance_log_likelihood(points: Tensor, reference: Tensor, clip: flo
 
     ``log p_demo = -mean_{T, P} (min(|d|, clip) / clip)^2``, ``|d|`` the Euclidean distance of each
     point to its reference point: 0 for a sample on the reference, down to ``-1`` for one every
-    point of which is ``clip`` or farther away. A building block for :class:`~torch_mbd.MBDOptimizer`'s
+    point of which is ``clip`` or farther away. A building block for [`MBDOptimizer`][torch_mbd.MBDOptimizer]'s
     ``demo_log_likelihood``, e.g. with ``demo_units="reward"`` and the demonstration reward 1.0.
 
     Args:
@@ -236,10 +236,10 @@ def clipped_distance_log_likelihood(points: Tensor, reference: Tensor, clip: flo
 
     Returns:
         ``[B, n]`` log-likelihoods in ``points``' dtype; ``-inf`` where a sample's points are not
-        all finite (no demonstration weight, as :func:`demo_log_likelihood`).
+        all finite (no demonstration weight, as [`demo_log_likelihood`][torch_mbd.denoise.demo_log_likelihood]).
 
     Raises:
-        ValueError: ``clip`` not a positive finite number (:func:`~torch_mbd.checks.check_positive`),
+        ValueError: ``clip`` not a positive finite number (`check_positive`),
             or ``reference``'s shape is not the last three dimensions of ``points``.
     """
     clip = check_positive("clip", clip)
@@ -301,12 +301,12 @@ def demo_log_weights(
     once a sample's own model weight exceeds that, the model decides.
 
     Args:
-        logp_model: ``[B, n]`` from :func:`normalized_log_weights` (``-inf`` where ``w_model = 0``).
-        demo_loglik: ``[B, n]`` from :func:`demo_log_likelihood`.
+        logp_model: ``[B, n]`` from [`normalized_log_weights`][torch_mbd.denoise.normalized_log_weights] (``-inf`` where ``w_model = 0``).
+        demo_loglik: ``[B, n]`` from [`demo_log_likelihood`][torch_mbd.denoise.demo_log_likelihood].
         demo_reward: reward of the demonstration, a float or ``[B]``, in the units of the
             per-sample rewards.
-        mean: ``[B]`` reward mean returned by :func:`normalized_log_weights`.
-        std: ``[B]`` reward spread returned by :func:`normalized_log_weights`.
+        mean: ``[B]`` reward mean returned by [`normalized_log_weights`][torch_mbd.denoise.normalized_log_weights].
+        std: ``[B]`` reward spread returned by [`normalized_log_weights`][torch_mbd.denoise.normalized_log_weights].
         temperature: ``lambda > 0``, a float or a ``[B]`` tensor (the one the model weights used).
         units: ``"logit"`` (default) or ``"reward"``, see above.
 
@@ -356,7 +356,7 @@ def weighted_mean(samples: Tensor, logp: Tensor) -> tuple[Tensor, Tensor, Tensor
         samples: ``[B, n, D]``.
         logp: ``[B, n]`` log-weights; ``-inf`` gives weight 0.
 
-    Computed in :func:`statistics_dtype` (at least float32: float16 samples are averaged in float32).
+    Computed in [`statistics_dtype`][torch_mbd.denoise.statistics_dtype] (at least float32: float16 samples are averaged in float32).
 
     Returns:
         ``(y_bar0, weights, valid)``: the weighted mean ``[B, D]``, the weights ``[B, n]`` and a
@@ -398,11 +398,11 @@ def best_sample(samples: Tensor, rewards: Tensor, feasible: Tensor | None = None
 
 DEFAULT_TARGET_ESS = 0.1
 """Default ``target_ess`` of ``temperature="auto"``: the softmax weights keep an effective sample size
-of this fraction of the valid samples (:func:`ess_temperature`)."""
+of this fraction of the valid samples ([`ess_temperature`][torch_mbd.denoise.ess_temperature])."""
 TEMPERATURE_BRACKET = (1e-4, 1e4)
-"""The temperatures :func:`ess_temperature` searches between."""
+"""The temperatures [`ess_temperature`][torch_mbd.denoise.ess_temperature] searches between."""
 TEMPERATURE_ITERATIONS = 60
-"""Bisection steps of :func:`ess_temperature` (the bracket's width in ``log lambda`` halves each time)."""
+"""Bisection steps of [`ess_temperature`][torch_mbd.denoise.ess_temperature] (the bracket's width in ``log lambda`` halves each time)."""
 _CHECK_AFTER = 16  # from this step on, ess_temperature stops at the fixed point of its float bisection
 
 
@@ -413,7 +413,7 @@ def effective_sample_size(logp: Tensor) -> Tensor:
         logp: ``[B, n]`` log-weights; ``-inf`` (or NaN) gives weight 0.
 
     Returns:
-        ``[B]`` in :func:`statistics_dtype` of ``logp``: between 1 (one sample holds all the weight)
+        ``[B]`` in [`statistics_dtype`][torch_mbd.denoise.statistics_dtype] of ``logp``: between 1 (one sample holds all the weight)
         and the number of valid samples (equal weights); 0 for a problem without a valid sample.
     """
     dtype = statistics_dtype(logp.dtype)
@@ -435,7 +435,7 @@ def ess_temperature(
     """The temperature at which the softmax weights keep a target effective sample size.
 
     Finds ``lambda`` such that ``w = softmax(z / lambda)`` over the valid entries has
-    :func:`effective_sample_size` ``target * m``, ``m`` the number of valid samples of the problem.
+    [`effective_sample_size`][torch_mbd.denoise.effective_sample_size] ``target * m``, ``m`` the number of valid samples of the problem.
     The effective sample size rises monotonically with ``lambda`` (from the number of samples tied
     at the best ``z`` towards ``m``), so a bisection in ``log lambda`` over ``bracket`` finds it:
     ``iterations`` halvings, vectorized over problems, no data-dependent loop. The result is the
@@ -448,14 +448,14 @@ def ess_temperature(
 
     Args:
         z: ``[B, n]`` standardized rewards ``(R - mean R) / std R`` (the log-weights of
-            :func:`normalized_log_weights` at temperature 1); invalid entries are ignored.
+            [`normalized_log_weights`][torch_mbd.denoise.normalized_log_weights] at temperature 1); invalid entries are ignored.
         valid: boolean ``[B, n]`` of the samples that take part (feasible, finite reward).
         target: the fraction of the valid samples the weights should keep, in ``(0, 1]``.
         bracket: ``(lowest, highest)`` temperature searched, ``0 < lowest < highest``.
         iterations: bisection steps, ``>= 1``.
 
     Returns:
-        ``[B]`` temperatures in :func:`statistics_dtype` of ``z``.
+        ``[B]`` temperatures in [`statistics_dtype`][torch_mbd.denoise.statistics_dtype] of ``z``.
 
     Raises:
         ValueError: ``target`` outside ``(0, 1]``, a bad ``bracket`` or ``iterations``.
@@ -530,7 +530,7 @@ def reverse_step(
 ) -> Tensor:
     """One reverse step on the estimate ``Ybar = Y^(i) / sqrt(alpha_bar_i)``.
 
-    Scales ``Ybar`` to ``Y^(i)``, applies :func:`score_ascent` with step size
+    Scales ``Ybar`` to ``Y^(i)``, applies [`score_ascent`][torch_mbd.denoise.score_ascent] with step size
     ``step_scale * (1 - alpha_bar_i)`` and scales back by ``sqrt(alpha_bar_{i-1})``.
     With ``step_scale = 1`` the result is exactly ``Ybar0``; with ``step_scale < 1`` the
     estimate moves only part of the way (``(1 - s) * Ybar + s * Ybar0`` up to rounding).
@@ -539,7 +539,7 @@ def reverse_step(
         y_bar: current estimate ``[B, D]``.
         y_bar0: weighted mean of the samples ``[B, D]``.
         i: diffusion level, ``0 <= i < schedule.num_steps``.
-        schedule: the :class:`~torch_mbd.schedule.Schedule`.
+        schedule: the [`Schedule`][torch_mbd.schedule.Schedule].
         step_scale: multiple of the optimal step size ``1 - alpha_bar_i``.
 
     Returns:

@@ -1,8 +1,8 @@
 """Scoring a step's samples: closure or rollout, output checks, process-group sharding.
 
-:class:`Evaluator` is the one place that calls the user's objective. In closure mode it hands
+`Evaluator` is the one place that calls the user's objective. In closure mode it hands
 the closure one candidate tensor per parameter and reads back losses; in rollout mode it hands
-the rollout ``[..., n, H, nu]`` actions and reads back a :class:`~torch_mbd.rollout.Trajectory`.
+the rollout ``[..., n, H, nu]`` actions and reads back a [`Trajectory`][torch_mbd.rollout.Trajectory].
 Both are checked (shape, device, real dtype) and turned into per-sample rewards ``[B, n]``. Under
 a ``torch.distributed`` process group each rank scores its contiguous shard of the samples and
 the scores are all-gathered, so every rank continues with the same numbers.
@@ -26,7 +26,7 @@ class Evaluation(NamedTuple):
             statistics dtype (at least float32).
         feasible: boolean ``[B, n]``, or ``None`` where the objective says nothing about feasibility.
         log_likelihood: the demonstration log-likelihood ``[B, n]``, or ``None`` without a demonstration.
-        trajectory: this rank's rollout :class:`~torch_mbd.rollout.Trajectory`, or ``None`` in closure mode.
+        trajectory: this rank's rollout [`Trajectory`][torch_mbd.rollout.Trajectory], or ``None`` in closure mode.
     """
 
     rewards: Tensor

@@ -7,9 +7,9 @@ map: the ``H`` controls are ``M @ knots`` with ``M = interpolation_matrix(...)``
 ``[H, K]``, so fitting controls to knots is a least-squares solve and a time shift (MPC) is
 another matrix.
 
-Knots sit at :func:`knot_times`: evenly over the control steps ``0 .. H-1``, the first at step
+Knots sit at [`knot_times`][torch_mbd.knots.knot_times]: evenly over the control steps ``0 .. H-1``, the first at step
 0 and the last at step ``H-1`` (``K = H`` puts one knot on every step: the paper's case, in
-which :func:`interpolate` returns its input). Three interpolations (:data:`INTERPOLATIONS`):
+which [`interpolate`][torch_mbd.knots.interpolate] returns its input). Three interpolations ([`INTERPOLATIONS`][torch_mbd.knots.INTERPOLATIONS]):
 
 * ``"zero"``: zero-order hold, the value of the last knot at or before ``t``;
 * ``"linear"``: piecewise linear;
@@ -19,7 +19,7 @@ which :func:`interpolate` returns its input). Three interpolations (:data:`INTER
 A query time outside ``[t_0, t_{K-1}]`` takes the value at the nearer end (the end value is
 held; no extrapolation). ``"zero"`` and ``"linear"`` weight the knots with non-negative
 weights summing to 1, so their controls stay within the knots' bounds; a cubic can overshoot,
-which is why :class:`KnotRollout` clamps to the model's action bounds.
+which is why [`KnotRollout`][torch_mbd.knots.KnotRollout] clamps to the model's action bounds.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ INTERPOLATIONS = ("zero", "linear", "cubic")
 """The interpolations between knots: zero-order hold, piecewise linear, not-a-knot cubic spline."""
 
 SHIFT_FILLS = ("repeat", "zero")
-"""How :func:`shift_knots` fills the time past the last knot: the end value repeated, or zeros."""
+"""How [`shift_knots`][torch_mbd.knots.shift_knots] fills the time past the last knot: the end value repeated, or zeros."""
 
 
 def _check_kind(kind) -> str:
@@ -113,7 +113,7 @@ def interpolation_matrix(knot_times: Tensor, query_times: Tensor, kind: str = "c
     Args:
         knot_times: ``[K]`` strictly increasing times of the knots.
         query_times: ``[T]`` times to evaluate at; outside ``[t_0, t_{K-1}]`` the end value is held.
-        kind: one of :data:`INTERPOLATIONS`.
+        kind: one of [`INTERPOLATIONS`][torch_mbd.knots.INTERPOLATIONS].
 
     Returns:
         ``M [T, K]`` float64 on the CPU (cast it to the knots' device and dtype). Every row sums to 1; a query at a knot
@@ -159,18 +159,18 @@ def _check_values(name: str, values, length_name: str) -> Tensor:
 
 
 def controls_matrix(num_knots: int, horizon: int, kind: str = "cubic") -> Tensor:
-    """``M [H, K]`` float64: the ``H`` controls of ``K`` knots at :func:`knot_times` are ``M @ knots``."""
+    """``M [H, K]`` float64: the ``H`` controls of ``K`` knots at [`knot_times`][torch_mbd.knots.knot_times] are ``M @ knots``."""
     times = knot_times(num_knots, horizon)
     return interpolation_matrix(times, torch.arange(horizon, dtype=torch.float64), kind)
 
 
 def interpolate(knots: Tensor, horizon: int, kind: str = "cubic") -> Tensor:
-    """The ``H`` controls that ``K`` knots at :func:`knot_times` stand for.
+    """The ``H`` controls that ``K`` knots at [`knot_times`][torch_mbd.knots.knot_times] stand for.
 
     Args:
         knots: ``[..., K, nu]`` with ``1 <= K <= H``.
         horizon: ``H``.
-        kind: one of :data:`INTERPOLATIONS`.
+        kind: one of [`INTERPOLATIONS`][torch_mbd.knots.INTERPOLATIONS].
 
     Returns:
         ``[..., H, nu]`` in the knots' dtype; for ``K = H`` the input itself (no copy, bit for bit).
@@ -199,7 +199,7 @@ def fit_knots(controls: Tensor, num_knots: int, kind: str = "cubic") -> Tensor:
     Args:
         controls: ``[..., H, nu]``.
         num_knots: ``K``, ``1 <= K <= H``.
-        kind: one of :data:`INTERPOLATIONS`.
+        kind: one of [`INTERPOLATIONS`][torch_mbd.knots.INTERPOLATIONS].
 
     Returns:
         ``[..., K, nu]`` in the controls' dtype (a copy of ``controls`` when ``K = H``).
@@ -218,7 +218,7 @@ def shift_matrix(num_knots: int, horizon: int, steps: int = 1, kind: str = "cubi
     """``[K, K]`` float64: the knots of the interpolated sequence moved ``steps`` control steps earlier.
 
     Row ``k`` evaluates the interpolation at ``t_k + steps``; past ``t_{K-1}`` the end value is held
-    (``fill="repeat"``) or the row is zero (``fill="zero"``). See :func:`shift_knots`.
+    (``fill="repeat"``) or the row is zero (``fill="zero"``). See [`shift_knots`][torch_mbd.knots.shift_knots].
     """
     horizon = check_int("horizon", horizon, minimum=1)
     steps = check_int("steps", steps, minimum=0, maximum=horizon)
@@ -243,7 +243,7 @@ def shift_knots(knots: Tensor, horizon: int, steps: int = 1, kind: str = "cubic"
         knots: ``[..., K, nu]``.
         horizon: ``H``, ``K <= H``.
         steps: control steps elapsed, ``0 <= steps <= H``.
-        kind: one of :data:`INTERPOLATIONS`.
+        kind: one of [`INTERPOLATIONS`][torch_mbd.knots.INTERPOLATIONS].
         fill: ``"repeat"`` or ``"zero"``.
 
     Returns:
@@ -262,16 +262,16 @@ class KnotRollout:
     ``rollout(knots [..., n, K, nu])`` interpolates to ``[..., n, H, nu]`` controls, clamps them to
     the model's action bounds (only when the interpolation can leave them: a cubic with ``3 <= K < H``;
     zero-order hold and linear never do) and returns ``model.rollout`` of those controls: a
-    :class:`~torch_mbd.rollout.Trajectory` over the ``H`` control steps (rewards ``[..., n, H]``).
+    [`Trajectory`][torch_mbd.rollout.Trajectory] over the ``H`` control steps (rewards ``[..., n, H]``).
     An optimizer given this rollout optimizes a ``[..., K, nu]`` parameter within the same bounds.
 
     ``action_dim``, ``action_bounds``, ``state_dim``, ``device`` and ``initial_state`` (read and
     assigned) are the model's; ``horizon`` is ``H``, the number of controls rolled out.
 
     Args:
-        model: a :class:`~torch_mbd.rollout.RolloutModel`.
+        model: a [`RolloutModel`][torch_mbd.rollout.RolloutModel].
         num_knots: ``K``, ``1 <= K <= H``.
-        kind: one of :data:`INTERPOLATIONS`.
+        kind: one of [`INTERPOLATIONS`][torch_mbd.knots.INTERPOLATIONS].
         horizon: ``H``; default ``model.horizon``.
 
     Example:

@@ -4,7 +4,7 @@ Every sampling method works on ``[B, D]`` estimates and ``[B, n, D]`` samples: `
 (the parameters' batch dimensions in rollout mode, 1 in closure mode), ``D`` coordinates (every
 parameter without its batch dimensions, in parameter-group order). This module owns that
 layout: the checks of the parameters themselves and of the per-group options (``bounds``,
-``noise_scale``, ``fraction``), the per-coordinate vectors built from them (:class:`FlatLayout`),
+``noise_scale``, ``fraction``), the per-coordinate vectors built from them (`FlatLayout`),
 and the moves between the parameters and the flat estimate.
 """
 
@@ -277,9 +277,9 @@ def group_options_key(param_groups: list[dict]) -> tuple:
 def build_layout(
     param_groups: list[dict], batch_shape: tuple, rollout_mode: bool, use_fraction: bool = True
 ) -> FlatLayout:
-    """The :class:`FlatLayout` of checked param groups.
+    """The `FlatLayout` of checked param groups.
 
-    ``"auto"`` options follow the network rules (:func:`auto_noise_scale`, :func:`auto_fraction`)
+    ``"auto"`` options follow the network rules ([`auto_noise_scale`][torch_mbd.layout.auto_noise_scale], [`auto_fraction`][torch_mbd.layout.auto_fraction])
     for ``nn.Parameter`` tensors in closure mode and are 1 otherwise (the paper's behaviour).
 
     Args:

@@ -1,7 +1,7 @@
 """The method table: every optimizer ``plan(method=)``, ``minimize(method=)`` and the CLI offer, by name.
 
-:data:`METHODS` maps a name to its :class:`~torch_mbd.sampling.SamplingOptimizer` subclass; the CLI's
-``--method`` choices, the benchmarks and the tests read it. :func:`register_method` adds one.
+[`METHODS`][torch_mbd.methods.METHODS] maps a name to its [`SamplingOptimizer`][torch_mbd.sampling.SamplingOptimizer] subclass; the CLI's
+``--method`` choices, the benchmarks and the tests read it. [`register_method`][torch_mbd.methods.register_method] adds one.
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ from .sampling import SamplingOptimizer
 METHODS: dict[str, type[SamplingOptimizer]] = {}
 """Method name -> optimizer class: ``"mbd"``; the standard baselines ``"cem"``, ``"mppi"``, ``"cmaes"``
 (pycma) and ``"predictive"`` (predictive sampling); the paper's baselines as the authors ran them,
-``"paper-mppi"``, ``"paper-cem"``, ``"paper-cmaes"`` (:mod:`torch_mbd.paper_baselines`)."""
+``"paper-mppi"``, ``"paper-cem"``, ``"paper-cmaes"`` ([`torch_mbd.paper_baselines`][torch_mbd.paper_baselines])."""
 
 
 def register_method(cls: type[SamplingOptimizer], name: str | None = None) -> type[SamplingOptimizer]:
-    """Add ``cls`` to :data:`METHODS` under ``name`` (default ``cls.method``); usable as a class decorator.
+    """Add ``cls`` to [`METHODS`][torch_mbd.methods.METHODS] under ``name`` (default ``cls.method``); usable as a class decorator.
 
     Raises:
-        TypeError: ``cls`` is not a :class:`~torch_mbd.sampling.SamplingOptimizer` subclass.
+        TypeError: ``cls`` is not a [`SamplingOptimizer`][torch_mbd.sampling.SamplingOptimizer] subclass.
         ValueError: ``name`` is not a non-empty string, or is taken by another class.
     """
     if not isinstance(cls, type) or not issubclass(cls, SamplingOptimizer):
@@ -44,7 +44,7 @@ for _cls in (MBDOptimizer, CEMOptimizer, MPPIOptimizer, CMAESOptimizer, Predicti
 
 
 def optimizer_class(method: str) -> type[SamplingOptimizer]:
-    """The optimizer class registered as ``method`` in :data:`METHODS`.
+    """The optimizer class registered as ``method`` in [`METHODS`][torch_mbd.methods.METHODS].
 
     Raises:
         ValueError: an unknown name, listing the known ones.

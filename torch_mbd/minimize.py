@@ -19,7 +19,7 @@ from .threads import use_threads
 
 @dataclass
 class MinimizeHistory:
-    """Per-step record of a :func:`minimize` run (``N`` = number of steps).
+    """Per-step record of a [`minimize`][torch_mbd.minimize.minimize] run (``N`` = number of steps).
 
     Attributes:
         best: ``[N]`` lowest finite cost among each step's samples (``inf`` if none was finite).
@@ -36,14 +36,14 @@ class MinimizeHistory:
 
 @dataclass
 class MinimizeResult:
-    """What :func:`minimize` returns.
+    """What [`minimize`][torch_mbd.minimize.minimize] returns.
 
     Attributes:
         x: the best point evaluated (the final estimate included), shape of ``x0``.
         fun: its cost, a finite float (NaN and infinite costs are never the best).
         x_final: the final diffusion estimate ``Ybar`` (often equal to ``x`` in quality, smoother).
         fun_final: its cost, as ``f`` returned it (may be NaN or infinite).
-        history: a :class:`MinimizeHistory`.
+        history: a [`MinimizeHistory`][torch_mbd.minimize.MinimizeHistory].
         nfev: number of points evaluated (``num_steps * num_samples + 1``).
         nit: number of diffusion steps.
         time: wall time in seconds.
@@ -96,19 +96,19 @@ def minimize(
         progress: show a tqdm progress bar.
         method: ``"mbd"`` (default), or a baseline at the same budget (``num_samples`` per step,
             ``num_steps`` steps, same ``x0`` and bounds): ``"cem"``, ``"mppi"``, ``"cmaes"`` (pycma) or
-            ``"predictive"`` (:mod:`torch_mbd.baselines`), or the paper's baselines as the authors ran them,
+            ``"predictive"`` (`torch_mbd.baselines`), or the paper's baselines as the authors ran them,
             ``"paper-mppi"``, ``"paper-cem"``, ``"paper-cmaes"`` (reproductions, not recommendations:
-            :mod:`torch_mbd.paper_baselines`): any name of :data:`torch_mbd.METHODS`. The result has the
+            [`torch_mbd.paper_baselines`][torch_mbd.paper_baselines]): any name of [`torch_mbd.METHODS`][torch_mbd.METHODS]. The result has the
             same fields for every method.
-        **options: any other option of the chosen optimizer: for MBD (:class:`~torch_mbd.MBDOptimizer`)
+        **options: any other option of the chosen optimizer: for MBD ([`MBDOptimizer`][torch_mbd.MBDOptimizer])
             ``beta_first``, ``beta_last``, ``noise_convention``, ``step_scale``, ``demo``, ...; for CEM
             ``elite_fraction``, ``init_std``; for MPPI ``noise_std``; for CMA-ES ``sigma0``, ``cma_options``.
         torch_threads: torch intra-op threads while minimizing (restored afterwards): default 1, or
             ``$TORCH_MBD_THREADS``; ``"torch"`` keeps torch's setting, e.g. for an ``f`` that runs a
-            large network (:mod:`torch_mbd.threads`).
+            large network ([`torch_mbd.threads`][torch_mbd.threads]).
 
     Returns:
-        A :class:`MinimizeResult`.
+        A [`MinimizeResult`][torch_mbd.minimize.MinimizeResult].
 
     Raises:
         TypeError: ``f`` is not callable, ``x0`` is not a real tensor / NumPy array, or ``f``

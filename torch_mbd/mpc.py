@@ -1,40 +1,40 @@
 """``MPC``: receding-horizon control with Model-Based Diffusion.
 
-The paper plans open loop and names receding-horizon use as future work. :class:`MPC` closes
+The paper plans open loop and names receding-horizon use as future work. [`MPC`][torch_mbd.mpc.MPC] closes
 the loop: at every control step it plans from the system's current state and applies only
 the first action of the plan.
 
-* The first call (and the first after :meth:`MPC.reset`) is a **cold start**: a full diffusion
+* The first call (and the first after [`MPC.reset`][torch_mbd.mpc.MPC.reset]) is a **cold start**: a full diffusion
   of ``initial_steps`` steps of the paper's linear schedule from the zero sequence.
 * Every later call is a **warm start**: the previous plan shifted by one control step
-  (:func:`shift_actions`; the last action repeated, or zeroed), then a short diffusion of
+  (`shift_actions`; the last action repeated, or zeroed), then a short diffusion of
   ``diffusion_steps`` steps whose sampling noise starts at ``warm_noise`` instead of the cold
   start's ``sqrt(1 - alpha_bar_{N-1})`` (0.63 with the default schedule).
 
-How the short diffusion is built (with :class:`~torch_mbd.optim.MBDOptimizer`'s own options, no
+How the short diffusion is built (with [`MBDOptimizer`][torch_mbd.optim.MBDOptimizer]'s own options, no
 new schedule code): the linear schedule with the same ``beta0``, ``beta1`` and noise convention,
 compressed to ``diffusion_steps`` levels, every ``sigma`` multiplied by the group option
 ``noise_scale = warm_noise / sigma_top`` so that the first step samples at exactly
 ``warm_noise`` and the following ones shrink in the schedule's proportions
-(:func:`warm_start_sigmas`). The alternatives (the tail of the full schedule, or new betas)
+(`warm_start_sigmas`). The alternatives (the tail of the full schedule, or new betas)
 tie the starting noise to the number of steps; this keeps the two options independent.
 With the default step size the score-ascent update lands on the weighted mean whatever the
 betas, so the schedule acts only through these sigmas.
 
 Two options beyond the paper (issue 14):
 
-* ``num_knots``: plan ``K`` knots per action dimension (:mod:`torch_mbd.knots`) instead of one
+* ``num_knots``: plan ``K`` knots per action dimension ([`torch_mbd.knots`][torch_mbd.knots]) instead of one
   action per control step. The warm start shifts the knots by one control step
-  (:func:`~torch_mbd.knots.shift_knots`: the interpolated sequence, evaluated one step later at
-  every knot), and :meth:`MPC.act` returns the first interpolated control.
+  ([`shift_knots`][torch_mbd.knots.shift_knots]: the interpolated sequence, evaluated one step later at
+  every knot), and [`MPC.act`][torch_mbd.mpc.MPC.act] returns the first interpolated control.
 * ``horizon_noise`` (DIAL-MPC's annealing along the horizon): on warm starts the sampling noise
   of control step (or knot time) ``t`` is multiplied by
-  ``exp(horizon_noise * (t / (H - 1) - 1))`` (:func:`horizon_noise_scale`): the last control
+  ``exp(horizon_noise * (t / (H - 1) - 1))`` (`horizon_noise_scale`): the last control
   samples at the warm noise, the first at ``exp(-horizon_noise)`` times it. The near controls were
   refined at every earlier control step; the far ones are new and need the exploration.
   ``0`` (default) samples every control at the warm noise, as before.
 
-The model is any :class:`~torch_mbd.rollout.RolloutModel` whose ``initial_state`` can be set:
+The model is any [`RolloutModel`][torch_mbd.rollout.RolloutModel] whose ``initial_state`` can be set:
 before each plan, ``MPC`` assigns ``model.initial_state = state`` (for
 ``dynamics.car.Car2D`` a plain attribute; for ``dynamics.model.MujocoModel`` a property taking
 ``[state_dim]`` or ``[nq + nv]``). The model is therefore left at the last state planned from.
@@ -115,7 +115,7 @@ def warm_start_sigmas(
     Args:
         num_steps: diffusion steps per control step ``K >= 1``.
         warm_noise: the first step's standard deviation, ``> 0``.
-        beta0, beta1, noise: the schedule (:func:`~torch_mbd.schedule.linear_schedule`).
+        beta0, beta1, noise: the schedule ([`linear_schedule`][torch_mbd.schedule.linear_schedule]).
 
     Returns:
         ``[K]`` float64, decreasing (constant for ``K = 1``), first entry ``warm_noise``.
@@ -130,7 +130,7 @@ def horizon_noise_scale(horizon: int, horizon_noise: float, num_knots: int | Non
     """The multiplier of a warm start's sampling noise along the horizon (DIAL-MPC style).
 
     ``scale(t) = exp(horizon_noise * (t / (H - 1) - 1))`` at every control step ``t = 0 .. H-1``
-    (or at every knot time, :func:`~torch_mbd.knots.knot_times`): later controls are noisier, the
+    (or at every knot time, [`knot_times`][torch_mbd.knots.knot_times]): later controls are noisier, the
     last one gets ``1`` and the first ``exp(-horizon_noise)``. ``H = 1``: ``1``.
 
     Args:
@@ -157,7 +157,7 @@ def horizon_noise_scale(horizon: int, horizon_noise: float, num_knots: int | Non
 
 
 class MPCStep(NamedTuple):
-    """What the last :meth:`MPC.act` did (``controller.last_step``).
+    """What the last [`MPC.act`][torch_mbd.mpc.MPC.act] did (``controller.last_step``).
 
     Attributes:
         action: ``[nu]`` the action returned.
@@ -192,18 +192,18 @@ class MPCStep(NamedTuple):
 class MPC:
     """Receding-horizon Model-Based Diffusion: plan from the current state, apply the first action.
 
-    Each :meth:`act` (also ``controller(state)``) sets ``model.initial_state = state``, runs a
+    Each [`act`][torch_mbd.mpc.MPC.act] (also ``controller(state)``) sets ``model.initial_state = state``, runs a
     cold-start diffusion the first time and a short warm-started one afterwards (see
-    :mod:`torch_mbd.mpc`), and returns the first action of the plan. Every diffusion step is one
-    :meth:`MBDOptimizer.step <torch_mbd.optim.MBDOptimizer.step>` over ``num_samples`` rollouts of
+    `torch_mbd.mpc`), and returns the first action of the plan. Every diffusion step is one
+    [`MBDOptimizer.step`][torch_mbd.optim.MBDOptimizer.step] over ``num_samples`` rollouts of
     ``horizon`` steps; one explicit generator carries the randomness from call to call.
 
     Args:
-        model: a :class:`~torch_mbd.rollout.RolloutModel` with a settable ``initial_state``.
+        model: a [`RolloutModel`][torch_mbd.rollout.RolloutModel] with a settable ``initial_state``.
         horizon: planning horizon ``H``; default ``model.horizon``.
         num_samples: rollouts per diffusion step ``n``.
         temperature: ``lambda`` of the softmax weights, or ``"auto"`` (set every step from the rewards to
-            reach ``target_ess``, an :class:`~torch_mbd.optim.MBDOptimizer` option).
+            reach ``target_ess``, an [`MBDOptimizer`][torch_mbd.optim.MBDOptimizer] option).
         diffusion_steps: diffusion steps of every warm-started control step ``K``.
         warm_noise: the sampling standard deviation of a warm start's first step (actions are
             normalized to ``model.action_bounds``, usually ``[-1, 1]``).
@@ -215,7 +215,7 @@ class MPC:
         seed: seed of the sampling generator when ``generator`` is ``None``.
         generator: a ``torch.Generator`` on the model's device.
         num_knots: plan ``K`` knots per action dimension, interpolated to the ``H`` controls
-            (:mod:`torch_mbd.knots`), ``1 <= K <= H``; ``None`` (default): one action per control step.
+            ([`torch_mbd.knots`][torch_mbd.knots]), ``1 <= K <= H``; ``None`` (default): one action per control step.
         interpolation: ``"zero"``, ``"linear"`` or ``"cubic"`` (with ``num_knots``).
         keep_best: ``False`` (default): the plan is the diffusion's final estimate. ``True``: the best
             sample the diffusion evaluated replaces the estimate when its reward is higher (one extra
@@ -224,12 +224,12 @@ class MPC:
             (predictive sampling's rule; no extra rollout).
         horizon_noise: annealing along the horizon on warm starts, ``>= 0``: the noise of control
             step (knot time) ``t`` is multiplied by ``exp(horizon_noise * (t / (H - 1) - 1))``
-            (:func:`horizon_noise_scale`); ``0`` (default) turns it off.
+            (`horizon_noise_scale`); ``0`` (default) turns it off.
         process_group: spread each step's rollouts over ``torch.distributed`` ranks (every rank
-            must call :meth:`act` with the same state); see :class:`~torch_mbd.optim.MBDOptimizer`.
+            must call [`act`][torch_mbd.mpc.MPC.act] with the same state); see [`MBDOptimizer`][torch_mbd.optim.MBDOptimizer].
         torch_threads: torch intra-op threads while planning (restored after every call): default 1,
-            or ``$TORCH_MBD_THREADS``; ``"torch"`` keeps torch's setting (:mod:`torch_mbd.threads`).
-        **options: other :class:`~torch_mbd.optim.MBDOptimizer` options (``step_scale``, ``fraction``, ...).
+            or ``$TORCH_MBD_THREADS``; ``"torch"`` keeps torch's setting ([`torch_mbd.threads`][torch_mbd.threads]).
+        **options: other [`MBDOptimizer`][torch_mbd.optim.MBDOptimizer] options (``step_scale``, ``fraction``, ...).
 
     Example:
         >>> controller = MPC(model, horizon=20, num_samples=128, diffusion_steps=3, seed=0)  # doctest: +SKIP
@@ -333,15 +333,15 @@ class MPC:
         )
 
     def reset(self, init: Tensor | None = None, warm: bool = False) -> None:
-        """Forget the plan; the next :meth:`act` starts from ``init [H, nu]`` (default zeros).
+        """Forget the plan; the next [`act`][torch_mbd.mpc.MPC.act] starts from ``init [H, nu]`` (default zeros).
 
         Args:
             init: the control sequence to start from (with knots: fitted to knots in least squares,
-                :func:`~torch_mbd.knots.fit_knots`).
+                [`fit_knots`][torch_mbd.knots.fit_knots]).
             warm: ``False``: the next call cold-starts (``initial_steps`` steps at the full noise)
                 from ``init``. ``True``: it warm-starts from ``init`` as it is, without a shift
                 (``diffusion_steps`` steps from ``warm_noise``): to refine an offline plan, e.g.
-                one from :func:`torch_mbd.plan` for the same initial state, in closed loop.
+                one from [`torch_mbd.plan`][torch_mbd.plan] for the same initial state, in closed loop.
         """
         if init is not None:
             shape = (self.horizon, self.action_dim)
@@ -389,7 +389,7 @@ class MPC:
         """Plan from ``state`` (cold or warm start) without moving time forward.
 
         Returns:
-            The plan ``[H, nu]`` (also kept in :attr:`actions`); the next call warm-starts from it
+            The plan ``[H, nu]`` (also kept in `actions`); the next call warm-starts from it
             shifted by one step, as if its first action had been applied.
         """
         start = time.perf_counter()

@@ -31,7 +31,7 @@ def mppi_update(
 
     Returns:
         ``(mean, weights, valid)``: ``[B, D]``, ``[B, n]``, ``[B]`` as in
-        :func:`~torch_mbd.denoise.weighted_mean`.
+        [`weighted_mean`][torch_mbd.denoise.weighted_mean].
     """
     logp, _, _ = denoise.normalized_log_weights(rewards, temperature, feasible)
     return denoise.weighted_mean(samples, logp)
@@ -46,13 +46,13 @@ class MPPIOptimizer(SamplingOptimizer):
     never shrinks. The parameters hold ``mean``.
 
     Args:
-        params: as for :class:`~torch_mbd.MBDOptimizer`.
+        params: as for [`MBDOptimizer`][torch_mbd.MBDOptimizer].
         num_samples: candidates per step ``n``.
-        temperature: ``lambda > 0``, or ``"auto"`` (as for :class:`~torch_mbd.MBDOptimizer`).
+        temperature: ``lambda > 0``, or ``"auto"`` (as for [`MBDOptimizer`][torch_mbd.MBDOptimizer]).
         noise_std: the fixed standard deviation; ``None`` takes MBD's first sampling level
             ``sigma_{N-1}`` of the schedule options. Multiplied by ``noise_scale``.
         target_ess: the effective-sample-size fraction ``temperature="auto"`` aims at.
-        **options: the shared options of :class:`~torch_mbd.MBDOptimizer` (``bounds``, ``rollout``,
+        **options: the shared options of [`MBDOptimizer`][torch_mbd.MBDOptimizer] (``bounds``, ``rollout``,
             ``seed``, the schedule options ``num_steps``, ``beta_first``, ``beta_last``, ``noise_convention``, ...).
     """
 

@@ -1,9 +1,9 @@
 """``MBDOptimizer``: Model-Based Diffusion as a ``torch.optim.Optimizer``.
 
-The math lives in :mod:`torch_mbd.denoise` and :mod:`torch_mbd.schedule`; the loop every method
-shares (sampling, evaluation, keep-best, state_dict) in :mod:`torch_mbd.sampling`. This class
+The math lives in [`torch_mbd.denoise`][torch_mbd.denoise] and [`torch_mbd.schedule`][torch_mbd.schedule]; the loop every method
+shares (sampling, evaluation, keep-best, state_dict) in `torch_mbd.sampling`. This class
 adds what is MBD's own: the noise schedule, the temperature (``"auto"`` included), the
-demonstration (:mod:`torch_mbd.demonstrations`) and the reverse-diffusion update.
+demonstration (`torch_mbd.demonstrations`) and the reverse-diffusion update.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ _SCHEDULE_DEFAULTS = dict(beta_first=1e-4, beta_last=1e-2, noise_convention="off
 
 
 class MBDOptimizer(SamplingOptimizer):
-    r"""Model-Based Diffusion (Pan et al.), one reverse-diffusion step per :meth:`step`.
+    r"""Model-Based Diffusion (Pan et al.), one reverse-diffusion step per [`step`][torch_mbd.optim.MBDOptimizer.step].
 
     The parameters are the decision variables ``Ybar``: a control sequence ``[..., H, nu]``
     in trajectory optimization, or ``model.parameters()`` for gradient-free training. Each
@@ -50,9 +50,9 @@ class MBDOptimizer(SamplingOptimizer):
     and moves ``Ybar`` by Monte Carlo score ascent (Eq. 6), which with the default step
     size lands on the weighted mean. After every step the parameters hold the new
     estimate, so the model is usable at any time. The best valid sample evaluated so far is
-    kept beside it (:attr:`best_reward`, :attr:`best_candidate`, :meth:`best_params`).
+    kept beside it (`best_reward`, `best_candidate`, [`best_params`][torch_mbd.optim.MBDOptimizer.best_params]).
 
-    :meth:`step` is the loop every method shares (:class:`~torch_mbd.sampling.SamplingOptimizer`,
+    [`step`][torch_mbd.optim.MBDOptimizer.step] is the loop every method shares ([`SamplingOptimizer`][torch_mbd.sampling.SamplingOptimizer],
     the common type of MBD and the baselines); this class adds MBD's schedule, temperature,
     demonstration and update. This docstring documents the options every method shares.
 
@@ -60,7 +60,7 @@ class MBDOptimizer(SamplingOptimizer):
 
     * ``rollout`` (trajectory optimization): a callable
       ``actions[..., n, H, nu] -> Trajectory(states[..., n, H, nx], rewards[..., n, H], feasible[..., n] | None)``
-      (or the tuple ``(rewards, states, feasible)``), e.g. a :class:`~torch_mbd.rollout.RolloutModel`'s
+      (or the tuple ``(rewards, states, feasible)``), e.g. a [`RolloutModel`][torch_mbd.rollout.RolloutModel]'s
       ``rollout``. There must be exactly one parameter, of shape ``[..., H, nu]``; leading
       dimensions are independent problems, diffused together. The reward of a sample is
       its mean step reward. Call ``step()`` without a closure.
@@ -76,15 +76,15 @@ class MBDOptimizer(SamplingOptimizer):
         temperature: ``lambda > 0``; lower is greedier. ``"auto"`` sets it each step, per problem,
             from the rewards themselves: the ``lambda`` at which the weights keep an effective
             sample size of ``target_ess`` times the number of valid samples
-            (:func:`~torch_mbd.denoise.ess_temperature`); ``last_step.temperature`` says which.
+            ([`ess_temperature`][torch_mbd.denoise.ess_temperature]); ``last_step.temperature`` says which.
         target_ess: the fraction in ``(0, 1]`` ``temperature="auto"`` aims at (default
-            :data:`DEFAULT_TARGET_ESS`); unused with a number.
+            `DEFAULT_TARGET_ESS`); unused with a number.
         num_steps: diffusion steps ``N``; the optimizer walks the schedule from level ``N-1``
             to ``0`` and **stays at level 0 (the final, smallest noise) for any further step**.
         beta_first: first beta of the linear schedule, in ``(0, 1)`` (deprecated name ``beta0``).
         beta_last: last beta of the linear schedule, in ``(0, 1)`` (deprecated name ``beta1``).
         noise_convention: which sampling-noise formula, ``"official"`` (``sqrt(1 - alpha_bar_i)``, default) or
-            ``"paper"`` (``sqrt(1/alpha_bar_i - 1)``); see :mod:`torch_mbd.schedule` (deprecated name ``noise``).
+            ``"paper"`` (``sqrt(1/alpha_bar_i - 1)``); see [`torch_mbd.schedule`][torch_mbd.schedule] (deprecated name ``noise``).
         bounds: ``(lower, upper)``: numbers or tensors broadcastable to each parameter's shape
             (without its batch dimensions); candidates are clipped to them. ``-inf`` / ``inf`` (also
             per coordinate, inside a tensor) leaves that side unbounded; NaN is refused.
@@ -94,11 +94,11 @@ class MBDOptimizer(SamplingOptimizer):
             (rollout mode: ``[H, nu]``, e.g. ``[H, 1]`` to make later controls noisier).
             ``"auto"`` is ``1.0`` for plain tensors (control sequences, black-box vectors: the
             paper's behaviour, unchanged) and in rollout mode; for an ``nn.Parameter`` (a network,
-            ``model.parameters()``) it is :func:`auto_noise_scale`: ``4 / sqrt(fan_in)`` for
+            ``model.parameters()``) it is `auto_noise_scale`: ``4 / sqrt(fan_in)`` for
             layer weights, ``1.0`` for biases.
         fraction: per-group fraction of coordinates perturbed in each candidate, in ``(0, 1]``, or
             ``"auto"`` (default): ``1.0`` for plain tensors and in rollout mode; for
-            ``nn.Parameter`` tensors :func:`auto_fraction` of the total dimension ``D``,
+            ``nn.Parameter`` tensors `auto_fraction` of the total dimension ``D``,
             ``min(1, 1000 / D)``.
         step_scale: multiple of the optimal score-ascent step ``1 - alpha_bar_i`` (``1`` moves
             to the weighted mean; smaller values move part of the way).
@@ -118,7 +118,7 @@ class MBDOptimizer(SamplingOptimizer):
             ``"logit"`` (default) adds ``log p_demo`` to the normalized log-weights; ``"reward"`` (the
             authors' code) normalizes it with the rewards and re-standardizes the combined
             log-weights, so the weights stay as sharp as the model's while the demonstration leads.
-            See :func:`torch_mbd.denoise.demo_log_weights`.
+            See [`torch_mbd.denoise.demo_log_weights`][torch_mbd.denoise.demo_log_weights].
         demo_reward: the demonstration's reward ``p_J(Y_demo)`` in per-sample reward units (mean
             step reward; ``-loss`` in closure mode). ``None`` takes the best reward of the first
             step's samples, so the demonstration attracts until the samples beat it (with either
@@ -134,7 +134,7 @@ class MBDOptimizer(SamplingOptimizer):
             objective that scores each sample independently. ``None``: one process.
         demo_log_likelihood: rollout mode only: a callable ``states [B, n, T, nx] -> [B, n]`` that
             replaces the Gaussian demonstration likelihood (``demo``, ``demo_mask``, ``demo_sigma``),
-            e.g. :func:`~torch_mbd.denoise.clipped_distance_log_likelihood` of points read from the
+            e.g. [`clipped_distance_log_likelihood`][torch_mbd.denoise.clipped_distance_log_likelihood] of points read from the
             states. ``B`` is the number of problems (the params' batch dimensions flattened), ``n`` the
             samples (this rank's shard under a process group), ``T`` and ``nx`` the rollout's; the
             states come in at least float32 (as the Gaussian compares them). It must return a
@@ -143,17 +143,17 @@ class MBDOptimizer(SamplingOptimizer):
             ``-inf``). Its values meet the rewards by the same max rule (``demo_reward``,
             ``demo_units``) and are shifted per step so that the best sample's is 0, so only their
             differences matter. Give it instead of ``demo`` (not both); ``demo_sigma`` is then
-            unused. It is not part of :meth:`state_dict`: pass it again to the optimizer a state is
+            unused. It is not part of [`state_dict`][torch_mbd.optim.MBDOptimizer.state_dict]: pass it again to the optimizer a state is
             loaded into.
-        torch_threads: torch intra-op threads during each :meth:`step` (restored afterwards): ``None``
-            (default: ``$TORCH_MBD_THREADS``, else 1, the policy of :mod:`torch_mbd.threads`), an
+        torch_threads: torch intra-op threads during each [`step`][torch_mbd.optim.MBDOptimizer.step] (restored afterwards): ``None``
+            (default: ``$TORCH_MBD_THREADS``, else 1, the policy of [`torch_mbd.threads`][torch_mbd.threads]), an
             integer ``>= 1``, or ``"torch"`` to keep torch's setting (a large network's forward pass
             over a batch of candidates may gain from torch's threads).
 
     Numbers may be Python numbers, NumPy scalars or 0-dim tensors. Rewards, weights and the weighted
     mean are computed in at least float32 (float16 / bfloat16 parameters are sampled in their own
     dtype); the weights are invariant to ``a * loss + b`` (``a > 0``); a step whose valid samples all
-    score the same warns once with :class:`~torch_mbd.sampling.ConstantObjectiveWarning`. See "Errors and edge cases"
+    score the same warns once with [`ConstantObjectiveWarning`][torch_mbd.sampling.ConstantObjectiveWarning]. See "Errors and edge cases"
     in the user guide for what happens with NaN, infinite, infeasible, constant and empty input.
 
     Example:
@@ -249,14 +249,14 @@ class MBDOptimizer(SamplingOptimizer):
         return self.demonstration.log_likelihood if self.demonstration.active else None
 
     def sample(self, y_bar: Tensor) -> tuple[Tensor, float]:
-        """``clip(Ybar + sigma_i * noise_scale * eps)`` at :attr:`level`; reports ``sigma_i``."""
+        """``clip(Ybar + sigma_i * noise_scale * eps)`` at [`level`][torch_mbd.optim.MBDOptimizer.level]; reports ``sigma_i``."""
         sigma = float(self.schedule.sigmas[self.level])
         scale = self.layout.scale
         return self.gaussian_samples(y_bar, sigma if scale is None else scale * sigma), sigma
 
     def update(self, samples: Tensor, evaluation: Evaluation, y_bar: Tensor) -> UpdateResult:
         """MBD's update: the normalized softmax weights (with a demonstration, the max rule of Eq. 13),
-        their weighted mean ``Ybar0`` and the reverse step of Eq. (6) at :attr:`level`."""
+        their weighted mean ``Ybar0`` and the reverse step of Eq. (6) at [`level`][torch_mbd.optim.MBDOptimizer.level]."""
         rewards, feasible, loglik = evaluation.rewards, evaluation.feasible, evaluation.log_likelihood
         temperature = resolve_temperature(self.temperature, self.target_ess, rewards, feasible)
         logp, mean, std, constant = denoise.normalized_log_weights(rewards, temperature, feasible, return_constant=True)

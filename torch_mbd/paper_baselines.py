@@ -19,16 +19,16 @@ rules around one sampling loop, much simpler than the algorithms of the same nam
   of the file; an earlier one has no floor). No covariance, no evolution paths.
 
 The authors run ``Nrefine - 1`` such steps (99 for the default 100) and report the final
-mean's reward. Here each :meth:`step` is one of them, so ``plan(..., num_steps=K)`` runs
+mean's reward. Here each `step` is one of them, so ``plan(..., num_steps=K)`` runs
 ``K`` of them. Where this implementation differs, on purpose: a reward spread too small to
 divide by is replaced by 1 (theirs would give NaN weights), and infeasible or non-finite
 samples get weight 0 and are never elites (their tasks have no infeasible samples).
 
-Use :class:`~torch_mbd.CEMOptimizer`, :class:`~torch_mbd.MPPIOptimizer`
-and :class:`~torch_mbd.CMAESOptimizer` (pycma) for the standard algorithms; these
+Use [`CEMOptimizer`][torch_mbd.CEMOptimizer], [`MPPIOptimizer`][torch_mbd.MPPIOptimizer]
+and [`CMAESOptimizer`][torch_mbd.CMAESOptimizer] (pycma) for the standard algorithms; these
 classes exist so that the paper's comparison can be rerun as published
-(``method="paper-mppi" | "paper-cem" | "paper-cmaes"`` in :func:`~torch_mbd.plan` and
-:func:`~torch_mbd.minimize`).
+(``method="paper-mppi" | "paper-cem" | "paper-cmaes"`` in [`plan`][torch_mbd.plan] and
+[`minimize`][torch_mbd.minimize]).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ PAPER_MIN_SIGMA = 1e-3
 # --------------------------------------------------------------------------- pure updates
 paper_mppi_update = mppi_update
 """The authors' "MPPI" mean update ``mu = sum_n w_n Y0s_n`` (``sigma`` unchanged): their ``softmax_update``
-is :func:`~torch_mbd.mppi.mppi_update`, MBD's normalized softmax weights and their weighted mean."""
+is `mppi_update`, MBD's normalized softmax weights and their weighted mean."""
 
 
 def paper_cem_update(
@@ -171,16 +171,16 @@ class PaperMPPIOptimizer(_PaperOptimizer):
     """The authors' "MPPI" (``update_method="mppi"`` of ``path_integral.py``): a reproduction.
 
     Samples ``clip(mu + sigma * eps)`` with ``sigma`` fixed (default ``1.0``, the authors'),
-    moves ``mu`` to the softmax-weighted mean of the samples (:func:`paper_mppi_update`).
-    The standard algorithm is :class:`~torch_mbd.baselines.MPPIOptimizer`.
+    moves ``mu`` to the softmax-weighted mean of the samples ([`paper_mppi_update`][torch_mbd.paper_baselines.paper_mppi_update]).
+    The standard algorithm is [`MPPIOptimizer`][torch_mbd.baselines.MPPIOptimizer].
 
     Args:
-        params: as for :class:`~torch_mbd.MBDOptimizer` (group options ``bounds``, ``noise_scale``).
+        params: as for [`MBDOptimizer`][torch_mbd.MBDOptimizer] (group options ``bounds``, ``noise_scale``).
         num_samples: samples per step ``n``.
         temperature: ``lambda > 0`` of the softmax weights (the authors' is fixed; ``"auto"`` sets it
-            each step as :class:`~torch_mbd.MBDOptimizer` does, not a reproduction then).
+            each step as [`MBDOptimizer`][torch_mbd.MBDOptimizer] does, not a reproduction then).
         sigma: the fixed sampling standard deviation (times ``noise_scale``).
-        **options: other :class:`~torch_mbd.MBDOptimizer` options (``rollout``, ``seed``, ...);
+        **options: other [`MBDOptimizer`][torch_mbd.MBDOptimizer] options (``rollout``, ``seed``, ...);
             the demonstration options are MBD-only.
     """
 
@@ -197,14 +197,14 @@ class PaperCEMOptimizer(_PaperOptimizer):
 
     Samples ``clip(mu + sigma * eps)`` with ``sigma`` fixed (default ``1.0``) and sets ``mu`` to
     the mean of the ``num_elites`` best samples (default 10, whatever ``n``;
-    :func:`paper_cem_update`). The standard algorithm is :class:`~torch_mbd.baselines.CEMOptimizer`.
+    [`paper_cem_update`][torch_mbd.paper_baselines.paper_cem_update]). The standard algorithm is [`CEMOptimizer`][torch_mbd.baselines.CEMOptimizer].
 
     Args:
-        params: as for :class:`~torch_mbd.MBDOptimizer`.
+        params: as for [`MBDOptimizer`][torch_mbd.MBDOptimizer].
         num_samples: samples per step ``n``.
         num_elites: samples averaged per step (``min(num_elites, n)`` are kept).
         **options: ``sigma``, the fixed sampling standard deviation (default ``1.0``), and the
-            other :class:`~torch_mbd.MBDOptimizer` options; ``temperature`` is accepted and
+            other [`MBDOptimizer`][torch_mbd.MBDOptimizer] options; ``temperature`` is accepted and
             unused (the ranking does not depend on it).
     """
 
@@ -221,18 +221,18 @@ class PaperCEMOptimizer(_PaperOptimizer):
 class PaperCMAESOptimizer(_PaperOptimizer):
     """The authors' "CMA-ES" (``update_method="cma-es"``): a step-size heuristic, not CMA-ES.
 
-    The mean moves as in :class:`PaperMPPIOptimizer`; the scalar ``sigma`` (default start
+    The mean moves as in [`PaperMPPIOptimizer`][torch_mbd.paper_baselines.PaperMPPIOptimizer]; the scalar ``sigma`` (default start
     ``1.0``) is multiplied each step by the weighted spread of the samples around the previous
-    mean and floored at ``min_sigma`` (:func:`paper_cmaes_update`). Since that spread is itself
+    mean and floored at ``min_sigma`` ([`paper_cmaes_update`][torch_mbd.paper_baselines.paper_cmaes_update]). Since that spread is itself
     about ``sigma``, the step size falls roughly as ``sigma^2`` and reaches the floor within a few
-    steps. Real CMA-ES is :class:`~torch_mbd.baselines.CMAESOptimizer` (pycma).
+    steps. Real CMA-ES is [`CMAESOptimizer`][torch_mbd.baselines.CMAESOptimizer] (pycma).
 
     Args:
-        params: as for :class:`~torch_mbd.MBDOptimizer`.
+        params: as for [`MBDOptimizer`][torch_mbd.MBDOptimizer].
         num_samples: samples per step ``n``.
         min_sigma: the floor of the step size (the authors: ``1e-3``).
         **options: ``temperature`` (``lambda > 0`` of the softmax weights, or ``"auto"``), ``sigma`` (the initial
-            step size, default ``1.0``) and the other :class:`~torch_mbd.MBDOptimizer` options.
+            step size, default ``1.0``) and the other [`MBDOptimizer`][torch_mbd.MBDOptimizer] options.
     """
 
     method = "paper-cmaes"

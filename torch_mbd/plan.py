@@ -1,13 +1,13 @@
-"""``plan``: trajectory optimization of a :class:`~torch_mbd.rollout.RolloutModel` with MBD.
+"""``plan``: trajectory optimization of a [`RolloutModel`][torch_mbd.rollout.RolloutModel] with MBD.
 
 Beyond the paper, two options change what is optimized and what is returned (issue 14):
 
 * ``num_knots``: optimize ``K`` knots per action dimension, interpolated to the ``H`` controls
-  (:mod:`torch_mbd.knots`), instead of one action per control step (``num_knots=None``, the paper).
+  ([`torch_mbd.knots`][torch_mbd.knots]), instead of one action per control step (``num_knots=None``, the paper).
 * ``keep_best``: return the better of the final estimate and the best sample evaluated during
   the run (with a deterministic model the best sample's reward is a reward the plan can have).
 
-Their defaults, and the temperature's, come from a named preset (:data:`PRESETS`): ``"default"``
+Their defaults, and the temperature's, come from a named preset ([`PRESETS`][torch_mbd.plan.PRESETS]): ``"default"``
 (the combination measured best in ``benchmarks/sample_efficiency.py``) or ``"paper"`` (the paper's
 algorithm: one action per step, the final estimate). An argument given explicitly always wins.
 """
@@ -33,7 +33,7 @@ PRESETS: dict[str, dict] = {
     "default": dict(num_knots=None, interpolation="cubic", temperature="auto", keep_best=True),
     "paper": dict(num_knots=None, interpolation="cubic", temperature=0.1, keep_best=False),
 }
-"""The defaults of :func:`plan`'s ``num_knots``, ``interpolation``, ``temperature`` and ``keep_best``.
+"""The defaults of [`plan`][torch_mbd.plan.plan]'s ``num_knots``, ``interpolation``, ``temperature`` and ``keep_best``.
 
 ``"default"`` is what ``plan(model, num_samples=n, num_steps=k, seed=s)`` uses; its values are the
 ones measured best over every task in ``benchmarks/sample_efficiency.py`` (this one dict is where
@@ -42,7 +42,7 @@ they live). Neither uses knots (``num_knots=None``); an explicit ``num_knots`` m
 
 
 class _FromPreset:
-    """The default of an argument whose value comes from the preset (see :data:`PRESETS`)."""
+    """The default of an argument whose value comes from the preset (see [`PRESETS`][torch_mbd.plan.PRESETS])."""
 
     def __repr__(self) -> str:
         return "<from preset>"
@@ -53,7 +53,7 @@ FROM_PRESET = _FromPreset()
 
 @dataclass
 class PlanResult:
-    """What :func:`plan` returns (``K`` = number of diffusion steps; ``...`` = batch dimensions).
+    """What [`plan`][torch_mbd.plan.plan] returns (``K`` = number of diffusion steps; ``...`` = batch dimensions).
 
     Attributes:
         actions: ``[H, nu]`` the optimized control sequence (``[..., H, nu]`` for batched problems):
@@ -64,7 +64,7 @@ class PlanResult:
         feasible: whether its rollout satisfies the model's constraints: a boolean tensor ``[...]``
             (0-dim when not batched).
         reward: its mean step reward, a float; for batched problems the mean over problems (each
-            problem's own is in :attr:`problem_rewards`).
+            problem's own is in [`problem_rewards`][torch_mbd.plan.PlanResult.problem_rewards]).
         history: ``[K, H, nu]`` the estimate's controls after every diffusion step (for figures).
         reward_history: ``[K]`` mean sample reward of every step.
         time: wall time in seconds.
@@ -94,7 +94,7 @@ class PlanResult:
 
     @property
     def problem_rewards(self) -> Tensor:
-        """``[...]`` each problem's mean step reward (0-dim when not batched); :attr:`reward` is their mean."""
+        """``[...]`` each problem's mean step reward (0-dim when not batched); `reward` is their mean."""
         return self.rewards.mean(-1)
 
     def __repr__(self) -> str:
@@ -134,7 +134,7 @@ def plan(
     """Optimize an open-loop control sequence for ``model`` with Model-Based Diffusion (or a baseline).
 
     Args:
-        model: a :class:`~torch_mbd.rollout.RolloutModel` (e.g. ``dynamics.car.Car2D()``).
+        model: a [`RolloutModel`][torch_mbd.rollout.RolloutModel] (e.g. ``dynamics.car.Car2D()``).
         horizon: number of control steps ``H``; default ``model.horizon``.
         num_samples: rollouts per diffusion step ``n``.
         num_steps: diffusion steps.
@@ -150,17 +150,17 @@ def plan(
         progress: show a tqdm progress bar.
         init: initial control sequence ``[..., H, nu]`` (a tensor or a NumPy array); default zeros
             (the paper's ``Y^(N) = 0``). With knots it is fitted to knots in least squares
-            (:func:`~torch_mbd.knots.fit_knots`).
+            ([`fit_knots`][torch_mbd.knots.fit_knots]).
         method: ``"mbd"`` (default), or a baseline at the same budget (``num_samples`` rollouts per
             step, ``num_steps`` steps, same bounds, initial guess and parameterization): ``"cem"``,
-            ``"mppi"``, ``"cmaes"`` or ``"predictive"`` (:mod:`torch_mbd.baselines`), or the paper's
+            ``"mppi"``, ``"cmaes"`` or ``"predictive"`` (`torch_mbd.baselines`), or the paper's
             baselines as the authors ran them, ``"paper-mppi"``, ``"paper-cem"``, ``"paper-cmaes"``
-            (reproductions, not recommendations: :mod:`torch_mbd.paper_baselines`): any name of
-            :data:`torch_mbd.METHODS`. Demonstrations are MBD-only.
+            (reproductions, not recommendations: [`torch_mbd.paper_baselines`][torch_mbd.paper_baselines]): any name of
+            [`torch_mbd.METHODS`][torch_mbd.METHODS]. Demonstrations are MBD-only.
         torch_threads: torch intra-op threads while planning (restored afterwards): default 1, or
-            ``$TORCH_MBD_THREADS``; ``"torch"`` keeps torch's setting (:mod:`torch_mbd.threads`).
+            ``$TORCH_MBD_THREADS``; ``"torch"`` keeps torch's setting ([`torch_mbd.threads`][torch_mbd.threads]).
         num_knots: optimize ``K`` knots per action dimension, spaced evenly over the horizon and
-            interpolated to the ``H`` controls (:mod:`torch_mbd.knots`; the optimizer's parameter
+            interpolated to the ``H`` controls ([`torch_mbd.knots`][torch_mbd.knots]; the optimizer's parameter
             is ``[..., K, nu]`` within the action bounds), ``1 <= K <= H``; ``None``: one action per
             control step (the paper). ``K = H`` gives the per-step result bit for bit. Default the
             preset's.
@@ -170,13 +170,13 @@ def plan(
             evaluated (by the mean step reward of their rollouts, per problem; feasible first; on a
             tie the estimate). Both are rolled out in one call of two samples. Default the preset's.
         preset: the defaults of ``num_knots``, ``interpolation``, ``temperature`` and ``keep_best``:
-            ``"default"`` or ``"paper"`` (:data:`PRESETS`).
+            ``"default"`` or ``"paper"`` ([`PRESETS`][torch_mbd.plan.PRESETS]).
         **options: any other option of the chosen optimizer (for MBD ``beta_first``, ``noise_convention``,
             ``demo_sigma``, ``demo_reward``, ...; for CEM ``elite_fraction``; for MPPI ``noise_std``;
             for CMA-ES ``sigma0``, ``cma_options``).
 
     Returns:
-        A :class:`PlanResult`.
+        A [`PlanResult`][torch_mbd.plan.PlanResult].
 
     Raises:
         TypeError: ``model`` lacks part of the protocol; ``demo``, ``demo_mask`` or ``init`` is
@@ -301,7 +301,7 @@ def plan(
 
 
 def _resolve_preset(preset, horizon: int, **given) -> dict:
-    """The preset's values for the arguments left at :data:`FROM_PRESET`, every value checked."""
+    """The preset's values for the arguments left at `FROM_PRESET`, every value checked."""
     if not isinstance(preset, str) or preset not in PRESETS:
         raise ValueError(f"Invalid preset: expected one of {tuple(PRESETS)}, got {preset!r}")
     settings = dict(PRESETS[preset])

@@ -17,12 +17,12 @@ class PredictiveSamplingOptimizer(SamplingOptimizer):
     one, so the estimate's reward never falls for a deterministic objective.
 
     Args:
-        params: as for :class:`~torch_mbd.MBDOptimizer`.
+        params: as for [`MBDOptimizer`][torch_mbd.MBDOptimizer].
         num_samples: candidates per step ``n >= 2``, the estimate included.
         noise_std: the fixed standard deviation; ``None`` takes MBD's first sampling level.
         temperature: accepted (every method takes ``plan``'s arguments), checked and unused.
         target_ess: likewise.
-        **options: the shared options of :class:`~torch_mbd.MBDOptimizer`.
+        **options: the shared options of [`MBDOptimizer`][torch_mbd.MBDOptimizer].
     """
 
     method = "predictive"

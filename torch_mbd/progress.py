@@ -4,7 +4,7 @@ tqdm is an optional dependency (``pip install torch-mbd[progress]``; it comes wi
 ``examples`` and ``all`` extras): the core needs only torch and numpy.
 
 When standard error is not a terminal (a log file, a pipe, CI), a redraw is a whole new line of
-the log, so the bar redraws at most once every :data:`LOG_INTERVAL` seconds there: a long run
+the log, so the bar redraws at most once every `LOG_INTERVAL` seconds there: a long run
 still shows it is alive, a short one writes a line or two instead of one per step.
 """
 

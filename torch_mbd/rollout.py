@@ -14,7 +14,7 @@ A model rolls a batch of control sequences out from its initial state::
 A sample whose path violates a constraint (``p_g = 0`` in the paper) or whose simulation
 diverged is marked infeasible; its rewards may be anything, NaN included. Tensors are on
 the model's ``device``. A model that does not report states may return ``states=None``:
-:func:`torch_mbd.plan` then returns ``PlanResult.states = None``, and demonstrations (which
+[`torch_mbd.plan`][torch_mbd.plan] then returns ``PlanResult.states = None``, and demonstrations (which
 score states) are refused with a ``ValueError``.
 """
 
@@ -43,7 +43,7 @@ class Trajectory(NamedTuple):
 
 @runtime_checkable
 class RolloutModel(Protocol):
-    """A batched dynamics model that :func:`torch_mbd.plan` can optimize.
+    """A batched dynamics model that [`torch_mbd.plan`][torch_mbd.plan] can optimize.
 
     Attributes:
         action_dim: ``nu``.
@@ -69,12 +69,12 @@ class RolloutModel(Protocol):
 def as_trajectory(result, actions: Tensor) -> Trajectory:
     """Validate a rollout's return value against the actions that produced it.
 
-    Accepts a :class:`Trajectory` or a ``(rewards, states, feasible)`` tuple (the order of
+    Accepts a [`Trajectory`][torch_mbd.rollout.Trajectory] or a ``(rewards, states, feasible)`` tuple (the order of
     the optimizer's ``rollout`` callable). Raises ``ValueError`` naming what is wrong.
 
     The rewards must be ``[..., n, T]`` and the states ``[..., n, T, nx]`` for the actions'
     ``[..., n]``; ``T`` is usually the actions' ``H``, but may differ when the decision variables
-    stand for a longer control sequence (knots, :mod:`torch_mbd.knots`).
+    stand for a longer control sequence (knots, [`torch_mbd.knots`][torch_mbd.knots]).
 
     Args:
         result: what the rollout returned.

@@ -2,11 +2,11 @@
 
 A method is a distribution over candidates and a rule that turns scored candidates into a new
 estimate. Everything else is shared and lives here: the flat layout of the parameter groups
-(:mod:`torch_mbd.layout`), drawing Gaussian samples within the bounds, scoring them
-(:mod:`torch_mbd.evaluation`), keeping the best valid sample, writing the estimate back into the
+(`torch_mbd.layout`), drawing Gaussian samples within the bounds, scoring them
+(`torch_mbd.evaluation`), keeping the best valid sample, writing the estimate back into the
 parameters, the warnings, the thread policy and a generic, fully checked ``state_dict``.
 
-One :meth:`SamplingOptimizer.step`::
+One [`SamplingOptimizer.step`][torch_mbd.sampling.SamplingOptimizer.step]::
 
     y_bar = the parameters, flat [B, D]
     samples, sigma = self.sample(y_bar)              # hook: [B, n, D]
@@ -15,8 +15,8 @@ One :meth:`SamplingOptimizer.step`::
     result = self.update(samples, evaluation, y_bar) # hook: UpdateResult
     keep y_bar where result.valid is False (warn); write result.estimate into the parameters
 
-:class:`~torch_mbd.MBDOptimizer`, :class:`~torch_mbd.CEMOptimizer`, :class:`~torch_mbd.MPPIOptimizer`,
-:class:`~torch_mbd.CMAESOptimizer`, the paper's baselines and predictive sampling are siblings
+[`MBDOptimizer`][torch_mbd.MBDOptimizer], [`CEMOptimizer`][torch_mbd.CEMOptimizer], [`MPPIOptimizer`][torch_mbd.MPPIOptimizer],
+[`CMAESOptimizer`][torch_mbd.CMAESOptimizer], the paper's baselines and predictive sampling are siblings
 over this class (``docs/architecture.md`` shows how to add one).
 """
 
@@ -41,7 +41,7 @@ from .threads import resolve_threads, use_threads
 
 
 class StepInfo(NamedTuple):
-    """What the last :meth:`SamplingOptimizer.step` did (``optimizer.last_step``).
+    """What the last [`SamplingOptimizer.step`][torch_mbd.sampling.SamplingOptimizer.step] did (``optimizer.last_step``).
 
     Attributes:
         level: the diffusion level ``i`` used (MBD); 0 for a method without levels.
@@ -52,7 +52,7 @@ class StepInfo(NamedTuple):
             zeros for CMA-ES, whose weights are pycma's).
         valid: boolean ``[B]``, False where every sample had zero weight (estimate kept).
         demo_wins: boolean ``[B, n]`` of samples weighted by the demonstration, or ``None``.
-        trajectory: the rollout's :class:`~torch_mbd.rollout.Trajectory` (rollout mode; this rank's
+        trajectory: the rollout's [`Trajectory`][torch_mbd.rollout.Trajectory] (rollout mode; this rank's
             shard under a process group), or ``None``.
         samples: the candidates ``[B, n, D]`` (flattened decision variables): a view of the buffer
             the next step overwrites; clone what you keep.
@@ -73,7 +73,7 @@ class StepInfo(NamedTuple):
 
 
 class UpdateResult(NamedTuple):
-    """What a method's :meth:`SamplingOptimizer.update` returns to the loop.
+    """What a method's [`SamplingOptimizer.update`][torch_mbd.sampling.SamplingOptimizer.update] returns to the loop.
 
     Attributes:
         estimate: the new estimate ``[B, D]`` (any floating dtype; written in the parameters' dtype).
@@ -97,12 +97,12 @@ class ConstantObjectiveWarning(RuntimeWarning):
     """Every valid sample of a step scored the same: the objective does not tell candidates apart.
 
     The samples are then weighted equally and the estimate moves to their plain mean (a random
-    walk). A method that normalizes rewards (:class:`~torch_mbd.MBDOptimizer`) warns once per optimizer.
+    walk). A method that normalizes rewards ([`MBDOptimizer`][torch_mbd.MBDOptimizer]) warns once per optimizer.
     """
 
 
 MBD_ONLY = ("demo", "demo_mask", "demo_sigma", "demo_reward", "demo_log_likelihood", "demo_units", "step_scale")
-"""Options only :class:`~torch_mbd.MBDOptimizer` takes; another method refuses them by name."""
+"""Options only [`MBDOptimizer`][torch_mbd.MBDOptimizer] takes; another method refuses them by name."""
 
 RENAMED = {"noise": "noise_convention", "beta0": "beta_first", "beta1": "beta_last"}
 """Deprecated option names and the names that replaced them (accepted with a ``DeprecationWarning``)."""
@@ -121,7 +121,7 @@ def caller_stacklevel() -> int:
 
 
 def renamed_options(options: dict, owner: str) -> dict:
-    """``options`` with each deprecated name (:data:`RENAMED`) moved to its new name, with a warning.
+    """``options`` with each deprecated name (`RENAMED`) moved to its new name, with a warning.
 
     Raises:
         TypeError: both the old and the new name were given.
@@ -146,7 +146,7 @@ def check_temperature(name: str, value, *, allow_auto: bool = True) -> float | s
     Args:
         name: the argument's name, for the error message.
         value: what the user gave (numbers may be numpy scalars or 0-dim tensors).
-        allow_auto: whether ``"auto"`` (:func:`~torch_mbd.denoise.ess_temperature` each step) is accepted.
+        allow_auto: whether ``"auto"`` ([`ess_temperature`][torch_mbd.denoise.ess_temperature] each step) is accepted.
 
     Returns:
         ``"auto"`` or the temperature as a float.
@@ -172,7 +172,7 @@ def check_target_ess(name: str, value) -> float:
 
 def resolve_temperature(temperature: float | str, target_ess: float, rewards: Tensor, feasible: Tensor | None):
     """This step's temperature: the number given, or under ``"auto"`` the ``[B]``
-    :func:`~torch_mbd.denoise.ess_temperature` of ``rewards [B, n]``."""
+    [`ess_temperature`][torch_mbd.denoise.ess_temperature] of ``rewards [B, n]``."""
     if temperature != "auto":
         return temperature
     z, _, _ = denoise.normalized_log_weights(rewards, 1.0, feasible)
@@ -180,9 +180,9 @@ def resolve_temperature(temperature: float | str, target_ess: float, rewards: Te
 
 
 def checked_schedule(num_steps, beta_first, beta_last, noise_convention) -> Schedule:
-    """:func:`~torch_mbd.schedule.linear_schedule` of the optimizers' options, each checked under its
+    """[`linear_schedule`][torch_mbd.schedule.linear_schedule] of the optimizers' options, each checked under its
     own name (``beta_first``, ``beta_last`` in ``(0, 1)``, ``noise_convention`` one of
-    :data:`~torch_mbd.schedule.NOISE_CONVENTIONS`)."""
+    `NOISE_CONVENTIONS`)."""
     check_beta("beta_first", beta_first), check_beta("beta_last", beta_last)
     if not isinstance(noise_convention, str) or noise_convention not in NOISE_CONVENTIONS:
         raise ValueError(f"Invalid noise_convention: expected one of {NOISE_CONVENTIONS}, got {noise_convention!r}")
@@ -200,14 +200,14 @@ def first_sigma(
 class SamplingOptimizer(Optimizer):
     """The shared loop of every sampling method, a ``torch.optim.Optimizer``.
 
-    A method subclasses this and implements :meth:`update` and either :meth:`sampling_std` (a
-    Gaussian around the estimate, drawn by the default :meth:`sample`) or :meth:`sample` itself;
-    it lists the attributes its checkpoints carry in :attr:`state_fields` (checked by
-    :meth:`check_state_fields`) and those that must match in :attr:`fixed_state_fields`.
+    A method subclasses this and implements [`update`][torch_mbd.sampling.SamplingOptimizer.update] and either [`sampling_std`][torch_mbd.sampling.SamplingOptimizer.sampling_std] (a
+    Gaussian around the estimate, drawn by the default [`sample`][torch_mbd.sampling.SamplingOptimizer.sample]) or [`sample`][torch_mbd.sampling.SamplingOptimizer.sample] itself;
+    it lists the attributes its checkpoints carry in [`state_fields`][torch_mbd.sampling.SamplingOptimizer.state_fields] (checked by
+    [`check_state_fields`][torch_mbd.sampling.SamplingOptimizer.check_state_fields]) and those that must match in [`fixed_state_fields`][torch_mbd.sampling.SamplingOptimizer.fixed_state_fields].
 
     Args:
         params: tensors or parameter groups (group options ``bounds``, ``noise_scale``, ``fraction``),
-            as for :class:`~torch_mbd.MBDOptimizer`, whose docstring documents every option.
+            as for [`MBDOptimizer`][torch_mbd.MBDOptimizer], whose docstring documents every option.
         num_samples: candidates per step ``n``.
         bounds: ``(lower, upper)`` numbers or tensors; candidates are clipped to them.
         noise_scale: per-group multiplier of the sampling standard deviation.
@@ -216,17 +216,17 @@ class SamplingOptimizer(Optimizer):
         generator: a ``torch.Generator`` on the parameters' device, or ``None`` (made from ``seed``).
         seed: seed of the generator made when ``generator`` is ``None``.
         process_group: a ``torch.distributed`` group to shard the evaluation over, or ``None``.
-        torch_threads: torch intra-op threads during :meth:`step` (restored afterwards): ``None``
+        torch_threads: torch intra-op threads during [`step`][torch_mbd.sampling.SamplingOptimizer.step] (restored afterwards): ``None``
             (``$TORCH_MBD_THREADS`` or 1), an integer ``>= 1``, or ``"torch"`` (torch's own setting);
-            see :mod:`torch_mbd.threads`.
+            see [`torch_mbd.threads`][torch_mbd.threads].
     """
 
     method = "sampling"
-    """The method's name in :data:`torch_mbd.methods.METHODS` (saved in, and checked against, a state_dict)."""
+    """The method's name in [`torch_mbd.methods.METHODS`][torch_mbd.methods.METHODS] (saved in, and checked against, a state_dict)."""
     uses_fraction = False
     """Whether the group option ``fraction`` is used (only MBD perturbs a fraction of the coordinates)."""
     state_fields: tuple[str, ...] = ()
-    """Attributes a ``state_dict`` saves and restores (checked by :meth:`check_state_fields`)."""
+    """Attributes a ``state_dict`` saves and restores (checked by [`check_state_fields`][torch_mbd.sampling.SamplingOptimizer.check_state_fields])."""
     fixed_state_fields: tuple[str, ...] = ()
     """Attributes a ``state_dict`` saves and that must equal this optimizer's when it is loaded."""
     _BASE_FIELDS = ("steps_done", "rng_state", "num_samples", "param_shapes", "best_reward", "best_candidate")
@@ -410,7 +410,7 @@ class SamplingOptimizer(Optimizer):
     def sample(self, y_bar: Tensor) -> tuple[Tensor, float]:
         """This step's candidates around the estimate ``y_bar [B, D]``: ``(samples [B, n, D], sigma)``.
 
-        The default draws a Gaussian with :meth:`sampling_std` (:meth:`gaussian_samples`) and
+        The default draws a Gaussian with [`sampling_std`][torch_mbd.sampling.SamplingOptimizer.sampling_std] ([`gaussian_samples`][torch_mbd.sampling.SamplingOptimizer.gaussian_samples]) and
         reports its mean standard deviation.
         """
         std = self.sampling_std(y_bar.shape[0])
@@ -425,7 +425,7 @@ class SamplingOptimizer(Optimizer):
 
         Args:
             samples: the candidates ``[B, n, D]``.
-            evaluation: their :class:`~torch_mbd.evaluation.Evaluation` (rewards, feasible, ...).
+            evaluation: their [`Evaluation`][torch_mbd.evaluation.Evaluation] (rewards, feasible, ...).
             y_bar: the estimate the samples were drawn around, ``[B, D]``.
         """
         raise NotImplementedError(f"{type(self).__name__} must implement update()")
@@ -468,7 +468,7 @@ class SamplingOptimizer(Optimizer):
         )
 
     def warn_if_constant(self, constant: Tensor, demo: bool = False) -> None:
-        """Warn once (:class:`ConstantObjectiveWarning`) when some problem's valid samples all scored the same."""
+        """Warn once ([`ConstantObjectiveWarning`][torch_mbd.sampling.ConstantObjectiveWarning]) when some problem's valid samples all scored the same."""
         if self._warned_constant or not bool(constant.any()):
             return
         self._warned_constant = True
@@ -494,11 +494,11 @@ class SamplingOptimizer(Optimizer):
         ``-inf`` where none was valid yet."""
         self.best_candidate: Tensor | None = None
         """``[B, D]`` that sample (flattened like ``last_step.samples``), ``None`` before the first step;
-        where :attr:`best_reward` is ``-inf`` it holds the estimate the first step sampled around."""
+        where `best_reward` is ``-inf`` it holds the estimate the first step sampled around."""
 
     def _track_best(self, samples: Tensor, rewards: Tensor, feasible: Tensor | None, y_bar: Tensor) -> None:
         """Keep the best valid sample of this step (finite reward, feasible, finite coordinates) if it
-        beats :attr:`best_reward` strictly. Every rank sees the same samples and gathered rewards."""
+        beats `best_reward` strictly. Every rank sees the same samples and gathered rewards."""
         if self.best_candidate is None:
             self.best_candidate = y_bar.clone()
         value, chosen = denoise.best_sample(samples, rewards, feasible)
@@ -525,7 +525,7 @@ class SamplingOptimizer(Optimizer):
     def state_dict(self) -> dict:
         """A deep, detached copy of the optimizer's state: ``torch.optim``'s (the param groups and their
         options) plus ``state_dict()["sampling"]``: the method's name, the step count, the RNG state,
-        the best sample so far and the method's :attr:`state_fields` and :attr:`fixed_state_fields`.
+        the best sample so far and the method's [`state_fields`][torch_mbd.sampling.SamplingOptimizer.state_fields] and [`fixed_state_fields`][torch_mbd.sampling.SamplingOptimizer.fixed_state_fields].
         Later steps never change a state_dict taken earlier."""
         state = super().state_dict()
         sampling = dict(
@@ -544,11 +544,11 @@ class SamplingOptimizer(Optimizer):
         return copy.deepcopy(state)
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """Restore a :meth:`state_dict`: all or nothing.
+        """Restore a [`state_dict`][torch_mbd.sampling.SamplingOptimizer.state_dict]: all or nothing.
 
-        The method, sample count, parameters' shapes, param groups and :attr:`fixed_state_fields` must
+        The method, sample count, parameters' shapes, param groups and [`fixed_state_fields`][torch_mbd.sampling.SamplingOptimizer.fixed_state_fields] must
         match this optimizer's; the group options, step count, RNG state, best sample and the method's
-        :attr:`state_fields` are checked as the constructor checks them. Everything is checked before
+        [`state_fields`][torch_mbd.sampling.SamplingOptimizer.state_fields] are checked as the constructor checks them. Everything is checked before
         anything changes, so a rejected ``state_dict`` leaves the optimizer as it was.
 
         Raises:
@@ -633,7 +633,7 @@ class SamplingOptimizer(Optimizer):
         return options
 
     def check_state_fields(self, saved: dict) -> dict:
-        """The saved values of :attr:`state_fields`, checked as the constructor checks them (a method
+        """The saved values of [`state_fields`][torch_mbd.sampling.SamplingOptimizer.state_fields], checked as the constructor checks them (a method
         overrides this for its fields); returns what to restore, or raises ``ValueError``."""
         return saved
 
@@ -698,7 +698,7 @@ SCHEDULE_OPTIONS = ("num_steps", "beta_first", "beta_last", "noise_convention")
 
 def pop_first_sigma(options: dict, owner: str) -> float:
     """Remove the schedule options (and their deprecated names) from ``options``, in place, and return
-    the schedule's first sampling level ``sigma_{N-1}`` (:func:`first_sigma`), checked."""
+    the schedule's first sampling level ``sigma_{N-1}`` (`first_sigma`), checked."""
     old = {k: options.pop(k) for k in list(options) if k in RENAMED}
     options.update(renamed_options(old, owner))
     return first_sigma(**{k: options.pop(k) for k in SCHEDULE_OPTIONS if k in options})

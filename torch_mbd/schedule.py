@@ -87,7 +87,7 @@ def linear_schedule(
         noise: ``"official"`` (``sqrt(1 - alpha_bar)``) or ``"paper"`` (``sqrt(1/alpha_bar - 1)``).
 
     Returns:
-        A :class:`Schedule`.
+        A [`Schedule`][torch_mbd.schedule.Schedule].
 
     Example:
         >>> s = linear_schedule()

@@ -1,4 +1,4 @@
-"""Torch's intra-op threads while :func:`~torch_mbd.plan`, :func:`~torch_mbd.minimize`, :class:`~torch_mbd.MPC` and
+"""Torch's intra-op threads while [`plan`][torch_mbd.plan], [`minimize`][torch_mbd.minimize], [`MPC`][torch_mbd.MPC] and
 every optimizer's ``step()`` run.
 
 **The policy.** These run their torch work with **one** intra-op thread by default and
@@ -20,7 +20,7 @@ thread pool (``nthread=``, default every CPU); each rollout runs on one thread f
 so its result does not depend on the pool's size, and idle workers wait without spinning. GPU
 work does not use torch's CPU threads. A network's forward pass over a batch of candidates can be
 large enough to use torch's threads: give the optimizer ``torch_threads="torch"`` (or a number) then;
-:func:`use_threads` applies this policy around any block.
+[`use_threads`][torch_mbd.threads.use_threads] applies this policy around any block.
 
 **Overrides**, strongest first: the ``torch_threads=`` argument of ``plan`` / ``minimize`` /
 ``MPC`` / the optimizers (``plan``, ``minimize`` and ``MPC`` give their optimizer ``"torch"``, so
@@ -46,7 +46,7 @@ KEEP = "torch"
 """The ``torch_threads`` value that leaves torch's thread setting as it is."""
 
 DEFAULT_THREADS = 1
-"""Intra-op threads of ``plan`` / ``minimize`` / ``MPC`` when neither the argument nor :data:`ENV_VAR` is set."""
+"""Intra-op threads of ``plan`` / ``minimize`` / ``MPC`` when neither the argument nor [`ENV_VAR`][torch_mbd.threads.ENV_VAR] is set."""
 
 
 def resolve_threads(torch_threads: int | str | None = None) -> int | None:
@@ -54,7 +54,7 @@ def resolve_threads(torch_threads: int | str | None = None) -> int | None:
 
     Args:
         torch_threads: an integer ``>= 1``, ``"torch"`` (keep torch's setting), or ``None``: the
-            value of the environment variable :data:`ENV_VAR` if it is set, else :data:`DEFAULT_THREADS`.
+            value of the environment variable [`ENV_VAR`][torch_mbd.threads.ENV_VAR] if it is set, else [`DEFAULT_THREADS`][torch_mbd.threads.DEFAULT_THREADS].
 
     Raises:
         ValueError: ``torch_threads`` (or the environment variable) is neither an integer >= 1 nor ``"torch"``.
@@ -81,7 +81,7 @@ def use_threads(num_threads: int | str | None = None) -> Iterator[int]:
     """Run the block with ``num_threads`` torch intra-op threads, then restore torch's setting.
 
     Args:
-        num_threads: as in :func:`resolve_threads` (``None``: :data:`ENV_VAR` or 1; ``"torch"``: no change).
+        num_threads: as in [`resolve_threads`][torch_mbd.threads.resolve_threads] (``None``: [`ENV_VAR`][torch_mbd.threads.ENV_VAR] or 1; ``"torch"``: no change).
 
     Yields:
         The number of intra-op threads in effect inside the block.
