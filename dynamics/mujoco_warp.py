@@ -26,7 +26,7 @@ import threading
 import torch
 from torch import Tensor
 
-from torch_mbd.checks import check_device, check_int
+from torch_mbd.checks import check_bool, check_device, check_int
 
 from .backend_inputs import check_backend_inputs, empty_outputs
 
@@ -119,8 +119,7 @@ class WarpRollout:
         frame_skip = check_int("frame_skip", frame_skip, minimum=1)
         nconmax = None if nconmax is None else check_int("nconmax", nconmax, minimum=1)
         njmax = None if njmax is None else check_int("njmax", njmax, minimum=1)
-        if graph is not None and not isinstance(graph, bool):
-            raise ValueError(f"Invalid graph: expected True, False or None, got {graph!r}")
+        graph = None if graph is None else check_bool("graph", graph)  # np.True_ too
         self.device = check_device(device)  # a real device (a CUDA one only where this machine has it)
         if self.device.type not in ("cpu", "cuda"):
             raise ValueError(f"Invalid device: expected 'cpu' or 'cuda[:i]' for the warp backend, got {device!r}")
