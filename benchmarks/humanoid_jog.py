@@ -4,7 +4,8 @@ Both arms plan the ``humanoid_jog`` task (the authors' humanoid, 5 x 0.006 s per
 their jogging reward ``1 - |vx - 1.6| - |z - 1.3| - 0.1 |y|``, see ``dynamics.humanoid_jog``) from the same initial state with the same budget (``--samples`` rollouts per step,
 ``--steps`` diffusion steps), the same temperature and the same sampling seeds; the demo arm
 adds ``model.demonstration(--clip)``: torso, thigh and shin positions of a human jog
-(``../shared/data/mocap/jog_xref.npz``) mapped onto the robot, weighted by the max rule of
+(the authors' ``jog_xref`` clip, ``--clip mocap``: ``$TORCH_MBD_DATA/mocap/jog_xref.npz``, the user cache
+or a one-time download, see ``dynamics.data``) mapped onto the robot, weighted by the max rule of
 Eq. (13). Metrics of the final plan's rollout (per seed):
 
 * task reward: mean step reward (the task's);
@@ -264,7 +265,8 @@ def parse_args(argv=None):
         f"--likelihood gaussian, the authors' {AUTHORS_DEMO_REWARD} with --likelihood authors",
     )
     p.add_argument("--axes", default="xyz", help="world axes of the tracked points the demo covers (e.g. z)")
-    p.add_argument("--clip", default=str(DEFAULT_CLIP), help="mocap .npz in the layout of jog_xref.npz")
+    p.add_argument("--clip", default=DEFAULT_CLIP,
+                   help="'mocap' (the authors' clip, dynamics.data.clip_path) or a .npz in the layout of jog_xref.npz")
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS, help="run only these arms (tuning)")
     p.add_argument(
         "--weights",
@@ -337,7 +339,7 @@ def main(argv=None) -> None:
 
 MBD plans the `humanoid_jog` task (gymnasium's humanoid, H = {args.horizon} control steps of
 {model.control_dt:.3f} s, humanoid-running reward) with and without the demonstration of
-torso, thigh and shin positions{axes_text} from `{Path(args.clip).name}` (Eq. 13, `demo_units = "{args.demo_units}"`,
+torso, thigh and shin positions{axes_text} from `{"jog_xref.npz" if args.clip == DEFAULT_CLIP else Path(args.clip).name}` (Eq. 13, `demo_units = "{args.demo_units}"`,
 {likelihood_text},
 `demo_reward` = {reward_text}). Equal budget:
 n = {args.samples} rollouts per step, {args.steps} diffusion steps, temperature {args.temperature},

@@ -148,7 +148,8 @@ def parse_args(argv=None):
     p.add_argument("--train-size", type=int, default=60_000, help="use the first N training images")
     p.add_argument("--eval-every", type=int, default=25, help="steps between test-accuracy evaluations")
     p.add_argument("--sgd-seconds", type=float, default=30.0, help="SGD wall time when no MBD method runs")
-    p.add_argument("--data", default=str(example.DEFAULT_DATA), help="folder with the MNIST IDX files")
+    p.add_argument("--data", default=str(example.default_data_dir()),
+                   help="folder with the MNIST IDX files (default: $TORCH_MBD_DATA/mnist, else the user cache)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-write", action="store_true", help="print the table only; leave docs/ alone")
     p.add_argument("--save-curves", metavar="PATH", help="also write every run's curves to PATH (JSON)")
@@ -165,7 +166,10 @@ def main(argv=None) -> None:
         i = next(i for i, a in enumerate(argv_used) if a.startswith("--save-curves"))
         del argv_used[i : i + (1 if "=" in argv_used[i] else 2)]
     command = "python -m benchmarks.mnist " + " ".join(argv_used)
-    data = example.load_mnist(args.data, device=args.device)
+    try:
+        data = example.load_mnist(args.data, device=args.device)
+    except example.MnistNotFoundError as err:  # one line: how to get the data
+        raise SystemExit(f"benchmarks.mnist: error: {err}") from None
     start = time.perf_counter()
     results = [run_seed(data, args, seed) for seed in range(args.seeds)]
     table = summary_table(results, args)

@@ -38,6 +38,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks._report import figure_path, machine, markdown_table, write_section  # noqa: E402
+from dynamics.backends import BACKENDS  # noqa: E402
 from torch_mbd import MPC, plan  # noqa: E402
 from torch_mbd.progress import progress_bar  # noqa: E402
 
@@ -341,7 +342,7 @@ def main() -> None:
     parser.add_argument("--episode", type=int, default=0, help="control steps per episode (0: the task's horizon)")
     parser.add_argument("--kick-every", type=int, default=10, help="control steps between pushes")
     parser.add_argument("--device", default="cpu", help="where the planner runs: cpu or cuda[:i]")
-    parser.add_argument("--backend", default="mujoco", choices=("mujoco", "warp", "mjx"),
+    parser.add_argument("--backend", default="mujoco", choices=BACKENDS,
                         help="planner's MuJoCo backend (on a GPU: warp); the real system is always CPU MuJoCo")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -48,7 +48,7 @@ def blackbox_rows(args) -> tuple[list[list[str]], dict]:
                     x0 = initial_guess(dim, seed, args.init)
                     res = minimize(
                         FUNCTIONS[fn], x0, num_samples=args.samples, num_steps=args.steps,
-                        temperature=args.temperature, bounds=(-1.0, 1.0), seed=seed, progress=False, noise=noise,
+                        temperature=args.temperature, bounds=(-1.0, 1.0), seed=seed, progress=False, noise_convention=noise,
                     )
                     vals.append(res.fun)
                 best[noise] = torch.tensor(vals)
@@ -73,7 +73,7 @@ def car_rows(args) -> tuple[list[list[str]], dict]:
     for noise in CONVENTIONS:
         rewards, feasible = [], []
         for seed in range(args.seeds):
-            res = plan(model, num_samples=args.car_samples, num_steps=args.car_steps, seed=seed, progress=False, noise=noise,
+            res = plan(model, num_samples=args.car_samples, num_steps=args.car_steps, seed=seed, progress=False, noise_convention=noise,
                        preset="paper")
             rewards.append(res.reward)
             feasible.append(float(res.feasible.float().mean()))

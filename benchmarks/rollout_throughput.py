@@ -46,6 +46,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._report import machine, markdown_table, write_section  # noqa: E402
+from dynamics.backends import BACKENDS  # noqa: E402
 from dynamics.model import MujocoModel  # noqa: E402
 from torch_mbd import plan  # noqa: E402
 
@@ -347,7 +348,7 @@ def parse_args(argv=None):
     )
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="cpu: CPU backend vs bare mujoco.rollout; "
                    "cuda: GPU throughput and planning time")
-    p.add_argument("--backend", default=None, choices=["mujoco", "warp", "mjx"],
+    p.add_argument("--backend", default=None, choices=BACKENDS,
                    help="backend of the GPU part (default warp); the CPU part always measures mujoco")
     p.add_argument("--tasks", nargs="+", default=None, help="default: hopper humanoid_run")
     p.add_argument("--sizes", nargs="+", type=int, default=None,

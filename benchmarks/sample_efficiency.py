@@ -66,19 +66,18 @@ import torch
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks import _runs  # noqa: E402
 from benchmarks._report import figure_path, machine, markdown_table, write_section  # noqa: E402
 from benchmarks.trajopt import (  # noqa: E402
     DEFAULT_TEMPERATURE,
     TASKS,
     TITLES,
-    load_runs,
     make_model,
-    save_runs,
     time_steps,
     zero_action_reward,
 )
+from dynamics.backends import BACKENDS  # noqa: E402
 from torch_mbd import plan  # noqa: E402
-from torch_mbd.progress import progress_bar  # noqa: E402
 
 
 class RunTimeValue:
@@ -106,6 +105,7 @@ CONFIGS = {
     "cem": dict(method="cem", preset="paper"),
     "mppi": dict(method="mppi", preset="paper", temperature=TASK_TEMPERATURE),
     "cmaes": dict(method="cmaes", preset="paper"),
+    "predictive": dict(method="predictive", preset="paper"),
     "cem-knots": dict(method="cem", preset="paper", **KNOTS_PARAMETERIZATION),
     "mppi-knots": dict(method="mppi", preset="paper", temperature=TASK_TEMPERATURE, **KNOTS_PARAMETERIZATION),
     "cmaes-knots": dict(method="cmaes", preset="paper", **KNOTS_PARAMETERIZATION),
@@ -116,6 +116,7 @@ LABELS = {
     "cem": "CEM",
     "mppi": "MPPI",
     "cmaes": "CMA-ES",
+    "predictive": "predictive sampling",
     "cem-knots": "CEM (knots)",
     "mppi-knots": "MPPI (knots)",
     "cmaes-knots": "CMA-ES (knots)",
@@ -143,7 +144,6 @@ STEPS = 100
 SEEDS = 4
 TARGET_SAMPLES = (64, 256)  # target 1 is checked at these n
 TARGET_FAST, TARGET_SLOW, TARGET_TASKS = 64, 256, 5  # target 2: default MBD at 64 >= paper MBD at 256 on >= 5 tasks
-SETTINGS = ("steps", "horizon", "backend", "reset_noise", "kwargs")
 RUNS = "sample_efficiency.json"
 FIGURE = "sample_efficiency.png"
 
@@ -220,19 +220,9 @@ def run_settings(template: dict, model, n: int, args) -> dict:
     return cfg
 
 
-def same_settings(record: dict, cfg: dict) -> bool:
-    keys = SETTINGS + (("preset_default",) if "preset_default" in cfg else ())
-    return record.get("n") == cfg["n"] and all(record.get(k) == cfg[k] for k in keys)
-
-
 def run_key(record: dict) -> tuple:
+    """A run's key in the runs file: ``(task, config, n, seed)``."""
     return record["task"], record["config"], record["n"], record["seed"]
-
-
-def merge_runs(old: list[dict], new: list[dict]) -> list[dict]:
-    """``old`` with every run of the same (task, config, n, seed) as a new one replaced by it."""
-    keys = {run_key(r) for r in new}
-    return [r for r in old if run_key(r) not in keys] + new
 
 
 def run_one(model, task: str, config: str, seed: int, cfg: dict) -> dict:
@@ -250,12 +240,8 @@ def run_one(model, task: str, config: str, seed: int, cfg: dict) -> dict:
         reward_history=res.reward_history.double().tolist(),
         **cfg,
     )
-    source = getattr(res, "source", None)  # keep-the-best: "estimate" or "sample", and both rewards
-    if source is not None:
-        rec["source"] = str(source)
-    for name in ("estimate_reward", "best_sample_reward"):
-        if hasattr(res, name):
-            rec[name] = float(getattr(res, name))
+    # keep-the-best: "estimate" or "sample", and both rewards
+    rec.update(source=res.source, estimate_reward=float(res.estimate_reward), best_sample_reward=float(res.best_sample_reward))
     return rec
 
 
@@ -284,47 +270,56 @@ def run_grid(args, command: str, path: Path) -> tuple[list[dict], int]:
         not run because the file had them (or an equal run under another name) with the same
         settings.
     """
-    records = load_runs(path)
-    skipped, warmed, models, zeros = 0, set(), {}, {}
+    store = _runs.RunStore(path, run_key)
     todo = grid(args)
-    with progress_bar(len(todo), "sample efficiency") as bar:
-        for task, n, seed, config in todo:
-            if (task, seed) not in models:
-                if models and next(iter(models))[0] != task:
-                    models.clear()  # one task's models at a time
-                models[(task, seed)] = model = make_model(task, seed, args)
-                zeros[(task, seed)] = zero_action_reward(model, int(model.horizon))
-            model = models[(task, seed)]
-            cfg = run_settings(config_options(config), model, n, args)
-            stored = {run_key(r): r for r in records}
-            old = stored.get((task, config, n, seed))
-            if not args.fresh and old is not None and same_settings(old, cfg):
-                skipped += 1
-                bar.update()
-                continue
-            twin = None if args.fresh else next(
-                (r for r in records if (r["task"], r["seed"]) == (task, seed) and same_settings(r, cfg)), None
-            )  # fmt: skip
-            if twin is not None:  # the same options under another name: copy it
-                rec = dict(twin, config=config, copied_from=twin.get("copied_from", twin["config"]))
-                skipped += 1
-            else:
-                if task not in warmed:
-                    warm_up(model, sorted({c for t, _, _, c in todo if t == task}))
-                    warmed.add(task)
-                rec = run_one(model, task, config, seed, cfg)
-                rec.update(
-                    zero_reward=zeros[(task, seed)], device=str(args.device), machine=machine(), command=command
-                )
-                print(
-                    f"  {task:16s} n={n:<4d} seed {seed} {config:28s} reward {rec['reward']:+.4f}"
-                    f"{'' if rec['feasible'] else ' (infeasible)'}  {rec['time']:.1f} s",
-                    file=sys.stderr,
-                )
-            records = merge_runs(records, [rec])
-            save_runs(path, records)
-            bar.update()
-    return records, skipped
+    zeros = {}
+
+    def build(key):
+        task, seed = key
+        model = make_model(task, seed, args)
+        zeros[key] = zero_action_reward(model, int(model.horizon))
+        return model
+
+    def settings(item, model):
+        task, config, n, seed = item.key
+        return run_settings(config_options(config), model, n, args)
+
+    def twin(item, cfg):
+        """A stored run of the same task and seed with the same options under another name, copied."""
+        task, config, n, seed = item.key
+        same = (r for r in store.records if (r["task"], r["seed"]) == (task, seed) and _runs.same_settings(r, cfg))
+        found = next(same, None)
+        if found is None:
+            return None
+        return dict(found, config=config, copied_from=found.get("copied_from", found["config"]))
+
+    def one(item, model, cfg):
+        task, config, n, seed = item.key
+        rec = run_one(model, task, config, seed, cfg)
+        rec.update(zero_reward=zeros[(task, seed)], device=str(args.device), machine=machine(), command=command)
+        print(
+            f"  {task:16s} n={n:<4d} seed {seed} {config:28s} reward {rec['reward']:+.4f}"
+            f"{'' if rec['feasible'] else ' (infeasible)'}  {rec['time']:.1f} s",
+            file=sys.stderr,
+        )
+        return rec
+
+    def warm(item, model):
+        task = item.key[0]
+        warm_up(model, sorted({c for t, _, _, c in todo if t == task}))
+
+    skipped = _runs.run_grid(
+        store,
+        [_runs.GridRun(key=(task, config, n, seed), model=(task, seed)) for task, n, seed, config in todo],
+        build=build,
+        settings=settings,
+        run=one,
+        warm_up=warm,
+        rerun=args.fresh,
+        copy=twin,
+        title="sample efficiency",
+    )
+    return store.records, skipped
 
 
 def estimate(args) -> list[list[str]]:
@@ -555,6 +550,7 @@ STYLES = {  # colour per method family, solid / dashed for MBD, dotted per-step 
     "mppi-knots": dict(color="tab:green", marker="d", linestyle="-."),
     "cmaes": dict(color="tab:red", marker="P", linestyle=":"),
     "cmaes-knots": dict(color="tab:red", marker="X", linestyle="-."),
+    "predictive": dict(color="tab:brown", marker="*", linestyle=":"),
 }
 
 
@@ -609,23 +605,46 @@ def figure(records: list[dict], path: Path) -> Path | None:
     return path
 
 
+def reproducing_command(command: str, runs: str | None = None) -> str:
+    """``command`` as it reproduces the stored runs: without its ``--runs PATH`` and ``--no-write``.
+
+    Runs are often made into a scratch file (``--runs /tmp/x.json --no-write``) and merged into
+    the stored one afterwards; a scratch path exists only on the machine that ran it. The command
+    shown runs into the stored file (``--runs runs`` when that is not the default) and writes the
+    report.
+    """
+    words, out, skip = command.split(), [], False  # recorded as " ".join(argv)
+    for word in words:
+        if skip:
+            skip = False
+        elif word == "--runs":
+            skip = True
+        elif not word.startswith("--runs=") and word != "--no-write":
+            out.append(word)
+    if runs is not None:
+        out += ["--runs", runs]
+    return " ".join(out)
+
+
 def report(records: list[dict], runs_path: Path) -> str:
     """The markdown of the ``sample_efficiency`` section of docs/results.md."""
     fig = figure(records, figure_path(FIGURE))
+    try:
+        shown = runs_path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        shown = runs_path
+    default = figure_path(RUNS).resolve() == runs_path.resolve()
     commands = []
     for r in records:
         if "command" not in r:
             continue
-        line = f"`{r['command']}` ({r['backend']} backend, device {r['device']}) on {r['machine']}"
+        command = reproducing_command(r["command"], None if default else str(shown))
+        line = f"`{command}` ({r['backend']} backend, device {r['device']}) on {r['machine']}"
         if line not in commands:
             commands.append(line)
     ran = "\n".join(f"- {c}" for c in commands)
     presets = [r["preset_default"] for r in records if r.get("preset_default") is not None]
     preset = json.dumps(presets[-1]) if presets else "(no run stored it)"
-    try:
-        shown = runs_path.resolve().relative_to(Path.cwd().resolve())
-    except ValueError:
-        shown = runs_path
     configs = "\n".join(f"- {LABELS[c]} (`{c}`): {describe(CONFIGS[c])}" for c in CONFIGS)
     fig_md = "" if fig is None else f"\n![Reward of the final plan vs rollouts per step](figures/{fig.name})\n"
     return f"""## Sample efficiency: reward against the number of rollouts (issue 14)
@@ -667,7 +686,7 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=STEPS, help="steps per run (MBD: diffusion steps)")
     p.add_argument("--seeds", type=int, default=SEEDS, help="number of seeds (0..k-1)")
     p.add_argument("--ablation", action="store_true", help="run the ablation table instead of the main grid")
-    p.add_argument("--backend", default="mujoco", choices=["mujoco", "warp", "mjx"])
+    p.add_argument("--backend", default="mujoco", choices=BACKENDS)
     p.add_argument("--device", default="cpu")
     p.add_argument("--reset-noise", type=float, default=1.0, help="initial-state noise per seed (task units)")
     p.add_argument("--runs", type=Path, default=None, help=f"results JSON (default: docs/figures/{RUNS})")
@@ -707,7 +726,7 @@ def main(argv=None) -> None:
         print(f"{len(args.configs)} configurations x {args.seeds} seeds on {machine()}")
         return
     if args.report:  # every stored run, nothing run
-        records = load_runs(args.runs)
+        records = _runs.load_runs(args.runs)
         print(summary(records) if records else "no runs stored")
         if records and not args.no_write:
             write_section("sample_efficiency", report(records, args.runs))

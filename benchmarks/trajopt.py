@@ -53,7 +53,6 @@ from __future__ import annotations
 # One OpenBLAS thread (fair CMA-ES timings) is set by benchmarks/__init__.py, before numpy loads.
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -65,19 +64,21 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._report import figure_path, machine, markdown_table, write_section  # noqa: E402
-from torch_mbd import plan  # noqa: E402
-from torch_mbd.progress import progress_bar  # noqa: E402
+from benchmarks import _runs  # noqa: E402
+from dynamics.backends import BACKENDS  # noqa: E402
+from torch_mbd import METHODS as METHOD_TABLE, plan  # noqa: E402
 
 # Table 2's tasks in its order; car2d (section 5.2, not in Table 2) on request.
 TASKS = ["hopper", "half_cheetah", "ant", "walker2d", "humanoid_standup", "humanoid_run", "push_t"]
 EXTRA_TASKS = ["car2d"]
-METHODS = ["mbd", "cem", "mppi", "cmaes", "paper-mppi", "paper-cem", "paper-cmaes"]
+METHODS = list(METHOD_TABLE)  # every registered method: mbd, the baselines, predictive sampling, the paper's
 PAPER_METHODS = ["paper-cmaes", "paper-cem", "paper-mppi"]
 LABELS = {
     "mbd": "MBD",
     "cem": "CEM",
     "mppi": "MPPI",
     "cmaes": "CMA-ES",
+    "predictive": "predictive sampling",
     "paper-mppi": "paper MPPI",
     "paper-cem": "paper CEM",
     "paper-cmaes": "paper CMA-ES",
@@ -116,7 +117,6 @@ PAPER_TABLE2 = {
     "push_t": dict(cmaes=(0.39, 0.07), cem=(0.25, 0.09), mppi=(-0.13, 0.09), rl=(-0.63, 0.16), mbd=(0.67, 0.10)),
 }
 RUNS = {"cpu": "trajopt_table.json", "paper": "trajopt_table_paper.json"}
-SETTINGS = ("samples", "steps", "horizon", "temperature", "backend", "reset_noise")
 
 
 def make_model(task: str, seed: int, args):
@@ -131,7 +131,10 @@ def make_model(task: str, seed: int, args):
 
 
 def settings(task: str, model, args) -> dict:
-    """The run settings of ``task``: the scale's budget, the task's horizon and temperature, unless overridden."""
+    """The run settings of ``task``: the scale's budget, the task's horizon and temperature, unless overridden.
+
+    A stored run with these settings (and the same task, method and seed) is not run again.
+    """
     budget = SCALES[args.scale][task]
     return dict(
         samples=args.samples or budget["samples"],
@@ -197,31 +200,10 @@ def warm_up(model, methods: list[str]) -> None:
         plan(model, num_samples=4, num_steps=1, seed=0, progress=False, method=method, preset="paper")
 
 
-# --------------------------------------------------------------------------- the runs file
-def load_runs(path: Path) -> list[dict]:
-    return json.loads(path.read_text()) if path.exists() else []
-
-
-def save_runs(path: Path, records: list[dict]) -> None:
-    """Write ``records`` atomically (a crash mid-write keeps the previous file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(records, indent=0))
-    tmp.replace(path)
-
-
+# --------------------------------------------------------------------------- the grid
 def run_key(record: dict) -> tuple:
+    """A run's key in the runs file: ``(task, method, seed)``."""
     return record["task"], record["method"], record["seed"]
-
-
-def same_settings(record: dict, cfg: dict) -> bool:
-    return all(record.get(k) == cfg[k] for k in SETTINGS)
-
-
-def merge_runs(old: list[dict], new: list[dict]) -> list[dict]:
-    """``old`` with every run of the same (task, method, seed) as a new one replaced by it."""
-    keys = {run_key(r) for r in new}
-    return [r for r in old if run_key(r) not in keys] + new
 
 
 def run_grid(args, command: str, path: Path) -> tuple[list[dict], int]:
@@ -229,43 +211,43 @@ def run_grid(args, command: str, path: Path) -> tuple[list[dict], int]:
 
     Returns:
         ``(records, skipped)``: every stored record afterwards, and how many runs were skipped
-        because the file already had them with the same settings.
+        because the file already had them with the same :func:`settings` (budget, horizon,
+        temperature, backend, reset noise).
     """
-    records = [] if args.fresh else load_runs(path)
-    stored = {run_key(r): r for r in records}
-    skipped, warmed = 0, set()
-    total = len(args.tasks) * args.seeds * len(args.methods)
-    with progress_bar(total, "trajopt") as bar:
-        for task in args.tasks:
-            for seed in range(args.seeds):
-                model = None
-                for method in args.methods:
-                    old = stored.get((task, method, seed))
-                    if model is None:
-                        model = make_model(task, seed, args)
-                        cfg = settings(task, model, args)
-                        zero = zero_action_reward(model, cfg["horizon"])
-                    if old is not None and same_settings(old, cfg):
-                        skipped += 1
-                        bar.update()
-                        continue
-                    if task not in warmed:
-                        warm_up(model, args.methods)
-                        warmed.add(task)
-                    rec = run_one(model, task, method, seed, cfg)
-                    rec.update(
-                        zero_reward=zero, scale=args.scale, device=str(args.device), machine=machine(), command=command
-                    )
-                    records = merge_runs(records, [rec])
-                    stored[run_key(rec)] = rec
-                    save_runs(path, records)
-                    bar.update()
-                    print(
-                        f"  {task:16s} seed {seed} {LABELS[method]:12s} reward {rec['reward']:+.4f}"
-                        f"{'' if rec['feasible'] else ' (infeasible)'}  {rec['time']:.1f} s",
-                        file=sys.stderr,
-                    )
-    return records, skipped
+    store = _runs.RunStore(path, run_key, fresh=args.fresh)
+    runs = [
+        _runs.GridRun(key=(task, method, seed), model=(task, seed))
+        for task in args.tasks
+        for seed in range(args.seeds)
+        for method in args.methods
+    ]
+
+    def build(key):
+        task, seed = key
+        model = make_model(task, seed, args)
+        return model, zero_action_reward(model, settings(task, model, args)["horizon"])
+
+    def one(item, built, cfg):
+        (task, method, seed), (model, zero) = item.key, built
+        rec = run_one(model, task, method, seed, cfg)
+        rec.update(zero_reward=zero, scale=args.scale, device=str(args.device), machine=machine(), command=command)
+        print(
+            f"  {task:16s} seed {seed} {LABELS[method]:12s} reward {rec['reward']:+.4f}"
+            f"{'' if rec['feasible'] else ' (infeasible)'}  {rec['time']:.1f} s",
+            file=sys.stderr,
+        )
+        return rec
+
+    skipped = _runs.run_grid(
+        store,
+        runs,
+        build=build,
+        settings=lambda item, built: settings(item.key[0], built[0], args),
+        run=one,
+        warm_up=lambda item, built: warm_up(built[0], args.methods),
+        title="trajopt",
+    )
+    return store.records, skipped
 
 
 def time_steps(model, probe: int = 3, **budget) -> tuple[float, float]:
@@ -509,7 +491,7 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=None, help="iterations (MBD: diffusion steps; default: the scale's)")
     p.add_argument("--horizon", type=int, default=None, help="control steps (default: the task's)")
     p.add_argument("--temperature", type=float, default=None, help="MBD/MPPI temperature (default: the task's)")
-    p.add_argument("--backend", default="mujoco", choices=["mujoco", "warp", "mjx"])
+    p.add_argument("--backend", default="mujoco", choices=BACKENDS)
     p.add_argument("--device", default="cpu")
     p.add_argument("--reset-noise", type=float, default=1.0, help="initial-state noise per seed (task units)")
     p.add_argument("--runs", type=Path, default=None, help="results JSON (default: docs/figures/trajopt_table*.json)")

@@ -29,6 +29,9 @@ from torch import Tensor
 from torch_mbd.checks import check_device, check_int, check_positive
 from torch_mbd.rollout import Trajectory
 
+# The box tests live in dynamics.geometry (shared with the RRT planner); they stay importable from here.
+from .geometry import distance_to_boxes, path_hits_boxes, points_in_boxes, segments_hit_boxes  # noqa: F401
+
 # The default U-maze: boxes (xmin, ymin, xmax, ymax), open towards -x (the start).
 U_MAZE_BOXES = (
     (0.4, -1.2, 0.7, 1.2),  # the closed side, between the cup and the goal
@@ -43,86 +46,6 @@ DEFAULT_DEMO_SIGMA = 0.1
 def u_maze(dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> Tensor:
     """The default U-shaped obstacle, ``[3, 4]`` boxes ``(xmin, ymin, xmax, ymax)``."""
     return torch.tensor(U_MAZE_BOXES, dtype=dtype, device=device)
-
-
-def points_in_boxes(points: Tensor, boxes: Tensor, margin: float = 0.0) -> Tensor:
-    """Whether each point lies in any box (closed boxes, grown by ``margin``).
-
-    Args:
-        points: ``[..., 2]``.
-        boxes: ``[k, 4]`` rows ``(xmin, ymin, xmax, ymax)``.
-        margin: distance added on every side of every box.
-
-    Returns:
-        Boolean ``[...]``.
-    """
-    p = points.unsqueeze(-2)  # [..., 1, 2]
-    inside = (p >= boxes[:, :2] - margin) & (p <= boxes[:, 2:] + margin)  # [..., k, 2]
-    return inside.all(-1).any(-1)
-
-
-def distance_to_boxes(points: Tensor, boxes: Tensor) -> Tensor:
-    """Euclidean distance from each point to the nearest box (0 inside a box).
-
-    Args:
-        points: ``[..., 2]``.
-        boxes: ``[k, 4]`` rows ``(xmin, ymin, xmax, ymax)``.
-
-    Returns:
-        ``[...]``.
-    """
-    p = points.unsqueeze(-2)  # [..., 1, 2]
-    gap = torch.maximum(boxes[:, :2] - p, p - boxes[:, 2:]).clamp(min=0.0)  # [..., k, 2]
-    return torch.linalg.vector_norm(gap, dim=-1).amin(-1)
-
-
-def segments_hit_boxes(start: Tensor, end: Tensor, boxes: Tensor, margin: float = 0.0) -> Tensor:
-    """Whether each straight segment ``start -> end`` touches any box (slab test).
-
-    Exact for segments of any length, so a fast car cannot tunnel through a thin wall
-    between two time steps.
-
-    Args:
-        start, end: ``[..., 2]`` segment end points (broadcastable to each other).
-        boxes: ``[k, 4]`` rows ``(xmin, ymin, xmax, ymax)``.
-        margin: distance added on every side of every box.
-
-    Returns:
-        Boolean ``[...]``; non-finite segments count as hits.
-    """
-    start, end = torch.broadcast_tensors(start, end)
-    p0 = start.unsqueeze(-2)  # [..., 1, 2]
-    d = (end - start).unsqueeze(-2)
-    lo, hi = boxes[:, :2] - margin, boxes[:, 2:] + margin  # [k, 2]
-    moving = d != 0
-    safe_d = torch.where(moving, d, torch.ones_like(d))
-    t_a, t_b = (lo - p0) / safe_d, (hi - p0) / safe_d
-    t_near = torch.where(moving, torch.minimum(t_a, t_b), torch.full_like(t_a, -math.inf))
-    t_far = torch.where(moving, torch.maximum(t_a, t_b), torch.full_like(t_a, math.inf))
-    # A coordinate that does not move must already lie within the slab.
-    within = (p0 >= lo) & (p0 <= hi)
-    slab_ok = moving | within  # [..., k, 2]
-    enter = t_near.amax(-1).clamp(min=0.0)
-    leave = t_far.amin(-1).clamp(max=1.0)
-    hit = slab_ok.all(-1) & (enter <= leave)
-    finite = torch.isfinite(start).all(-1) & torch.isfinite(end).all(-1)
-    return hit.any(-1) | ~finite
-
-
-def path_hits_boxes(initial: Tensor, positions: Tensor, boxes: Tensor, margin: float = 0.0) -> Tensor:
-    """Whether a polyline ``initial -> positions[0] -> ... -> positions[-1]`` touches any box.
-
-    Args:
-        initial: ``[..., 2]`` (or ``[2]``) the position before the first step.
-        positions: ``[..., H, 2]``.
-        boxes: ``[k, 4]``.
-        margin: distance added on every side of every box.
-
-    Returns:
-        Boolean ``[...]``.
-    """
-    previous = torch.cat([initial.expand(*positions.shape[:-2], 1, 2), positions[..., :-1, :]], dim=-2)
-    return segments_hit_boxes(previous, positions, boxes, margin).any(-1)
 
 
 def stopping_cost(distance: Tensor, speed: Tensor, radius: float) -> Tensor:
@@ -417,7 +340,7 @@ class Car2D:
 
         Args:
             source: ``"rrt"`` (the only source).
-            seed: seed of the RRT.
+            seed: seed of the RRT (``None``: a fresh random seed, from torch's global RNG).
             horizon: ``H``; default :attr:`horizon`.
             demo_sigma: standard deviation (metres) of the demonstration likelihood per coordinate.
             demo_reward: ``p_J(Y_demo)``; default :meth:`path_reward` of the demonstration, averaged.

@@ -18,13 +18,16 @@ sensor            site (fixed in the body named first)
 ``*_shin_track``   shin: midpoint of knee (shin origin) and ankle (foot origin)
 ================  ===================================================================
 
-These are the points the mocap clip describes: in ``../shared/data/mocap/jog_xref.npz``
+These are the points the mocap clip describes: in the authors' ``jog_xref`` clip
 ``torso = (pelvis + head) / 2``, ``thigh = (hip + knee) / 2`` and ``shin = (knee + toe) / 2``
 exactly (``toe`` is the clip's ankle-level point).
 
 The demonstration (:meth:`HumanoidJog.demonstration`) maps a clip onto the robot:
 
-1. :func:`load_clip`: read an ``.npz`` of ``(T, 3)`` world positions (metres, z up) and check it;
+1. :func:`load_clip`: read an ``.npz`` of ``(T, 3)`` world positions (metres, z up) and check it
+   (``"mocap"``, the default source, is the authors' clip: :func:`dynamics.data.clip_path` finds it
+   in ``$TORCH_MBD_DATA/mocap/jog_xref.npz`` or the user cache, or downloads it once from the
+   authors' repository);
 2. :func:`retarget_clip`: turn the clip so the torso's net travel points along ``+x`` (the
    task's forward direction), scale it about the ground by the ratio of the robot's leg
    length to the clip's (:func:`clip_leg_length`), and move it so the clip's first torso
@@ -59,13 +62,16 @@ from torch import Tensor
 from torch_mbd.checks import check_int, check_positive
 from torch_mbd.denoise import clipped_distance_log_likelihood
 
+from .data import clip_path
 from .model import MujocoModel
 from .tasks import AUTHORS_HUMANOID_TIMESTEP, Task, humanoid_run_spec, import_mujoco
 
 TRACKED = ("torso", "left_thigh", "right_thigh", "left_shin", "right_shin")
 LEG_KEYS = ("lhip", "lknee", "ltoe", "rhip", "rknee", "rtoe")
 CLIP_DT = 0.03
-DEFAULT_CLIP = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "mocap" / "jog_xref.npz"
+# the source name of the authors' jogging clip (dynamics.data.clip_path); any other string is a path
+MOCAP_CLIP = "mocap"
+DEFAULT_CLIP = MOCAP_CLIP
 # The demo likelihood's std per coordinate, in metres per unit of reward (demo_units="reward"): the
 # heights (posture: upright, knee lift) are trusted 3x more than the horizontal positions (the human's
 # pace and stride, which a robot starting from rest cannot match). Chosen on seeds 0-4 of
@@ -237,7 +243,9 @@ def load_clip(
 
     Args:
         source: path of an ``.npz`` with one ``(T, 3)`` array of world positions per body
-            point (the layout of ``jog_xref.npz``), or a mapping of such arrays.
+            point (the layout of ``jog_xref.npz``), ``"mocap"`` for the authors' clip
+            (:func:`dynamics.data.clip_path`: ``$TORCH_MBD_DATA``, the user cache, or a one-time
+            download), or a mapping of such arrays.
         keys: the points that must be present and well formed.
         optional: points that need not be present but, when they are, must be well formed
             (:meth:`HumanoidJog.reference` passes the leg keys when it computes the scale).
@@ -247,13 +255,17 @@ def load_clip(
     entry (seconds per frame) must be one positive number.
 
     Raises:
-        FileNotFoundError: when ``source`` is a path that does not exist.
+        FileNotFoundError: when ``source`` is a path that does not exist;
+            :class:`dynamics.data.DataNotFoundError` (one line naming every way to get it) when
+            ``source`` is ``"mocap"`` and the clip is nowhere to be found or downloaded.
         ValueError: naming the file and what is wrong: a directory, an empty file, a ``.npy``
             array or any file that is not an ``.npz`` archive, a damaged archive; a missing or
             unreadable key, an entry with a wrong shape, complex or non-numeric values, a length
             that differs from the others, fewer than 2 frames, non-finite values; a bad ``dt``.
         TypeError: when ``source`` is neither a path nor a mapping.
     """
+    if isinstance(source, str) and source == MOCAP_CLIP:
+        source = clip_path()
     unreadable: dict[str, str] = {}
     if isinstance(source, (str, Path)):
         path = Path(source)
@@ -424,7 +436,8 @@ class HumanoidJog(MujocoModel):
         """The clip's tracked points mapped onto the robot at the control steps: ``[H, 5, 3]`` float64.
 
         Args:
-            source: an ``.npz`` path or mapping in the layout of ``jog_xref.npz`` (:func:`load_clip`).
+            source: ``"mocap"`` (the authors' clip), an ``.npz`` path or a mapping in the layout of
+                ``jog_xref.npz`` (:func:`load_clip`).
             horizon: ``H``; default ``self.horizon``.
             clip_dt: seconds per clip frame; default the clip's ``dt`` entry, else ``CLIP_DT``.
             scale: robot size relative to the clip; default the ratio of leg lengths
@@ -519,7 +532,7 @@ class HumanoidJog(MujocoModel):
           checked), and ``axes`` must be ``"xyz"`` (the distance is over all three).
 
         Args:
-            source: the clip (:meth:`reference`); default ``../shared/data/mocap/jog_xref.npz``.
+            source: the clip (:meth:`reference`); default ``"mocap"``, the authors' clip.
             seed: unused (the mapping is deterministic); accepted for the command line's sake.
             horizon: ``H``; default ``self.horizon``.
             demo_sigma: standard deviation (metres) of the demo likelihood for the horizontal

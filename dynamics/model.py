@@ -26,16 +26,11 @@ from torch import Tensor
 from torch_mbd.checks import check_device, check_int, check_real, check_seed
 from torch_mbd.rollout import Trajectory
 
+from .backends import BACKEND_OPTIONS, BACKENDS, GPU_BACKENDS
 from .tasks import Task, control_limits, get_task, import_mujoco, sensor_slices
-
-BACKENDS = ("mujoco", "warp", "mjx")
 
 # a state entry beyond this magnitude means the simulation diverged
 DIVERGENCE_THRESHOLD = 1e6
-
-
-# the options each backend takes (``MujocoModel(..., **backend_options)``)
-BACKEND_OPTIONS = {"mujoco": ("nthread",), "warp": ("nconmax", "njmax", "graph"), "mjx": ()}
 
 
 def _make_backend(name: str, mj_model, frame_skip: int, device: torch.device, options: dict):
@@ -66,7 +61,7 @@ def _check_model_device(device, backend: str) -> torch.device:
             a device torch cannot allocate on, or (warp, mjx) a device other than the CPU or CUDA.
     """
     dev = check_device(device)
-    if backend in ("warp", "mjx") and dev.type not in ("cpu", "cuda"):
+    if backend in GPU_BACKENDS and dev.type not in ("cpu", "cuda"):
         raise ValueError(f"Invalid device: expected 'cpu' or 'cuda[:i]' for the {backend} backend, got {str(dev)!r}")
     return dev
 
@@ -345,16 +340,3 @@ make_ant = task_factory("ant")
 make_humanoid_standup = task_factory("humanoid_standup")
 make_humanoid_run = task_factory("humanoid_run")
 
-
-def make_push_t(
-    backend: str = "mujoco",
-    device: str | torch.device = "cpu",
-    goal: tuple[float, float, float] | None = None,
-    goal_seed: int | None = None,
-    **options,
-):
-    """Build push-T as a :class:`MujocoModel`: the goal is drawn per model ``seed`` unless ``goal``
-    (a fixed ``(x, y, theta)``) or ``goal_seed`` (a fixed goal drawn from that seed) is given."""
-    from .tasks import push_t
-
-    return MujocoModel(push_t(goal=goal, goal_seed=goal_seed), backend=backend, device=device, **options)

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from torch_mbd.checks import check_int, check_positive, check_seed
 
-from .car import points_in_boxes, segments_hit_boxes
+from .geometry import points_in_boxes, segments_hit_boxes
 
 
 class PlanningError(RuntimeError):
@@ -32,13 +32,20 @@ class PlanningError(RuntimeError):
 
 
 def _generator(generator: torch.Generator | None, seed: int | None) -> torch.Generator:
+    """``generator`` itself, or a CPU generator seeded with ``seed``.
+
+    ``seed=None`` means a fresh random seed, drawn from torch's global RNG (as everywhere in
+    torch-mbd: ``torch.manual_seed`` makes it reproducible).
+    """
     if generator is not None:
         if not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
         return generator
     seed = check_seed(seed)  # an int (NumPy's too) in [0, 2**64 - 1], or None
+    if seed is None:
+        seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
     gen = torch.Generator()
-    gen.manual_seed(0 if seed is None else seed)
+    gen.manual_seed(seed)
     return gen
 
 
@@ -70,8 +77,8 @@ def rrt(
         max_iterations: sampling budget (the paper: 1000).
         goal_bias: probability of sampling the goal itself.
         margin: clearance kept from the obstacles.
-        generator: a CPU ``torch.Generator``; default one seeded with ``seed`` (0 when ``None``).
-        seed: seed of that generator.
+        generator: a CPU ``torch.Generator``; default one seeded with ``seed``.
+        seed: seed of that generator; ``None`` draws a fresh one from torch's global RNG.
 
     Returns:
         The waypoints ``[m, 2]`` from ``start`` to ``goal`` (on the CPU, in ``start``'s dtype).
@@ -359,7 +366,7 @@ def rrt_demo(
         margin: clearance from the obstacles.
         smooth: pull the raw RRT path taut.
         generator: a CPU ``torch.Generator`` for :func:`rrt`.
-        seed: seed of :func:`rrt` when ``generator`` is ``None``.
+        seed: seed of :func:`rrt` when ``generator`` is ``None`` (``None``: a fresh random seed).
         **rrt_options: ``step_size``, ``max_iterations``, ``goal_bias`` (defaults: 0.2, 1000, 0.1).
 
     Returns:

@@ -13,9 +13,11 @@ import importlib
 from dataclasses import dataclass
 from typing import Callable
 
+from .backends import BACKENDS
+
 # name -> "module:attribute" of a factory, imported lazily so that building the car never
 # imports MuJoCo.
-# The MuJoCo tasks take ``backend="mujoco"|"warp"|"mjx"`` and ``device=...``.
+# The MuJoCo tasks take ``backend=`` (one of dynamics.backends.BACKENDS) and ``device=...``.
 _FACTORIES: dict[str, str | Callable] = {
     "car2d": "dynamics.car:Car2D",
     "hopper": "dynamics.model:make_hopper",
@@ -24,7 +26,7 @@ _FACTORIES: dict[str, str | Callable] = {
     "ant": "dynamics.model:make_ant",
     "humanoid_standup": "dynamics.model:make_humanoid_standup",
     "humanoid_run": "dynamics.model:make_humanoid_run",
-    "push_t": "dynamics.model:make_push_t",
+    "push_t": "dynamics.push_t:PushT",
     "humanoid_jog": "dynamics.humanoid_jog:make_humanoid_jog",
 }
 
@@ -54,9 +56,8 @@ _DESCRIPTIONS: dict[str, str] = {
     "humanoid_jog": "humanoid run steered by a human jogging mocap clip (partial-state demo)",
 }
 
-# backends of a task whose metadata is a ``Task`` (it runs on every MuJoCo backend); the car's
-# rollout is plain torch
-MUJOCO_BACKENDS = ("mujoco", "warp", "mjx")
+# a task whose metadata is a ``Task`` runs on every MuJoCo backend (dynamics.backends.BACKENDS);
+# the car's rollout is plain torch
 TORCH_BACKEND = ("torch",)
 
 
@@ -162,9 +163,9 @@ def task_info(name: str) -> TaskInfo:
         doc = (getattr(_resolve(_FACTORIES[name]), "__doc__", None) or "").strip()
         description = doc.splitlines()[0] if doc else ""
     if isinstance(source, Task):
-        backends = MUJOCO_BACKENDS
+        backends = BACKENDS
     elif hasattr(source, "backend_name"):  # a built MujocoModel
-        backends = MUJOCO_BACKENDS
+        backends = BACKENDS
     else:
         backends = TORCH_BACKEND
     horizon = getattr(source, "horizon", None)

@@ -14,6 +14,7 @@ the model's ``rollout`` scores, whatever backend produced the actions.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -93,15 +94,25 @@ def _renderer(mj_model, width: int, height: int):
     mujoco = import_mujoco()
     mj_model.vis.global_.offwidth = max(mj_model.vis.global_.offwidth, width)
     mj_model.vis.global_.offheight = max(mj_model.vis.global_.offheight, height)
-    try:
-        return mujoco.Renderer(mj_model, height=height, width=width)
-    except Exception as err:
-        gl = os.environ.get("MUJOCO_GL", "<unset>")
-        raise RuntimeError(
-            f"offscreen MuJoCo rendering failed with MUJOCO_GL={gl} ({' '.join(str(err).split())}). Rendering needs an OpenGL "
-            "backend chosen before mujoco is imported: MUJOCO_GL=egl on a machine with an NVIDIA GPU, or "
-            "MUJOCO_GL=osmesa with OSMesa installed (Debian/Ubuntu: apt-get install libosmesa6)"
-        ) from err
+    # GLFW (MUJOCO_GL unset or glfw) reports its failures as warnings before MuJoCo raises: they go
+    # into the one error below instead of being printed; a working renderer's are shown as usual
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            renderer, failure = mujoco.Renderer(mj_model, height=height, width=width), None
+        except Exception as err:
+            renderer, failure = None, err
+    if failure is None:
+        for w in caught:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        return renderer
+    gl = os.environ.get("MUJOCO_GL", "<unset>")
+    said = "".join(f"; {text}" for text in dict.fromkeys(" ".join(str(w.message).split()) for w in caught))
+    raise RuntimeError(
+        f"offscreen MuJoCo rendering failed with MUJOCO_GL={gl} ({' '.join(str(failure).split())}{said}). Rendering "
+        "needs an OpenGL backend chosen before mujoco is imported: MUJOCO_GL=egl on a machine with an NVIDIA GPU, "
+        "or MUJOCO_GL=osmesa with OSMesa installed (Debian/Ubuntu: apt-get install libosmesa6)"
+    ) from failure
 
 
 def check_rendering() -> None:

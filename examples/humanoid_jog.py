@@ -2,8 +2,10 @@
 
 MBD plans the ``humanoid_jog`` task twice from the same seed and budget: once on the task
 reward alone, once steered by human jogging data (torso, thigh and shin positions only, not
-dynamically feasible for the robot; ``../shared/data/mocap/jog_xref.npz`` or your own clip in
-the same layout). It writes
+dynamically feasible for the robot). The clip is the authors' ``jog_xref`` (``--clip mocap``, the
+default): downloaded once from their repository into the user cache ``~/.cache/torch-mbd``, or
+read from ``$TORCH_MBD_DATA/mocap/jog_xref.npz`` when that variable names an offline data folder
+(:func:`dynamics.data.clip_path`); or your own ``.npz`` clip in the same layout. It writes
 
 * ``OUT.png``: torso height and ankle positions over time, both plans against the reference;
 * ``OUT.gif`` (or ``.mp4`` with ``--video mp4``): the two rollouts side by side, no demo on the
@@ -127,7 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rollouts per diffusion step (small, for a CPU; the paper's runs use far more)")
     p.add_argument("--steps", type=int, default=20, help="diffusion steps (the paper's: 100)")
     p.add_argument("--seed", type=int, default=0, help="seed of both plans")
-    p.add_argument("--clip", default=str(DEFAULT_CLIP), help="mocap .npz in the layout of jog_xref.npz")
+    p.add_argument("--clip", default=DEFAULT_CLIP,
+                   help="'mocap' (the authors' clip: cache, $TORCH_MBD_DATA or a one-time download) or a .npz "
+                   "in the layout of jog_xref.npz")
     p.add_argument("--demo-sigma", type=float, default=DEFAULT_DEMO_SIGMA, help="demo likelihood std of x and y (m)")
     p.add_argument("--height-sigma", type=float, default=DEFAULT_HEIGHT_SIGMA, help="demo likelihood std of z (m)")
     p.add_argument("--out", default="humanoid_jog", help="output prefix: writes OUT.png, OUT.npz and the video OUT.gif/.mp4")
@@ -156,7 +160,11 @@ def main(argv=None) -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     model = HumanoidJog()
-    demo = model.demonstration(args.clip, demo_sigma=args.demo_sigma, height_sigma=args.height_sigma)
+    try:
+        demo = model.demonstration(args.clip, demo_sigma=args.demo_sigma, height_sigma=args.height_sigma)
+    except (FileNotFoundError, ValueError) as err:  # no clip (dynamics.data.DataNotFoundError) or a bad one: one line
+        print(f"humanoid_jog.py: error: --clip {args.clip}: {' '.join(str(err).split())}", file=sys.stderr)
+        raise SystemExit(2) from None
     reference = model.reference(args.clip)
     results, actions = {}, {}
     for arm, options in (("no demo", {}), ("demo", demo)):

@@ -12,14 +12,17 @@ coordinates perturbed per sample and 10x smaller noise on the first layer's weig
 ``--auto`` drops those two hand tricks and uses ``MBDOptimizer``'s automatic per-tensor
 defaults instead (``noise_scale="auto"``, ``fraction="auto"``; see docs/training.md).
 
-Data: ``torchvision.datasets.MNIST`` when torchvision imports and finds (or, with
-``--download``, fetches) the data under ``--data``; otherwise the four gzipped IDX files in
-``--data`` (default ``../shared/data/mnist`` next to the repository), read by
-:func:`read_idx` below.
+Data: the four MNIST IDX files (gzipped or not), read by :func:`read_idx` below from ``--data``
+or its ``MNIST/raw`` subfolder (torchvision's layout). ``--data`` defaults to
+``$TORCH_MBD_DATA/mnist`` when that variable names an offline data folder, else to the user cache
+``~/.cache/torch-mbd/mnist`` (``$XDG_CACHE_HOME``). ``--download`` fetches the files there once
+with ``torchvision.datasets.MNIST`` (``pip install 'torch-mbd[mnist]'``; torchvision is imported
+only to download).
 
 Run::
 
-    python examples/mnist_mlp.py                       # the official settings, a few minutes on a 2-core CPU
+    python examples/mnist_mlp.py --download            # the official settings (fetch MNIST once), a few minutes on a 2-core CPU
+    python examples/mnist_mlp.py --data ../shared/data/mnist   # offline: a folder with the four IDX files
     python examples/mnist_mlp.py --auto                # automatic defaults, no per-layer tuning
     python examples/mnist_mlp.py --auto --steps 300 --batch-size 128 --train-size 10000   # the plain drop-in loop
     python examples/mnist_mlp.py --sgd --plot mnist.png   # + SGD-momentum baseline for the same wall time
@@ -31,7 +34,9 @@ from __future__ import annotations
 import argparse
 import gzip
 import math
+import os
 import struct
+import sys
 import time
 from pathlib import Path
 
@@ -40,8 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mnist"
+DATA_ENV = "TORCH_MBD_DATA"  # an offline data folder holding mnist/ (as dynamics.data)
 FILES = {
     "train_images": "train-images-idx3-ubyte",
     "train_labels": "train-labels-idx1-ubyte",
@@ -96,11 +100,53 @@ def read_idx(path: str | Path) -> Tensor:
     return torch.from_numpy(array.astype(dtype.newbyteorder("="), copy=True))
 
 
+def default_data_dir() -> Path:
+    """``$TORCH_MBD_DATA/mnist`` when the variable is set, else the user cache's ``torch-mbd/mnist``."""
+    folder = os.environ.get(DATA_ENV, "")
+    if folder:
+        return Path(folder).expanduser() / "mnist"
+    cache = os.environ.get("XDG_CACHE_HOME", "")
+    return (Path(cache).expanduser() if cache else Path.home() / ".cache") / "torch-mbd" / "mnist"
+
+
+class MnistNotFoundError(FileNotFoundError):
+    """The MNIST files are not where they were looked for; the message names every way to get them."""
+
+
 def _find(data_dir: Path, stem: str) -> Path:
-    for name in (stem + ".gz", stem):
-        if (data_dir / name).is_file():
-            return data_dir / name
-    raise FileNotFoundError(f"MNIST file {stem}[.gz] not found in {data_dir} (pass --data DIR holding the four IDX files)")
+    for folder in (data_dir, data_dir / "MNIST" / "raw"):  # ours, then torchvision's layout
+        for name in (stem + ".gz", stem):
+            if (folder / name).is_file():
+                return folder / name
+    raise MnistNotFoundError(
+        f"MNIST file {stem}[.gz] not found in {data_dir}: pass --download to fetch MNIST there once (needs "
+        f"torchvision: pip install 'torch-mbd[mnist]'), or --data DIR (or {DATA_ENV}=DIR with DIR/mnist) "
+        "holding the four IDX files"
+    )
+
+
+def download_mnist(data_dir: str | Path) -> None:
+    """Download MNIST into ``data_dir/MNIST/raw`` with ``torchvision.datasets.MNIST`` (once: it skips files it has).
+
+    Raises:
+        MnistNotFoundError: torchvision does not import (the message says how to install it), or the
+            download failed (no network); one line each.
+    """
+    try:
+        from torchvision.datasets import MNIST  # only here: torchvision needs the torch it was built for
+    except Exception as err:  # noqa: BLE001  (ImportError, or a RuntimeError next to a mismatched torch)
+        raise MnistNotFoundError(
+            f"--download needs torchvision, which does not import ({' '.join(str(err).split())}): "
+            "pip install 'torch-mbd[mnist]' (with the torchvision that matches your torch), or pass --data DIR"
+        ) from err
+    try:
+        for train in (True, False):
+            MNIST(str(data_dir), train=train, download=True)
+    except (RuntimeError, OSError) as err:  # torchvision wraps failed mirrors in a RuntimeError
+        raise MnistNotFoundError(
+            f"could not download MNIST into {data_dir} ({' '.join(str(err).split())}): connect to the internet, "
+            f"or pass --data DIR (or {DATA_ENV}=DIR with DIR/mnist) holding the four IDX files"
+        ) from err
 
 
 def read_mnist_idx(data_dir: str | Path) -> dict[str, Tensor]:
@@ -122,27 +168,27 @@ def read_mnist_idx(data_dir: str | Path) -> dict[str, Tensor]:
     return out
 
 
-def load_mnist(data_dir: str | Path = DEFAULT_DATA, download: bool = False, device="cpu") -> dict[str, Tensor]:
+def load_mnist(data_dir: str | Path | None = None, download: bool = False, device="cpu") -> dict[str, Tensor]:
     """MNIST as float images in ``[0, 1]`` flattened to ``[N, 784]`` and int64 labels ``[N]``.
 
-    Uses ``torchvision.datasets.MNIST`` when torchvision imports and finds (or downloads) the
-    data under ``data_dir``, else :func:`read_mnist_idx`.
+    Args:
+        data_dir: the folder with the IDX files (or torchvision's ``MNIST/raw`` below it);
+            default :func:`default_data_dir`.
+        download: first fetch them there with torchvision (:func:`download_mnist`).
+        device: where the tensors go.
 
     Returns:
         ``{"train_x": [60000, 784], "train_y": [60000], "test_x": [10000, 784], "test_y": [10000]}``.
-    """
-    raw = None
-    try:
-        import torchvision  # optional: cannot import next to a CPU-only torch on some machines
 
-        raw = {}
-        for split, train in (("train", True), ("test", False)):
-            ds = torchvision.datasets.MNIST(str(data_dir), train=train, download=download)
-            raw[f"{split}_images"], raw[f"{split}_labels"] = ds.data, ds.targets
-    except Exception:  # noqa: BLE001  (not installed, broken next to this torch, or no data in its layout)
-        raw = None
-    if raw is None:
-        raw = read_mnist_idx(data_dir)
+    Raises:
+        MnistNotFoundError: the files are missing (or could not be downloaded); one line naming
+            ``--download``, ``--data`` and ``TORCH_MBD_DATA``.
+        ValueError: a file is not valid IDX.
+    """
+    data_dir = default_data_dir() if data_dir is None else Path(data_dir)
+    if download:
+        download_mnist(data_dir)
+    raw = read_mnist_idx(data_dir)
     out = {}
     for split in ("train", "test"):
         out[f"{split}_x"] = raw[f"{split}_images"].reshape(-1, 784).to(device=device, dtype=torch.float32) / 255.0
@@ -185,8 +231,8 @@ def train_mbd(model, data, args, on_eval=None) -> dict:
         num_samples=args.samples,
         num_steps=args.steps,
         temperature=args.temperature,
-        beta0=args.beta0,
-        beta1=args.beta1,
+        beta_first=args.beta0,
+        beta_last=args.beta1,
         seed=args.seed,
     )
     return _loop(model, data, args, args.steps, lambda xb, yb: opt.step(torch_mbd.batched_closure(model, F.cross_entropy, xb, yb)), None, on_eval)
@@ -279,8 +325,11 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefa
 def build_parser() -> argparse.ArgumentParser:
     """The example's options; ``--help`` shows each one's default."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=_HelpFormatter)
-    p.add_argument("--data", default=str(DEFAULT_DATA), help="folder with the MNIST IDX files")
-    p.add_argument("--download", action="store_true", help="let torchvision download MNIST into --data")
+    p.add_argument("--data", default=str(default_data_dir()),
+                   help=f"folder with the four MNIST IDX files (or torchvision's MNIST/raw below it); ${DATA_ENV}/mnist "
+                   "when that variable is set, else the user cache")
+    p.add_argument("--download", action="store_true",
+                   help="fetch MNIST into --data once with torchvision (pip install 'torch-mbd[mnist]')")
     p.add_argument("--samples", type=int, default=256, help="candidates per step")
     p.add_argument("--steps", type=int, default=500, help="diffusion steps")
     p.add_argument("--temperature", type=float, default=0.3, help="sampling temperature lambda")
@@ -319,7 +368,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    data = load_mnist(args.data, args.download, args.device)
+    try:
+        data = load_mnist(args.data, args.download, args.device)
+    except MnistNotFoundError as err:  # one line, no traceback: how to get the data
+        print(f"mnist_mlp.py: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     train_x, train_y = data["train_x"][: args.train_size], data["train_y"][: args.train_size]
     model = mlp(args.seed, args.device)
     mbd_label = "MBD" + (" (auto)" if args.auto else "")

@@ -1,4 +1,4 @@
-"""Receding-horizon MBD on the hopper: the open-loop plan falls after a push, MPC recovers.
+"""Receding-horizon MBD on the hopper after a push: replaying the plan against re-planning every step.
 
 MBD first plans one open-loop control sequence for the ``hopper`` task (hop forward, torso near
 1 m). Then the hopper is simulated (plain ``mujoco.mj_step`` on the CPU, the "real" system) for
@@ -11,11 +11,18 @@ on its root joints) that the plan knows nothing about:
   diffusion from a low noise level) and applies the first action.
 
 It writes ``OUT`` (default ``mpc_hopper.png``): torso x and torso height over time for both, with
-the plan's own prediction (no push) for reference. When ``OUT`` ends in ``.gif`` or ``.mp4`` it
+the plan's own prediction (no push) for reference.
+
+What it shows: MPC keeps much more of the plan's reward after the push than the replay (at the
+defaults, mean step reward 0.99 against 0.47, and 2.2 m of forward travel against 0.1 m), but it
+does not bring the hopper back to an upright hop. The task is the authors' hopper, in which only
+the foot collides with the floor: a torso that tips over passes through the floor, and every run
+here, the plan's own prediction without a push included, ends with the torso below it
+(height < 0). Read the comparison in the reward, not as a recovery of the posture. When ``OUT`` ends in ``.gif`` or ``.mp4`` it
 writes that video (open loop left, MPC right; needs offscreen OpenGL, ``MUJOCO_GL=egl`` or
 ``osmesa``; MP4 also needs ``imageio-ffmpeg``) and the plot next to it as ``.png``.
 
-Run (two to three minutes on a 2-core CPU at the defaults)::
+Run (under a minute on a 2-core CPU at the defaults)::
 
     python examples/mpc_hopper.py
     python examples/mpc_hopper.py --out runs/mpc_hopper.gif --samples 64 --horizon 25
@@ -36,6 +43,7 @@ import torch
 if __package__ in (None, ""):  # run from a checkout: make `torch_mbd` and `dynamics` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from dynamics.backends import BACKENDS  # noqa: E402
 from dynamics.model import MujocoModel  # noqa: E402
 from torch_mbd import MPC, plan  # noqa: E402
 
@@ -145,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--push", type=float, nargs=3, default=[-1.5, 0.0, 2.0], metavar=("VX", "VZ", "PITCH_RATE"),
                    help="velocity kick on the root joints (m/s, m/s, rad/s)")
     p.add_argument("--device", default="cpu", help="where MPC plans (the simulated hopper stays on the CPU)")
-    p.add_argument("--backend", default="mujoco", choices=("mujoco", "warp", "mjx"), help="the planner's backend")
+    p.add_argument("--backend", default="mujoco", choices=BACKENDS, help="the planner's backend")
     p.add_argument("--seed", type=int, default=0, help="seed of the plan and of MPC")
     p.add_argument("--out", default="mpc_hopper.png", help="the plot (.png), or a video (.gif, .mp4) and its plot")
     return p

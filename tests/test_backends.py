@@ -19,6 +19,7 @@ import pytest
 import torch
 
 import dynamics
+from dynamics.backends import BACKEND_OPTIONS, BACKENDS, GPU_BACKENDS
 from dynamics.model import MujocoModel
 from dynamics.tasks import Task, import_mujoco
 
@@ -89,11 +90,8 @@ def reference_states(model: MujocoModel, actions: torch.Tensor) -> np.ndarray:
     return out
 
 
-BACKENDS = [
-    "mujoco",
-    pytest.param("warp", marks=pytest.mark.slow),
-    pytest.param("mjx", marks=pytest.mark.slow),
-]
+# the CPU backend fast, the compiling ones slow
+BACKEND_PARAMS = [b if b == "mujoco" else pytest.param(b, marks=pytest.mark.slow) for b in BACKENDS]
 PACKAGES = {"mujoco": "mujoco.rollout", "warp": "mujoco_warp", "mjx": "mujoco.mjx"}
 # float64 on the CPU backend; warp and MJX simulate in float32
 TOLERANCE = {"mujoco": 1e-6, "warp": 1e-4, "mjx": 1e-4}
@@ -113,7 +111,7 @@ def cartpole_model(backend: str, cartpoles: dict) -> MujocoModel:
     return cartpoles[backend]
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=BACKEND_PARAMS)
 def cartpole(request, cartpoles):
     return cartpole_model(request.param, cartpoles)
 
@@ -353,6 +351,21 @@ def test_bad_backend_is_a_value_error():
         MujocoModel(cartpole_task(), backend="gpu")
 
 
+def test_every_backend_is_offered_from_the_one_list():
+    """MujocoModel, task_info and the torch-mbd command all take the list of dynamics.backends."""
+    from torch_mbd import cli
+
+    assert BACKENDS[0] == "mujoco" and set(GPU_BACKENDS) <= set(BACKENDS) == set(BACKEND_OPTIONS)
+    assert set(PACKAGES) == set(TOLERANCE) == set(BACKENDS)  # this file's tables cover every backend
+    assert dynamics.task_info("hopper").backends == BACKENDS
+    plan_parser = next(a for a in cli.build_parser()._subparsers._group_actions).choices["plan"]
+    backend_option = next(a for a in plan_parser._actions if a.dest == "backend")
+    assert tuple(backend_option.choices) == BACKENDS
+    with pytest.raises(ValueError) as info:
+        MujocoModel(cartpole_task(), backend="gpu")
+    assert all(repr(name) in str(info.value) for name in BACKENDS)
+
+
 def test_unknown_backend_option_is_named():
     with pytest.raises(TypeError, match="unknown option.* nthreads for the 'mujoco' backend; it takes nthread"):
         MujocoModel(cartpole_task(), nthreads=2)
@@ -360,7 +373,7 @@ def test_unknown_backend_option_is_named():
         MujocoModel(cartpole_task(), nthread=0)
 
 
-@pytest.mark.parametrize("backend", ["mujoco", "warp", "mjx"])
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(
     "device, words",
     [("meta", ["meta device"]), ("tpu", ["expected a torch.device"]), ("xpu", ["xpu"])],
@@ -377,7 +390,7 @@ MUJOCO_TASKS = ["hopper", "walker2d", "half_cheetah", "ant", "humanoid_standup",
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
-@pytest.mark.parametrize("backend", ["mujoco", "warp", "mjx"])
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("task", MUJOCO_TASKS)
 @pytest.mark.parametrize("device", ["cuda", "cuda:1", torch.device("cuda", 0)])
 def test_cuda_without_cuda_is_a_clear_value_error_everywhere(task, backend, device):
@@ -464,7 +477,7 @@ def test_backends_agree_on_a_contact_free_model(cartpoles):
     stable, contact-free motion, so the only difference between the backends is float32
     (warp, MJX) against float64 (CPU) round-off, which stays below 1e-5 here.
     """
-    models = {backend: cartpole_model(backend, cartpoles) for backend in ("mujoco", "warp", "mjx")}
+    models = {backend: cartpole_model(backend, cartpoles) for backend in BACKENDS}
     gen = torch.Generator().manual_seed(1)
     actions = torch.zeros(N, LONG_H, 2)
     actions[..., 0] = 2 * torch.rand(N, LONG_H, generator=gen) - 1
@@ -513,14 +526,14 @@ def hopper_trajectories():
     bad = torch.zeros(HOPPER_H, 3)  # falls
     actions = torch.stack([good, bad])
     out = {}
-    for backend in ("mujoco", "warp", "mjx"):
+    for backend in BACKENDS:
         if _has(PACKAGES[backend]):
             out[backend] = MujocoModel("hopper", backend=backend, horizon=HOPPER_H).rollout(actions)
     return out
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["warp", "mjx"])
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "mujoco"])
 def test_hopper_backends_agree_and_rank_alike(hopper_trajectories, backend):
     if backend not in hopper_trajectories:
         pytest.skip(f"{PACKAGES[backend]} is not installed")

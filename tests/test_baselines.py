@@ -1,4 +1,4 @@
-"""Tests of torch_mbd.baselines: CEM, MPPI and CMA-ES (pycma) behind MBD's interface."""
+"""CEM, MPPI and CMA-ES (pycma): their updates and behaviour (generic loop tests: test_sampling.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import sys
 
 import pytest
 import torch
+from _methods import TABLE
 
 from torch_mbd import MBDOptimizer, Trajectory, minimize, plan
+from torch_mbd.sampling import first_sigma
 from torch_mbd.baselines import (
     CEMOptimizer,
     CMAESOptimizer,
@@ -20,7 +22,7 @@ from torch_mbd.baselines import (
 )
 
 BASELINES = [CEMOptimizer, MPPIOptimizer, CMAESOptimizer]
-METHODS = ["mbd", "cem", "mppi", "cmaes"]
+METHODS = [m.name for m in TABLE]  # every registered method (tests/_methods.py)
 
 
 def shifted_sphere(x: torch.Tensor) -> torch.Tensor:
@@ -179,7 +181,7 @@ def test_cmaes_runs_pycma_and_its_step_size_adapts():
     (es,) = opt.strategies
     assert isinstance(es, cma.CMAEvolutionStrategy)
     assert es.popsize == 16
-    assert es.sigma0 == pytest.approx(float(opt.schedule.sigmas[-1]))
+    assert es.sigma0 == pytest.approx(first_sigma(40))  # MBD's first level of a 40-step schedule
     for _ in range(39):
         opt.step(lambda c: shifted_sphere(c[0]))
     assert es.countevals == 40 * 16
@@ -229,41 +231,7 @@ def test_cmaes_leaves_numpy_global_rng_alone():
 
 
 # --------------------------------------------------------------------------- robustness
-@pytest.mark.parametrize("method", METHODS)
-def test_same_seed_same_result(method):
-    runs = [
-        minimize(shifted_sphere, torch.zeros(4), num_samples=16, num_steps=8, seed=7, progress=False, method=method)
-        for _ in range(2)
-    ]
-    assert torch.equal(runs[0].x, runs[1].x)
-    assert torch.equal(runs[0].history.best, runs[1].history.best)
-
-
-@pytest.mark.parametrize("cls", BASELINES)
-def test_nan_losses_never_reach_the_parameters(cls):
-    x = torch.zeros(4)
-
-    def loss(c):
-        out = shifted_sphere(c[0])
-        out[::2] = float("nan")
-        out[1] = float("inf")
-        return out
-
-    opt = cls([x], num_samples=16, num_steps=10, seed=0)
-    for _ in range(10):
-        opt.step(loss)
-    assert bool(torch.isfinite(x).all())
-
-
-@pytest.mark.parametrize("cls", BASELINES)
-def test_all_invalid_keeps_the_estimate_and_warns(cls):
-    x = torch.full((3,), 0.25)
-    opt = cls([x], num_samples=8, seed=0)
-    with pytest.warns(RuntimeWarning, match="keeping the previous estimate"):
-        opt.step(lambda c: torch.full((8,), float("nan")))
-    assert torch.equal(x, torch.full((3,), 0.25))
-
-
+# (same seed, NaN, all-invalid steps and resume for every method: tests/test_sampling.py)
 def test_mppi_noise_is_fixed_and_cem_std_shrinks():
     x = torch.zeros(5)
     mppi = MPPIOptimizer([x], num_samples=32, noise_std=0.4, seed=0)
@@ -278,27 +246,7 @@ def test_mppi_noise_is_fixed_and_cem_std_shrinks():
     first = cem.std.clone()
     for _ in range(5):
         cem.step(lambda c: shifted_sphere(c[0]))
-    assert float(cem.std.mean()) < float(first.mean()) < float(cem.schedule.sigmas[-1])
-
-
-@pytest.mark.parametrize("cls", [CEMOptimizer, CMAESOptimizer])
-def test_resumed_baseline_equals_uninterrupted(cls):
-    def run(split):
-        x = torch.full((4,), 0.7)
-        opt = cls([x], num_samples=8, num_steps=10, seed=3)
-        for _ in range(split):
-            opt.step(lambda c: shifted_sphere(c[0]))
-        if split < 6:
-            state = opt.state_dict()
-            x2 = x.clone()
-            opt = cls([x2], num_samples=8, num_steps=10, seed=99)
-            opt.load_state_dict(state)
-            x = x2
-        for _ in range(6 - split):
-            opt.step(lambda c: shifted_sphere(c[0]))
-        return x
-
-    torch.testing.assert_close(run(3), run(6), rtol=0, atol=0)
+    assert float(cem.std.mean()) < float(first.mean()) < first_sigma()
 
 
 # --------------------------------------------------------------------------- bad input
@@ -332,7 +280,7 @@ def test_bad_input_raises():
     assert optimizer_class("mbd") is MBDOptimizer
 
 
-# --------------------------------------------------------------------------- robustness (issue 15)
+# --------------------------------------------------------------------------- robustness
 def test_numpy_scalars_are_accepted_by_every_baseline():
     np = pytest.importorskip("numpy")
     x = torch.zeros(3)
@@ -390,20 +338,20 @@ def test_a_rejected_baseline_state_changes_nothing():
     std, steps = target.std.clone(), target.steps_done
     for bad in (torch.ones(2, 3), torch.full((1, 3), float("nan")), "std"):
         state = donor.state_dict()
-        state["baseline"]["std"] = bad
+        state["sampling"]["std"] = bad
         with pytest.raises(ValueError, match="std"):
             target.load_state_dict(state)
         assert torch.equal(target.std, std) and target.steps_done == steps
-    # a valid std with a bad MBD part: the std is not half-restored either
+    # a valid std with a bad shared part: the std is not half-restored either
     state = donor.state_dict()
-    state["mbd"]["num_steps"] = 3
-    with pytest.raises(ValueError, match="num_steps"):
+    state["sampling"]["steps_done"] = -3
+    with pytest.raises(ValueError, match="steps_done"):
         target.load_state_dict(state)
     assert torch.equal(target.std, std)
     cma = CMAESOptimizer([torch.zeros(3)], num_samples=6, seed=0)
     cma.step(lambda c: shifted_sphere(c[0]))
     state = cma.state_dict()
-    state["baseline"]["strategies"] = state["baseline"]["strategies"] * 2
+    state["sampling"]["strategies"] = state["sampling"]["strategies"] * 2
     before = cma.strategies
     with pytest.raises(ValueError, match="strategies"):
         cma.load_state_dict(state)
@@ -417,23 +365,23 @@ def test_mppi_state_restores_the_temperature():
     assert target.temperature == 0.05
 
 
-# --------------------------------------------------------------------------- one shared step (issue 14)
-from torch_mbd.baselines import _SampledGaussianOptimizer  # noqa: E402
+# --------------------------------------------------------------------------- one shared loop
+from torch_mbd import SamplingOptimizer, UpdateResult  # noqa: E402
 
 
-class GreedyRandomSearch(_SampledGaussianOptimizer):
+class GreedyRandomSearch(SamplingOptimizer):
     """A whole method in two hooks: sample a fixed Gaussian, move to the best sample of the step."""
 
     method = "greedy"
 
-    def _sampling_std(self, layout, B):
-        return self._initial_std(layout, 0.2).expand(B, -1)
+    def sampling_std(self, B):
+        return self.initial_std(0.2).expand(B, -1)
 
-    def _update(self, samples, rewards, feasible, loglik, y_bar):
-        logp = elite_log_weights(rewards, 1, feasible)
+    def update(self, samples, evaluation, y_bar):
+        logp = elite_log_weights(evaluation.rewards, 1, evaluation.feasible)
         from torch_mbd.denoise import weighted_mean
 
-        return weighted_mean(samples, logp)
+        return UpdateResult(*weighted_mean(samples, logp))
 
 
 def test_a_new_method_is_two_hooks():

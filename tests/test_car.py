@@ -429,7 +429,7 @@ def test_bad_flags_exit_non_zero_with_a_message(argv, message, capsys):
         (["plan", "no_such_task"], "unknown task 'no_such_task'"),
         (["plan", "car2d", "--backend", "mujoco"], "car2d is analytic torch dynamics"),
         (["plan", "car2d", "--demo", "mocap", "--steps", "1"], "source must be 'rrt'"),
-        (["plan", "car2d", "--out", "car.txt"], "expected a figure"),
+        (["plan", "car2d", "--out", "car.txt"], "expected the arrays (.npz), a figure"),
         (["plan", "car2d", "--out", "/no/such/folder/car.png"], "does not exist"),
     ],
 )

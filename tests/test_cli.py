@@ -174,6 +174,27 @@ def test_without_out_the_arrays_go_to_task_npz_in_the_current_folder(tmp_path, m
     assert arrays["actions"].shape == (dynamics.task_info("car2d").horizon, 2)
 
 
+def test_out_npz_writes_the_arrays_there_alone(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    assert cli.main(["plan", "car2d", "--out", "runs/h.npz", "--knots", "4", *FAST]) == 0
+    assert "wrote: runs/h.npz" in capsys.readouterr().out
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()) == ["runs/h.npz"]
+    arrays = np.load(tmp_path / "runs" / "h.npz")
+    # a knots plan keeps its knots, and its actions are their interpolation
+    import torch
+
+    from torch_mbd.knots import interpolate
+
+    assert arrays["knots"].shape == (4, 2) and arrays["actions"].shape == (dynamics.task_info("car2d").horizon, 2)
+    expected = interpolate(torch.as_tensor(arrays["knots"]), arrays["actions"].shape[0]).clamp(-1.0, 1.0)
+    np.testing.assert_allclose(arrays["actions"], expected.numpy(), rtol=0, atol=1e-6)
+    assert cli.main(["plan", "car2d", "--out", "h.npz", *FAST]) == 0  # per-step: no knots entry
+    assert "knots" not in np.load(tmp_path / "h.npz").files
+    assert cli.main(["plan", "car2d", "--out", "h.txt", *FAST]) == 2
+    assert ".npz" in one_line_error(capsys)
+
+
 def test_unwritable_folder_fails_before_planning(tmp_path, monkeypatch, capsys, no_planning):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(cli.os, "access", lambda path, mode: False)
@@ -244,6 +265,32 @@ def test_missing_or_unreadable_demo_file_is_one_line_with_status_2(content, tmp_
         assert "no such file" in line
 
 
+def test_a_task_without_demonstrations_names_those_that_have_them(capsys, no_planning):
+    assert cli.main(["plan", "hopper", "--demo", "rrt", *FAST]) == 2
+    line = one_line_error(capsys)
+    assert "--demo rrt: hopper has no demonstrations" in line and "MujocoModel" not in line
+    for task in cli.DEMO_SOURCES:
+        assert task in line
+    assert "'rrt'" in line and "'mocap'" in line
+
+
+def test_the_tasks_said_to_have_demonstrations_have_them():
+    from dynamics.humanoid_jog import HumanoidJog
+
+    assert set(cli.DEMO_SOURCES) <= set(dynamics.task_names())
+    assert hasattr(dynamics.make("car2d"), "demonstration") and hasattr(HumanoidJog, "demonstration")
+    assert not hasattr(dynamics.make("hopper", horizon=2), "demonstration")
+
+
+def test_the_authors_clip_missing_offline_is_one_line_naming_both_ways(tmp_path, monkeypatch, capsys, no_planning):
+    from dynamics import data
+
+    monkeypatch.setenv("TORCH_MBD_DATA", str(tmp_path))  # an offline folder without the clip: no download
+    assert cli.main(["plan", "humanoid_jog", "--demo", "mocap", *FAST]) == 2
+    line = one_line_error(capsys)
+    assert "--demo mocap" in line and f"TORCH_MBD_DATA={tmp_path}" in line and data.CLIP_URL in line
+
+
 def test_a_folder_as_demo_file(tmp_path, capsys, no_planning):
     assert cli.main(["plan", "humanoid_jog", "--demo", str(tmp_path), *FAST]) == 2
     assert f"--demo {tmp_path}" in one_line_error(capsys)
@@ -272,30 +319,21 @@ def test_car_figure_has_units_integer_step_ticks_and_a_legend_off_the_map():
     plt.close(fig)
 
 
-def test_push_t_figure_draws_the_t_over_time_and_the_goal(tmp_path):
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Polygon
-
-    from dynamics.render import planar_poses
-
+def test_a_model_that_draws_its_plans_is_asked_for_its_figure(tmp_path):
+    """write_figure hands the model an empty figure and the plan's states (push-T draws the T itself)."""
     model = dynamics.make("push_t")
     result = _small_plan(model, steps=2)
-    fig, axes = plt.subplots(1, 3)
-    cli.draw_push_t(axes, model, result, poses=4)
-    mj = model.mj_model
-    block_geoms = sum(mj.body(int(mj.geom_bodyid[g])).name == "block" for g in range(mj.ngeom))
-    goal_geoms = sum(mj.body(int(mj.geom_bodyid[g])).name == "goal" for g in range(mj.ngeom))
-    polygons = [p for p in axes[0].patches if isinstance(p, Polygon)]
-    assert len(polygons) == goal_geoms + 4 * block_geoms  # the goal once, the T at 4 times
-    # the distance panel starts at the start pose's distance to the goal (in cm)
-    qpos0 = model.qpos0.numpy()[None]
-    start, goal = planar_poses(mj, qpos0, "block")[0], planar_poses(mj, qpos0, "goal")[0]
-    first = axes[1].get_lines()[0].get_ydata()[0]
-    assert first == pytest.approx(100 * np.hypot(*(start[:2] - goal[:2])))
-    assert axes[1].get_ylabel().endswith("(cm)") and axes[2].get_ylabel().startswith("T's angle")
-    plt.close(fig)
+    seen = []
+    draw_plan = model.draw_plan
+
+    def spy(fig, states):
+        seen.append((len(fig.axes), states))
+        return draw_plan(fig, states)
+
+    model.draw_plan = spy
     path = cli.write_figure(tmp_path / "push_t.png", model, result, title="push-T")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(seen) == 1 and seen[0][0] == 0 and seen[0][1] is result.states
 
 
 class _Captured(Exception):
@@ -334,6 +372,30 @@ def test_plan_passes_knots_and_an_explicit_temperature(monkeypatch):
     assert seen["num_knots"] == 7 and seen["temperature"] == 0.3
     seen = _captured_plan(monkeypatch, ["plan", "car2d", "--no-progress", "--temperature", "auto", "--preset", "paper"])
     assert seen["temperature"] == "auto" and seen["preset"] == "paper"
+
+
+def test_a_bad_temperature_names_auto(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["plan", "car2d", "--temperature", "hot"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "expected a finite number > 0 or 'auto', got 'hot'" in err
+
+
+@pytest.mark.parametrize("method", cli.METHODS)
+def test_the_header_shows_the_temperature_only_for_methods_that_have_one(method, monkeypatch, capsys):
+    _captured_plan(monkeypatch, ["plan", "car2d", "--no-progress", "--method", method])
+    header = capsys.readouterr().out.splitlines()[0]
+    assert header.startswith(f"torch-mbd plan car2d: method={method}") and "preset=" in header
+    assert ("temperature=" in header) == (method in cli.TEMPERATURE_METHODS), header
+
+
+@pytest.mark.parametrize("method", cli.METHODS)
+def test_temperature_methods_are_those_whose_plan_the_temperature_changes(method):
+    pytest.importorskip("cma")
+    car = dynamics.make("car2d", horizon=6)
+    runs = [torch_mbd.plan(car, num_samples=8, num_steps=2, seed=0, progress=False, method=method,
+                           temperature=t, keep_best=False).actions for t in (0.05, 5.0)]
+    assert (not np.array_equal(runs[0].numpy(), runs[1].numpy())) == (method in cli.TEMPERATURE_METHODS)
 
 
 @pytest.mark.parametrize("argv", [["--knots", "0"], ["--temperature", "hot"], ["--preset", "fast"]])

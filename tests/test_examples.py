@@ -8,6 +8,7 @@ every command line the docs and the examples' own docstrings show parses.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shlex
 import subprocess
@@ -76,6 +77,31 @@ def test_documented_command_lines_parse(example, tmp_path, monkeypatch):
         if name == "mnist_mlp":
             argv = [a if a != "cuda" else "cpu" for a in argv]  # this machine may have no GPU
         module.build_parser().parse_args(argv)  # raises SystemExit(2) on an unknown flag or bad value
+
+
+@pytest.mark.parametrize(
+    "name, words",
+    [
+        ("mnist_mlp", ("--download", "torch-mbd[mnist]", "--data", "TORCH_MBD_DATA")),
+        ("humanoid_jog", ("--clip mocap", "TORCH_MBD_DATA=", "path of an .npz clip", "download it once")),
+    ],
+)
+def test_default_run_without_data_is_one_line_and_status_2(name, words, tmp_path):
+    """A clone without the data and without a network: one line naming the ways to get it, no traceback."""
+    if name == "humanoid_jog":
+        pytest.importorskip("mujoco")
+        pytest.importorskip("gymnasium")
+    env = dict(os.environ, TORCH_MBD_DATA=str(tmp_path / "empty"), XDG_CACHE_HOME=str(tmp_path / "cache"))
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / f"{name}.py")],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300,
+    )
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert out.returncode == 2 and len(lines) == 1, out.stderr[-3000:]
+    assert lines[0].startswith(f"{name}.py: error: ") and "Traceback" not in out.stderr
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written, nothing cached
 
 
 def test_bad_values_are_rejected_before_any_work(tmp_path, monkeypatch, capsys):

@@ -21,7 +21,6 @@ pytest.importorskip("gymnasium")
 
 from dynamics import make  # noqa: E402
 from dynamics.humanoid_jog import (  # noqa: E402
-    DEFAULT_CLIP,
     DEFAULT_DEMO_SIGMA,
     DEFAULT_HEIGHT_SIGMA,
     TRACKED,
@@ -214,9 +213,8 @@ def test_frame_skip_sets_the_control_step():
         HumanoidJog(horizon=5, frame_skip=0)
 
 
-def test_real_clip_maps_onto_the_robot(model):
-    if not DEFAULT_CLIP.exists():
-        pytest.skip("../shared/data/mocap/jog_xref.npz is not available")
+def test_real_clip_maps_onto_the_robot(model, data_path):
+    data_path("mocap/jog_xref.npz")  # "mocap", the default source, reads it from $TORCH_MBD_DATA
     ref = model.reference()
     start = model.tracked_points(model.initial_state)[0].double()
     assert ref.shape == (model.horizon, 5, 3) and torch.isfinite(ref).all()
@@ -337,12 +335,12 @@ def test_unrelated_entries_never_reject_a_clip(tmp_path):
     torch.testing.assert_close(loaded["head"], torch.ones(FRAMES, 3, dtype=torch.float64))
 
 
-def test_the_real_clip_with_an_extra_entry_loads_unchanged(tmp_path):
-    if not DEFAULT_CLIP.exists():
-        pytest.skip("../shared/data/mocap/jog_xref.npz is not available")
-    with np.load(DEFAULT_CLIP) as npz:
+def test_the_real_clip_with_an_extra_entry_loads_unchanged(tmp_path, data_path):
+    real = data_path("mocap/jog_xref.npz")
+    with np.load(real) as npz:
         arrays = {k: npz[k] for k in npz.files}
-    original = load_clip(DEFAULT_CLIP)
+    original = load_clip("mocap")
+    assert set(original) == set(load_clip(real))
     extended = load_clip(save(tmp_path, {**arrays, "notes": np.array("recorded at 30 fps"), "ids": np.arange(4)}))
     assert set(extended) == set(original)
     for key in original:
@@ -524,11 +522,12 @@ def test_the_demo_stops_mattering_once_samples_beat_it(units):
     assert math.isfinite(float(point_rollout(low_estimates[-1][None]).rewards.mean()))
 
 
-def test_benchmark_runs_held_out_seeds_on_a_tiny_budget(capsys):
+def test_benchmark_runs_held_out_seeds_on_a_tiny_budget(capsys, tmp_path):
     from _scripts import load_script
 
     bench = load_script("benchmarks/humanoid_jog.py", "humanoid_jog_benchmark")
-    argv = ["--seeds", "2", "--first-seed", "3", "--samples", "4", "--steps", "2", "--horizon", "5"]
+    clip = str(save(tmp_path, synthetic_clip()))  # any clip: this checks the benchmark, not the data
+    argv = ["--seeds", "2", "--first-seed", "3", "--samples", "4", "--steps", "2", "--horizon", "5", "--clip", clip]
     bench.main(argv + ["--axes", "z", "--frame-skip", "10", "--quiet", "--no-write"])
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("| 3 |") or line.startswith("| 4 |")]
@@ -600,7 +599,7 @@ def test_a_tiny_plan_runs_with_the_authors_likelihood(tmp_path):
     assert opt.last_step.demo_wins.shape == (1, 4) and bool(torch.isfinite(actions).all())
 
 
-def test_benchmark_takes_the_likelihood_flag(capsys):
+def test_benchmark_takes_the_likelihood_flag(capsys, tmp_path):
     from _scripts import load_script
 
     bench = load_script("benchmarks/humanoid_jog.py", "humanoid_jog_benchmark_likelihood")
@@ -611,9 +610,10 @@ def test_benchmark_takes_the_likelihood_flag(capsys):
     with pytest.raises(SystemExit):
         bench.parse_args(["--likelihood", "laplace"])
     m = HumanoidJog(horizon=5)
-    ours = bench.demo_options(m, bench.parse_args(["--likelihood", "authors", "--demo-reward", "reference"]))
-    assert ours["demo_reward"] == pytest.approx(m.reference_reward(m.reference()))
-    argv = ["--seeds", "1", "--samples", "4", "--steps", "2", "--horizon", "5", "--quiet", "--no-write"]
+    clip = str(save(tmp_path, synthetic_clip()))
+    ours = bench.demo_options(m, bench.parse_args(["--likelihood", "authors", "--demo-reward", "reference", "--clip", clip]))
+    assert ours["demo_reward"] == pytest.approx(m.reference_reward(m.reference(clip)))
+    argv = ["--seeds", "1", "--samples", "4", "--steps", "2", "--horizon", "5", "--quiet", "--no-write", "--clip", clip]
     bench.main(argv + ["--likelihood", "authors"])
     out = capsys.readouterr().out
     assert "demo likelihood 'authors', demo_reward 1.0" in out and "| MBD, demo |" in out

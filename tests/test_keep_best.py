@@ -1,7 +1,7 @@
-"""Keep the best (issue 14 part 2): every method tracks the best valid sample it evaluated.
+"""Keep the best: every method tracks the best valid sample it evaluated.
 
 ``opt.best_reward [B]``, ``opt.best_candidate [B, D]`` and ``opt.best_params()``, kept by the shared
-step of :class:`~torch_mbd.MBDOptimizer` (CMA-ES: its own step) and saved in ``state_dict()``.
+loop of :class:`~torch_mbd.sampling.SamplingOptimizer` and saved in ``state_dict()``.
 """
 
 from __future__ import annotations
@@ -13,12 +13,13 @@ import warnings
 
 import pytest
 import torch
+from _methods import TABLE
 
 from torch_mbd import MBDOptimizer, Trajectory
 from torch_mbd.baselines import optimizer_class
 from torch_mbd.denoise import best_sample
 
-METHODS = ["mbd", "cem", "mppi", "cmaes", "paper-mppi", "paper-cem", "paper-cmaes"]
+METHODS = [m.name for m in TABLE]  # every registered method (tests/_methods.py)
 
 
 def make(method, params, **options):
@@ -176,18 +177,18 @@ def test_state_dict_round_trips_the_best(method):
     assert torch.equal(other.best_candidate, opt.best_candidate)
     # the saved copy is a copy
     state = opt.state_dict()
-    state["mbd"]["best_reward"].fill_(123.0)
+    state["sampling"]["best_reward"].fill_(123.0)
     assert float(opt.best_reward) != 123.0
 
 
-def test_old_state_dict_without_the_best_loads_with_none():
+def test_a_state_dict_without_the_best_is_refused_by_name():
     opt = MBDOptimizer([torch.zeros(3)], num_samples=8, num_steps=5, seed=0)
     opt.step(lambda c: (c[0] ** 2).sum(-1))
     state = opt.state_dict()
-    del state["mbd"]["best_reward"], state["mbd"]["best_candidate"]
+    del state["sampling"]["best_reward"], state["sampling"]["best_candidate"]
     other = MBDOptimizer([torch.zeros(3)], num_samples=8, num_steps=5, seed=0)
-    other.step(lambda c: (c[0] ** 2).sum(-1))
-    other.load_state_dict(state)
+    with pytest.raises(ValueError, match="lacks.*best_reward"):
+        other.load_state_dict(state)
     assert other.best_candidate is None and other.best_reward.item() == -math.inf
 
 
@@ -207,7 +208,7 @@ def test_a_bad_saved_best_is_refused_and_changes_nothing(edit, match):
     opt = MBDOptimizer([torch.zeros(3)], num_samples=8, num_steps=5, seed=0)
     opt.step(lambda c: (c[0] ** 2).sum(-1))
     state = opt.state_dict()
-    edit(state["mbd"])
+    edit(state["sampling"])
     before = (opt.best_reward.clone(), opt.best_candidate.clone(), opt.steps_done)
     with pytest.raises(ValueError, match=match):
         opt.load_state_dict(state)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _methods import TABLE
 
 from torch_mbd import MinimizeResult, PlanResult, Trajectory, minimize, plan
 
-METHODS = ["mbd", "cem", "mppi", "cmaes"]
+METHODS = [m.name for m in TABLE]  # every registered method (tests/_methods.py)
 
 
 class Reach:

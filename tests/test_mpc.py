@@ -451,8 +451,10 @@ def test_a_knots_controller_acts_with_the_first_interpolated_control(interpolati
     assert controller.knots.shape == (3, 1) and controller.actions.shape == (8, 1)
     assert controller.last_step.knots.shape == (3, 1) and "num_knots=3" in repr(controller)
     controls = interpolate(controller.knots, 8, interpolation).clamp(-1.0, 1.0)
-    assert torch.equal(controller.actions, controls) and torch.equal(actions[-1], controls[0])
-    assert torch.equal(controller.last_step.action, controls[0])
+    # interpolated here by another product than the controller's: equal up to float64 rounding
+    torch.testing.assert_close(controller.actions, controls, rtol=0, atol=1e-12)
+    torch.testing.assert_close(actions[-1], controls[0], rtol=0, atol=1e-12)
+    assert torch.equal(controller.last_step.action, controller.actions[0])  # the very control it acts with
     assert not torch.equal(actions, _episode()[0])  # three knots are another plan than eight actions
 
 
@@ -551,3 +553,15 @@ def test_keep_best_sample_plans_the_best_sample_without_an_extra_rollout():
         steps = torch.cat(model.seen[-2:], dim=0)
         rewards = model.rollout(steps).rewards.mean(-1)
         assert torch.equal(plan, steps[int(rewards.argmax())])
+
+
+def test_the_step_record_prints_one_short_line_not_the_plan():
+    model = Integrator(horizon=64)
+    controller = MPC(model, num_samples=8, diffusion_steps=1, initial_steps=2, seed=0, num_knots=4)
+    controller(torch.zeros(1, dtype=torch.float64))
+    step = controller.last_step
+    text = repr(step)
+    assert "\n" not in text and len(text) < 200, text
+    assert text.startswith("MPCStep(action=[") and "actions=[64, 1]" in text and "knots=[4, 1]" in text
+    assert f"{float(step.action[0]):.4g}" in text and "warm=False" in text and "diffusion_steps=2" in text
+    assert "knots" not in repr(step._replace(knots=None))

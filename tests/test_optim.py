@@ -15,7 +15,7 @@ def sphere(target):
 def test_one_step_is_the_cross_entropy_method(device, dtype):
     """N = 1: the update is CEM's weighted mean of the samples (paper, section 4.1)."""
     x = torch.full((4,), 0.3, device=device, dtype=dtype)
-    opt = MBDOptimizer([x], num_samples=50, temperature=0.7, num_steps=1, beta0=0.04, seed=3)
+    opt = MBDOptimizer([x], num_samples=50, temperature=0.7, num_steps=1, beta_first=0.04, seed=3)
     seen = {}
 
     def closure(cands):
@@ -24,7 +24,7 @@ def test_one_step_is_the_cross_entropy_method(device, dtype):
 
     opt.step(closure)
     samples = seen["samples"]
-    # the samples are N(x0, sigma^2) with sigma = sqrt(1 - alpha_bar_0) = sqrt(beta0)
+    # the samples are N(x0, sigma^2) with sigma = sqrt(1 - alpha_bar_0) = sqrt(beta_first)
     g = torch.Generator(device=device).manual_seed(3)
     eps = torch.randn(1, 50, 4, generator=g, device=device, dtype=dtype)
     torch.testing.assert_close(samples, 0.3 + math.sqrt(0.04) * eps[0])
@@ -271,10 +271,10 @@ def test_cuda_is_used():
         (dict(temperature=float("nan")), ValueError, "temperature"),
         (dict(num_samples=0), ValueError, "num_samples"),
         (dict(num_samples=2.0), ValueError, "num_samples"),
-        (dict(beta0=0.0), ValueError, "beta0"),
-        (dict(beta1=1.5), ValueError, "beta1"),
+        (dict(beta_first=0.0), ValueError, "beta_first"),
+        (dict(beta_last=1.5), ValueError, "beta_last"),
         (dict(num_steps=0), ValueError, "num_steps"),
-        (dict(noise="cosine"), ValueError, "noise"),
+        (dict(noise_convention="cosine"), ValueError, "noise_convention"),
         (dict(fraction=0.0), ValueError, "fraction"),
         (dict(noise_scale=-1.0), ValueError, "noise_scale"),
         (dict(step_scale=0.0), ValueError, "step_scale"),
@@ -321,7 +321,7 @@ def test_bad_closure_and_rollout_results():
         bad.step(lambda c: torch.zeros(8))
 
 
-# --------------------------------------------------------------------------- robustness (issue 15)
+# --------------------------------------------------------------------------- robustness
 import copy  # noqa: E402
 import io  # noqa: E402
 
@@ -491,7 +491,7 @@ def test_nan_outside_the_mask_is_allowed():
     assert torch.isfinite(u).all() and opt.last_step.demo_wins.any()
     # a NumPy demonstration is taken in the params' dtype
     opt = MBDOptimizer([torch.zeros(3)], num_samples=8, demo=np.zeros(3), demo_reward=0.0, seed=0)
-    assert opt._demo.dtype == torch.float32
+    assert opt.demonstration.demo.dtype == torch.float32
 
 
 def test_a_demo_of_other_length_than_the_states_is_refused_at_the_first_step():
@@ -600,10 +600,10 @@ def test_numpy_scalars_are_accepted_everywhere():
             opt.step(lambda c: ((c[0] - 0.2) ** 2).sum(-1))
         return x
 
-    plain = dict(temperature=0.25, num_samples=8, num_steps=4, beta0=1e-3, beta1=2e-2, step_scale=0.5,
+    plain = dict(temperature=0.25, num_samples=8, num_steps=4, beta_first=1e-3, beta_last=2e-2, step_scale=0.5,
                  noise_scale=0.8, fraction=1.0, seed=3)
-    numpy = dict(temperature=np.float32(0.25), num_samples=np.int64(8), num_steps=np.int32(4), beta0=np.float64(1e-3),
-                 beta1=np.float32(2e-2), step_scale=np.float16(0.5), noise_scale=np.float64(0.8),
+    numpy = dict(temperature=np.float32(0.25), num_samples=np.int64(8), num_steps=np.int32(4), beta_first=np.float64(1e-3),
+                 beta_last=np.float32(2e-2), step_scale=np.float16(0.5), noise_scale=np.float64(0.8),
                  fraction=np.float64(1.0), seed=np.uint64(3))
     torch.testing.assert_close(run(**numpy), run(**plain), rtol=1e-6, atol=1e-7)  # np.float32(2e-2) != 2e-2 exactly
 
@@ -643,7 +643,7 @@ def test_state_dict_refuses_other_shapes_and_missing_keys():
     with pytest.raises(ValueError, match="shapes"):
         fresh(torch.zeros(4)).load_state_dict(state)
     broken = copy.deepcopy(state)
-    del broken["mbd"]["rng_state"]
+    del broken["sampling"]["rng_state"]
     with pytest.raises(ValueError, match="rng_state"):
         fresh(torch.zeros(3)).load_state_dict(broken)
     broken = copy.deepcopy(state)
@@ -661,10 +661,10 @@ def test_state_dict_refuses_other_shapes_and_missing_keys():
         (lambda s: s["param_groups"][0].update(bounds=(torch.zeros(5), 1.0)), "shape"),
         (lambda s: s["param_groups"][0].update(fraction=1.5), "fraction"),
         (lambda s: s["param_groups"][0].update(noise_scale=-1.0), "noise_scale"),
-        (lambda s: s["mbd"].update(temperature=0.0), "temperature"),
-        (lambda s: s["mbd"].update(steps_done=-3), "steps_done"),
-        (lambda s: s["mbd"].update(demo_reward=float("nan")), "demo_reward"),
-        (lambda s: s["mbd"].update(rng_state=torch.zeros(3, dtype=torch.uint8)), "rng_state"),
+        (lambda s: s["sampling"].update(temperature=0.0), "temperature"),
+        (lambda s: s["sampling"].update(steps_done=-3), "steps_done"),
+        (lambda s: s["sampling"].update(demo_reward=float("nan")), "demo_reward"),
+        (lambda s: s["sampling"].update(rng_state=torch.zeros(3, dtype=torch.uint8)), "rng_state"),
         (lambda s: s["param_groups"].append(dict(s["param_groups"][0])), "param groups"),
     ],
 )
@@ -682,8 +682,8 @@ def test_a_rejected_state_dict_changes_nothing(edit, match):
     with pytest.raises(ValueError, match=match):
         target.load_state_dict(state)
     after = target.state_dict()
-    assert after["mbd"]["steps_done"] == before["mbd"]["steps_done"] == 1
-    assert torch.equal(after["mbd"]["rng_state"], before["mbd"]["rng_state"])
+    assert after["sampling"]["steps_done"] == before["sampling"]["steps_done"] == 1
+    assert torch.equal(after["sampling"]["rng_state"], before["sampling"]["rng_state"])
     assert after["param_groups"] == before["param_groups"] and target.temperature == 0.7
 
 
@@ -692,11 +692,12 @@ def test_state_dict_restores_the_temperature():
     target = fresh(torch.zeros(3), temperature=2.0)
     target.load_state_dict(donor.state_dict())
     assert target.temperature == 0.05
-    # a state saved before the temperature and the shapes were saved still loads, keeping the temperature
+    # a state without the temperature is incomplete: refused by name, nothing changed
     old = donor.state_dict()
-    del old["mbd"]["temperature"], old["mbd"]["param_shapes"]
+    del old["sampling"]["temperature"]
     older = fresh(torch.zeros(3), temperature=2.0)
-    older.load_state_dict(old)
+    with pytest.raises(ValueError, match="lacks.*temperature"):
+        older.load_state_dict(old)
     assert older.temperature == 2.0
     with pytest.raises(ValueError, match="state"):
         older.load_state_dict(dict(donor.state_dict(), state=[]))
@@ -720,7 +721,7 @@ def test_state_dict_round_trip_is_bit_identical(
     """Save after ``before`` steps, load into a fresh optimizer (other seed, other temperature): the next
     steps are identical bit for bit, in closure or rollout mode (with a demonstration there)."""
     shape = (2, ROLLOUT_H, 2) if rollout_mode else (5,)
-    options = dict(num_samples=num_samples, num_steps=num_steps, noise=noise, temperature=temperature,
+    options = dict(num_samples=num_samples, num_steps=num_steps, noise_convention=noise, temperature=temperature,
                    bounds=(-0.8, 0.9) if bounded else None)
     if rollout_mode:
         options.update(rollout=state_rollout, demo=torch.full((ROLLOUT_H, 1), 0.5, dtype=dtype),
@@ -764,39 +765,8 @@ def test_a_rejected_param_group_is_not_added():
     opt.step(lambda c: c[0].sum(-1) + c[1].sum(-1))
 
 
-# --------------------------------------------------------------------------- a tensor noise_scale (issue 14)
-from torch_mbd.baselines import optimizer_class  # noqa: E402
-
-TORCH_METHODS = ["mbd", "cem", "mppi", "paper-mppi", "paper-cem", "paper-cmaes"]
-
-
-@pytest.mark.parametrize("method", TORCH_METHODS + ["cmaes"])
-def test_a_uniform_tensor_noise_scale_equals_the_number(method):
-    def run(scale):
-        u = torch.zeros(2, ROLLOUT_H, 2)
-        opt = optimizer_class(method)([dict(params=[u], noise_scale=scale)], num_samples=8, num_steps=3,
-                                      rollout=state_rollout, seed=0)
-        for _ in range(3):
-            opt.step()
-        return u
-
-    assert torch.equal(run(0.5), run(torch.full((ROLLOUT_H, 1), 0.5)))
-
-
-@pytest.mark.parametrize("method", TORCH_METHODS)
-def test_a_tensor_noise_scale_multiplies_sigma_per_coordinate(method):
-    scale = torch.tensor([[0.0], [1.0], [2.0], [4.0]])  # [H, 1]: later controls noisier, the first frozen
-    u = torch.zeros(ROLLOUT_H, 2)
-    opt = optimizer_class(method)([dict(params=[u], noise_scale=scale)], num_samples=4000, num_steps=3,
-                                  rollout=state_rollout, seed=0)
-    opt.step()
-    noise = opt.last_step.samples[0].reshape(4000, ROLLOUT_H, 2)  # around the zero estimate
-    spread = noise.std(dim=(0, 2))
-    assert spread[0].item() == 0.0
-    ratios = (spread[1:] / spread[1]).tolist()
-    assert ratios == pytest.approx([1.0, 2.0, 4.0], rel=0.05)
-
-
+# --------------------------------------------------------------------------- a tensor noise_scale
+# (per method: tests/test_sampling.py)
 def test_a_closure_mode_tensor_noise_scale():
     x = torch.zeros(3, 2)
     opt = MBDOptimizer([dict(params=[x], noise_scale=torch.tensor([1.0, 0.0]))], num_samples=16, num_steps=3, seed=0)
@@ -924,7 +894,7 @@ def test_demo_log_likelihood_callable_decides_where_the_demo_wins():
         demo_log_likelihood=sharp, demo_reward=3.0,
     )
     state = opt.state_dict()
-    assert "demo_log_likelihood" not in state["mbd"]
+    assert "demo_log_likelihood" not in state["sampling"]
     other_actions.copy_(actions)
     other.load_state_dict(state)
     opt.step()
@@ -973,3 +943,22 @@ def test_demo_log_likelihood_bad_callables_are_refused():
 
     with pytest.raises(ValueError, match="no states.*demo_log_likelihood"):
         make(_along_y, rollout=no_states).step()
+
+
+# ----------------------------------------------------------------------------- renamed options
+def test_the_old_schedule_option_names_still_work_and_warn():
+    new = MBDOptimizer([torch.zeros(2)], num_steps=5, beta_first=2e-3, beta_last=3e-2, noise_convention="paper", seed=0)
+    with pytest.warns(DeprecationWarning) as record:
+        old = MBDOptimizer([torch.zeros(2)], num_steps=5, beta0=2e-3, beta1=3e-2, noise="paper", seed=0)
+    assert sorted(str(w.message).split(":")[1].split("=")[0].strip() for w in record) == ["beta0", "beta1", "noise"]
+    assert {w.filename for w in record} == {__file__}
+    assert torch.equal(old.schedule.sigmas, new.schedule.sigmas) and old.noise_convention == "paper"
+    assert old.beta_first == 2e-3 and old.beta_last == 3e-2
+    with pytest.warns(DeprecationWarning, match="MBDOptimizer.beta0 is deprecated, use .beta_first"):
+        assert old.beta0 == 2e-3
+    with pytest.warns(DeprecationWarning, match="use .noise_convention"):
+        assert old.noise == "paper"
+    with pytest.raises(TypeError, match="both beta0= and beta_first="), pytest.warns(DeprecationWarning):
+        MBDOptimizer([torch.zeros(2)], beta0=2e-3, beta_first=2e-3)
+    with pytest.raises(TypeError, match="unexpected option.*beta2"):
+        MBDOptimizer([torch.zeros(2)], beta2=0.1)

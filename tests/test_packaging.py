@@ -75,3 +75,52 @@ def test_license_is_mit_and_ships_in_the_wheel_and_the_sdist(tmp_path):
     with tarfile.open(tmp_path / "dist" / sdist_name) as sdist:
         member = next(m for m in sdist.getmembers() if m.name.endswith("/LICENSE") and m.name.count("/") == 1)
         assert sdist.extractfile(member).read().decode() == text
+
+
+def _bash_blocks(text: str) -> list[list[str]]:
+    """The command lines (comments and blank lines dropped) of each ```bash block of ``text``."""
+    blocks, current = [], None
+    for line in text.splitlines():
+        if line.strip() == "```bash":
+            current = []
+        elif line.strip() == "```" and current is not None:
+            blocks.append(current)
+            current = None
+        elif current is not None and line.split("#")[0].strip():
+            current.append(line.split("  #")[0].strip())
+    return blocks
+
+
+def _setup_extras() -> set[str]:
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    extras = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Dict):
+            extras |= {k.value for k in node.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)}
+        if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
+            extras.add(node.slice.value)
+    return extras
+
+
+def test_readme_quickstart_is_a_venv_the_cpu_torch_and_two_commands():
+    text = (ROOT / "README.md").read_text()
+    quickstart = text[text.index("## Quickstart") : text.index("\n## ", text.index("## Quickstart") + 1)]
+    setup, commands = _bash_blocks(quickstart)[:2]
+    assert len(setup) == 2 and setup[0].startswith("python3 -m venv .venv")
+    # the CPU wheel: an unpinned torch from PyPI pulls gigabytes of CUDA packages
+    assert setup[1] == "pip install torch --index-url https://download.pytorch.org/whl/cpu"
+    assert len(commands) == 2
+    assert commands[0].startswith('pip install -e ".[examples]" && torch-mbd plan car2d')
+    assert commands[1] == 'pip install -e ".[test]" && pytest'
+
+
+def test_every_extra_the_readme_names_exists():
+    import re
+
+    text = (ROOT / "README.md").read_text()
+    named = set(re.findall(r'\.\[([a-z,]+)\]', text))
+    table = set(re.findall(r"^\| `([a-z]+)` \|", text, flags=re.MULTILINE))
+    extras = _setup_extras()
+    for group in named:
+        assert set(group.split(",")) <= extras, group
+    assert table and table <= extras and "mnist" in table

@@ -201,7 +201,7 @@ def test_state_dict_round_trip_gives_the_same_next_step():
     other.step()
     torch.testing.assert_close(a, b)
     torch.testing.assert_close(opt.sigma, other.sigma)
-    with pytest.raises(ValueError, match="not saved by PaperCEMOptimizer"):
+    with pytest.raises(ValueError, match="saved by PaperCMAESOptimizer.*this is PaperCEMOptimizer"):
         PaperCEMOptimizer([b.clone()], rollout=model.rollout).load_state_dict(state)
 
 
@@ -239,10 +239,10 @@ def test_load_state_dict_rejects_a_bad_sigma():
     opt.step()
     for bad in (torch.tensor([1.0, 2.0]), torch.tensor([-1.0]), torch.tensor([float("nan")]), 0.5):
         state = opt.state_dict()
-        state["baseline"]["sigma"] = bad
+        state["sampling"]["sigma"] = bad
         with pytest.raises(ValueError, match="sigma"):
             opt.load_state_dict(state)
-    torch.testing.assert_close(opt.sigma, opt.state_dict()["baseline"]["sigma"])  # unchanged
+    torch.testing.assert_close(opt.sigma, opt.state_dict()["sampling"]["sigma"])  # unchanged
 
 
 @pytest.mark.parametrize("method", PAPER_METHODS)

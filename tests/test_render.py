@@ -153,6 +153,48 @@ def test_check_rendering_fails_in_one_line_naming_what_to_install(monkeypatch):
     assert "\n" not in message and "apt-get install libosmesa6" in message and "MUJOCO_GL=egl" in message
 
 
+class GLFWError(UserWarning):
+    """What the ``glfw`` package warns with (its own class; any warning category behaves alike)."""
+
+
+def test_glfw_warnings_of_a_failed_context_go_into_the_one_error(monkeypatch):
+    import warnings
+
+    from dynamics.render import check_rendering
+
+    def renderer(*args, **kwargs):  # GLFW with no display: two warnings, then MuJoCo's error
+        warnings.warn("(65550) b'X11: The DISPLAY environment variable is missing'", GLFWError)
+        warnings.warn("(65537) b'The GLFW library is not initialized'", GLFWError)
+        raise mujoco.FatalError("an OpenGL platform library has not been loaded into this process")
+
+    monkeypatch.setattr(mujoco, "Renderer", renderer)
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        with pytest.raises(RuntimeError) as info:
+            check_rendering()
+    assert shown == []  # nothing printed besides the error
+    message = str(info.value)
+    assert "\n" not in message and "DISPLAY environment variable is missing" in message
+    assert "GLFW library is not initialized" in message and "libosmesa6" in message
+
+
+def test_a_working_renderers_warnings_are_shown(monkeypatch):
+    import warnings
+
+    from dynamics.render import check_rendering
+
+    class Renderer:
+        def __init__(self, *args, **kwargs):
+            warnings.warn("a harmless note", GLFWError)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(mujoco, "Renderer", Renderer)
+    with pytest.warns(GLFWError, match="a harmless note"):
+        check_rendering()
+
+
 def test_check_rendering_passes_with_a_working_backend(gl):
     from dynamics.render import check_rendering
 

@@ -208,7 +208,7 @@ def test_summary_states_zero_reward_missing_cells_and_runs(tmp_path):
 
 def test_report_runs_nothing_and_summarizes_the_stored_runs(tmp_path, monkeypatch, capsys):
     runs = tmp_path / "runs.json"
-    se.save_runs(runs, [record("hopper", "mbd", 64, 0, 2.5), record("hopper", "cem", 64, 0, 2.0)])
+    se._runs.save_runs(runs, [record("hopper", "mbd", 64, 0, 2.5), record("hopper", "cem", 64, 0, 2.0)])
 
     def no_plan(*args, **kwargs):
         raise AssertionError("--report must not plan")
@@ -217,3 +217,19 @@ def test_report_runs_nothing_and_summarizes_the_stored_runs(tmp_path, monkeypatc
     se.main(["--report", "--runs", str(runs), "--no-write"])
     out = capsys.readouterr().out
     assert "2.500" in out and "2.000" in out
+
+
+def test_the_report_shows_commands_that_run_into_the_stored_file():
+    reproducing_command = se.reproducing_command
+    scratch = "python -m benchmarks.sample_efficiency --no-write --runs /tmp/se/p1.json --tasks hopper --samples 64"
+    assert reproducing_command(scratch) == "python -m benchmarks.sample_efficiency --tasks hopper --samples 64"
+    assert reproducing_command("python -m benchmarks.sample_efficiency --runs=/tmp/a.json --ablation") == (
+        "python -m benchmarks.sample_efficiency --ablation"
+    )
+    assert reproducing_command(scratch, "runs/se.json").endswith("--samples 64 --runs runs/se.json")
+    # the stored report names no scratch file
+    from _scripts import ROOT
+
+    results = (ROOT / "docs" / "results.md").read_text()
+    section = results[results.index("<!-- sample_efficiency:start -->") : results.index("<!-- sample_efficiency:end -->")]
+    assert "/tmp/" not in section and "--no-write" not in section

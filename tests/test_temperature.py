@@ -84,7 +84,8 @@ def test_problems_are_solved_independently():
     z, valid = standardized(REWARDS)
     both = ess_temperature(z, valid, 0.3)
     alone = torch.cat([ess_temperature(z[b : b + 1], valid[b : b + 1], 0.3) for b in range(2)])
-    assert torch.equal(both, alone)
+    # a [2, n] and a [1, n] reduction may take different kernels: equal up to rounding, not bit for bit
+    torch.testing.assert_close(both, alone, rtol=1e-6, atol=0)
 
 
 def test_degenerate_problems_get_the_top_of_the_bracket():
@@ -116,7 +117,8 @@ def test_a_tensor_temperature_is_one_float_per_problem():
     logp, mean, std = normalized_log_weights(REWARDS, temperature)
     for b in range(2):
         row, m, s = normalized_log_weights(REWARDS[b : b + 1], float(temperature[b]))
-        assert torch.equal(logp[b : b + 1], row) and torch.equal(mean[b : b + 1], m) and torch.equal(std[b : b + 1], s)
+        for batched, alone in ((logp[b : b + 1], row), (mean[b : b + 1], m), (std[b : b + 1], s)):
+            torch.testing.assert_close(batched, alone, rtol=1e-12, atol=1e-12)  # other reduction shapes
     loglik = -torch.linspace(0.0, 3.0, 16, dtype=torch.float64).expand(2, 16)
     for units in ("logit", "reward"):
         both, wins = demo_log_weights(logp, loglik, 4.0, mean, std, temperature, units)
@@ -202,11 +204,11 @@ def test_auto_round_trips_through_the_state_dict():
     assert other.temperature == 0.2 and other.target_ess == DEFAULT_TARGET_ESS
     # a bad saved temperature is refused, naming it
     state = opt.state_dict()
-    state["mbd"]["temperature"] = "hot"
+    state["sampling"]["temperature"] = "hot"
     with pytest.raises(ValueError, match="state_dict temperature"):
         other.load_state_dict(state)
     state = opt.state_dict()
-    state["mbd"]["target_ess"] = 2.0
+    state["sampling"]["target_ess"] = 2.0
     with pytest.raises(ValueError, match="state_dict target_ess"):
         other.load_state_dict(state)
     assert other.temperature == 0.2

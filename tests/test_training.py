@@ -7,6 +7,7 @@ file); ``examples/`` is not a package, so the module is loaded from its path.
 import gzip
 import math
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,6 @@ from torch_mbd import MBDOptimizer, batched_closure
 from torch_mbd.optim import auto_fraction, auto_noise_scale
 
 ROOT = Path(__file__).resolve().parent.parent
-MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"
 
 
 example = load_script("examples/mnist_mlp.py", "mnist_mlp_example")
@@ -119,7 +119,7 @@ class NoGradGuard:
 
 def train_mbd(model, x, y, steps, batch, seed=0, num_samples=128, **options):
     """The plain drop-in loop: ``model.parameters()`` and the schedule only, automatic defaults."""
-    opt = MBDOptimizer(model.parameters(), num_samples=num_samples, num_steps=steps, temperature=0.3, beta0=3e-5, beta1=1e-3, seed=seed, **options)
+    opt = MBDOptimizer(model.parameters(), num_samples=num_samples, num_steps=steps, temperature=0.3, beta_first=3e-5, beta_last=1e-3, seed=seed, **options)
     guard = NoGradGuard(model.parameters())
     g = torch.Generator().manual_seed(seed)
     for _ in range(steps):
@@ -143,11 +143,10 @@ def test_mlp_learns_synthetic_classes_without_gradients():
     assert acc > 0.8, (chance_acc, acc)  # chance: 0.25
 
 
-@pytest.mark.skipif(not MNIST_DIR.is_dir(), reason=f"MNIST IDX files not found in {MNIST_DIR}")
-def test_mnist_mlp_well_above_chance_without_gradients():
+def test_mnist_mlp_well_above_chance_without_gradients(data_path):
     # A few hundred genuine MNIST images, 2x2-average-pooled to 14x14 to keep the test within a
     # few seconds; automatic defaults only, no per-layer tuning, no backward().
-    data = example.read_mnist_idx(MNIST_DIR)
+    data = example.read_mnist_idx(data_path("mnist/train-images-idx3-ubyte.gz").parent)
 
     def pooled(images):
         return F.avg_pool2d(images[:, None].float() / 255, 2).reshape(len(images), -1)
@@ -224,11 +223,12 @@ def test_read_mnist_idx_checks_files(tmp_path):
 
 
 # --------------------------------------------------------------------------- the example end to end
-def fake_mnist(folder, n_train=64, n_test=32):
-    """Random IDX files in MNIST's layout (gzipped training set, plain test set)."""
+def fake_mnist(folder, n_train=64, n_test=32, gzip_test=False):
+    """Random IDX files in MNIST's layout (gzipped training set, plain test set unless ``gzip_test``)."""
     rng = np.random.default_rng(0)
     stems = example.FILES
-    for split, n, gz in (("train", n_train, True), ("test", n_test, False)):
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n, gz in (("train", n_train, True), ("test", n_test, gzip_test)):
         for kind, array in (("images", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)), ("labels", rng.integers(0, 10, n, dtype=np.uint8))):
             raw = idx_bytes(array, 0x08)
             name = stems[f"{split}_{kind}"] + (".gz" if gz else "")
@@ -261,8 +261,108 @@ def test_example_rejects_bad_flags(tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(SystemExit):
             example.parse_args(["--device", "cuda"])
-    with pytest.raises(FileNotFoundError, match="--data"):
-        example.main(["--data", str(tmp_path), "--quiet", "--device", "cpu"])
+
+
+# --------------------------------------------------------------------------- where the data comes from
+def _exits_with_one_line(capsys, argv, *words):
+    """``example.main(argv)`` exits with status 2 and one line on stderr holding every word."""
+    with pytest.raises(SystemExit) as exit_info:
+        example.main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1 and err.startswith("mnist_mlp.py: error: "), err
+    for word in words:
+        assert word in err, (word, err)
+    return err
+
+
+def test_missing_data_is_one_line_naming_every_way_to_get_it(tmp_path, capsys):
+    argv = ["--data", str(tmp_path), "--quiet", "--device", "cpu"]
+    _exits_with_one_line(capsys, argv, str(tmp_path), "--download", "torch-mbd[mnist]", "--data", "TORCH_MBD_DATA")
+
+
+def test_default_folder_is_the_data_folder_else_the_user_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_MBD_DATA", str(tmp_path / "offline"))
+    assert example.default_data_dir() == tmp_path / "offline" / "mnist"
+    monkeypatch.delenv("TORCH_MBD_DATA")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert example.default_data_dir() == tmp_path / "cache" / "torch-mbd" / "mnist"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert example.default_data_dir() == tmp_path / "home" / ".cache" / "torch-mbd" / "mnist"
+    assert example.build_parser().parse_args([]).data == str(tmp_path / "home" / ".cache" / "torch-mbd" / "mnist")
+
+
+def test_torchvisions_layout_is_read_too(tmp_path):
+    fake_mnist(tmp_path / "MNIST" / "raw")
+    data = example.load_mnist(tmp_path)
+    assert data["train_x"].shape == (64, 784) and data["test_y"].shape == (32,)
+
+
+def _fake_torchvision(monkeypatch, mnist_class):
+    """Install a ``torchvision`` whose ``datasets.MNIST`` is ``mnist_class`` (the real one may not import here)."""
+    import types
+
+    torchvision = types.ModuleType("torchvision")
+    datasets = types.ModuleType("torchvision.datasets")
+    datasets.MNIST = mnist_class
+    torchvision.datasets = datasets
+    monkeypatch.setitem(sys.modules, "torchvision", torchvision)
+    monkeypatch.setitem(sys.modules, "torchvision.datasets", datasets)
+
+
+def test_download_fetches_both_splits_with_torchvision_then_reads_them(tmp_path, monkeypatch, capsys):
+    calls = []
+
+    class MNIST:  # torchvision's signature; writes what its download writes, into root/MNIST/raw
+        def __init__(self, root, train=True, download=False):
+            calls.append((root, train, download))
+            if not (Path(root) / "MNIST" / "raw").is_dir():
+                fake_mnist(Path(root) / "MNIST" / "raw")
+
+    _fake_torchvision(monkeypatch, MNIST)
+    argv = ["--data", str(tmp_path), "--download", "--steps", "1", "--samples", "4", "--batch-size", "8",
+            "--quiet", "--device", "cpu"]
+    assert set(example.main(argv)) == {"MBD"}
+    assert calls == [(str(tmp_path), True, True), (str(tmp_path), False, True)]
+    assert "test accuracy" in capsys.readouterr().out
+
+
+def test_download_failures_are_one_line(tmp_path, monkeypatch, capsys):
+    argv = ["--data", str(tmp_path), "--download", "--quiet", "--device", "cpu"]
+
+    class Offline:
+        def __init__(self, root, train=True, download=False):
+            raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://..., got:\n<urlopen error>")
+
+    _fake_torchvision(monkeypatch, Offline)
+    _exits_with_one_line(capsys, argv, "could not download MNIST", "--data", "TORCH_MBD_DATA")
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # not installed: the import raises ImportError
+    monkeypatch.delitem(sys.modules, "torchvision.datasets")
+    _exits_with_one_line(capsys, argv, "needs torchvision", "torch-mbd[mnist]", "--data")
+
+
+def test_real_torchvision_downloads_from_a_local_mirror(tmp_path):
+    try:
+        from torchvision.datasets import MNIST
+    except Exception as err:  # noqa: BLE001  (here: a wheel built for another torch fails with a RuntimeError)
+        pytest.skip(f"torchvision does not import here ({' '.join(str(err).split())[:200]})")
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    fake_mnist(mirror, gzip_test=True)
+    resources = [(name, _md5(mirror / name)) for name, _ in MNIST.resources]
+    original = (MNIST.mirrors, MNIST.resources)
+    MNIST.mirrors, MNIST.resources = [mirror.as_uri() + "/"], resources  # file:// : nothing leaves the machine
+    try:
+        data = example.load_mnist(tmp_path / "data", download=True)
+    finally:
+        MNIST.mirrors, MNIST.resources = original
+    assert data["train_x"].shape == (64, 784) and data["test_x"].shape == (32, 784)
+
+
+def _md5(path):
+    import hashlib
+
+    return hashlib.md5(path.read_bytes()).hexdigest()
 
 
 def test_mnist_benchmark_runs_on_a_tiny_budget(tmp_path):
@@ -276,3 +376,32 @@ def test_mnist_benchmark_runs_on_a_tiny_budget(tmp_path):
     assert table.count("\n") == 4 and "SGD momentum" in table and "MBD (auto defaults)" in table
     path = bench.accuracy_plot(results, args, tmp_path / "mnist.png")
     assert path.is_file() and path.stat().st_size > 0
+
+
+# --------------------------------------------------------------------------- schedules (docs/training.md)
+def test_lr_schedulers_do_not_apply_and_noise_scale_is_the_knob():
+    def fresh():
+        x = torch.zeros(4)
+        return x, MBDOptimizer([x], num_samples=8, num_steps=5, seed=0, noise_scale=1.0)
+
+    x, opt = fresh()
+    assert all("lr" not in group for group in opt.param_groups)  # nothing a scheduler could change
+    with pytest.raises(KeyError, match="lr"):
+        torch.optim.lr_scheduler.StepLR(opt, step_size=2)
+
+    def loss(c):
+        return ((c[0] - 0.3) ** 2).sum(-1)
+
+    spreads = []
+    for halve in (False, True):  # the same run twice; the second halves the noise before step 2
+        x, opt = fresh()
+        opt.step(loss)
+        if halve:
+            opt.param_groups[0]["noise_scale"] = 0.5
+        before = x.clone()
+        opt.step(loss)
+        spreads.append(opt.last_step.samples.reshape(8, 4) - before)
+    torch.testing.assert_close(spreads[1], 0.5 * spreads[0])
+    opt.param_groups[0]["noise_scale"] = -1.0  # checked like a constructor argument, at the next step
+    with pytest.raises(ValueError, match="noise_scale"):
+        opt.step(loss)

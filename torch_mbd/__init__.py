@@ -1,12 +1,13 @@
 """torch-mbd: Model-Based Diffusion (Pan, Yi, Shi, Qu) for PyTorch.
 
 A gradient-free optimizer that runs a reverse diffusion process whose score is estimated
-from the model itself. Use :class:`MBDOptimizer` like any ``torch.optim`` optimizer,
+from the model itself. Use :class:`MBDOptimizer` (or any method of :data:`METHODS`, all of them
+:class:`SamplingOptimizer` subclasses) like any ``torch.optim`` optimizer,
 :func:`minimize` for black-box functions and :func:`plan` for trajectory optimization
 with any :class:`RolloutModel`.
 """
 
-from .baselines import CEMOptimizer, CMAESOptimizer, MPPIOptimizer
+from .cem import CEMOptimizer
 from .closure import batched_closure
 from .denoise import (
     DEFAULT_TARGET_ESS,
@@ -21,21 +22,31 @@ from .denoise import (
     score_ascent,
     weighted_mean,
 )
+from .cmaes import CMAESOptimizer
+from .methods import METHODS, register_method
 from .minimize import MinimizeHistory, MinimizeResult, minimize
 from .mpc import MPC
-from .optim import ConstantObjectiveWarning, MBDOptimizer, StepInfo
+from .mppi import MPPIOptimizer
+from .optim import MBDOptimizer
 from .paper_baselines import PaperCEMOptimizer, PaperCMAESOptimizer, PaperMPPIOptimizer
 from .plan import PlanResult, plan
+from .predictive import PredictiveSamplingOptimizer
 from .rollout import RolloutModel, Trajectory
+from .sampling import ConstantObjectiveWarning, SamplingOptimizer, StepInfo, UpdateResult
 from .schedule import Schedule, linear_schedule
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "SamplingOptimizer",
+    "UpdateResult",
+    "METHODS",
+    "register_method",
     "MBDOptimizer",
     "CEMOptimizer",
     "MPPIOptimizer",
     "CMAESOptimizer",
+    "PredictiveSamplingOptimizer",
     "PaperMPPIOptimizer",
     "PaperCEMOptimizer",
     "PaperCMAESOptimizer",

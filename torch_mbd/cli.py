@@ -11,9 +11,9 @@ Example::
     torch-mbd plan --help
 
 Nothing finished is lost: everything the output needs (matplotlib for a figure; an offscreen
-OpenGL backend and an encoder for a video; both output files, opened for writing and left as they
+OpenGL backend and an encoder for a video; the output files, opened for writing and left as they
 were) is checked before planning, the ``.npz`` is written before the figure or video, and without
-``--out`` the arrays go to ``TASK.npz`` in the current folder.
+``--out`` the arrays go to ``TASK.npz`` in the current folder (``--out PATH.npz``: to that file alone).
 """
 
 from __future__ import annotations
@@ -29,10 +29,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .methods import METHODS as METHOD_TABLE
 from .plan import PRESETS
 
-METHODS = ("mbd", "cem", "mppi", "cmaes", "paper-mppi", "paper-cem", "paper-cmaes")
-BACKENDS = ("mujoco", "warp", "mjx")
+METHODS = tuple(METHOD_TABLE)  # the --method choices: every registered method
+# the methods whose weights have a temperature (CEM, CMA-ES, predictive sampling and the authors' CEM
+# accept and ignore it)
+TEMPERATURE_METHODS = ("mbd", "mppi", "paper-mppi", "paper-cmaes")
+# task -> what its --demo takes (model.demonstration(SOURCE)); every other task has none
+DEMO_SOURCES = {
+    "car2d": "'rrt' (an RRT path round the obstacle)",
+    "humanoid_jog": "'mocap' (the authors' jogging clip) or the path of an .npz clip",
+}
 VIDEO_SUFFIXES = (".mp4", ".gif")
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg")
 # the budget of a task that recommends none (dynamics.TaskInfo / the model's attributes say)
@@ -67,7 +75,12 @@ def _positive_float(text: str) -> float:
 
 def _temperature(text: str):
     """``--temperature``: a finite number > 0, or ``auto``."""
-    return text if text == "auto" else _positive_float(text)
+    if text == "auto":
+        return text
+    try:
+        return _positive_float(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0 or 'auto', got {text!r}") from None
 
 
 def default_budget(*sources) -> tuple[int, int, float]:
@@ -91,6 +104,8 @@ def default_budget(*sources) -> tuple[int, int, float]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``torch-mbd`` (sub-commands ``plan`` and ``tasks``)."""
+    from dynamics.backends import BACKENDS  # the one list of simulator backends (loads no simulator)
+
     parser = argparse.ArgumentParser(
         prog="torch-mbd",
         description="Model-Based Diffusion (Pan et al.) for PyTorch: trajectory optimization from the shell.",
@@ -126,8 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--demo",
         metavar="SOURCE",
         default=None,
-        help="steer the diffusion with a demonstration: 'rrt' for car2d (an RRT path), "
-        "an .npz clip for humanoid_jog; calls model.demonstration(SOURCE, seed=SEED)",
+        help="steer the diffusion with a demonstration: 'rrt' for car2d (an RRT path), 'mocap' (the authors' "
+        "clip) or an .npz clip for humanoid_jog; calls model.demonstration(SOURCE, seed=SEED)",
     )
     p.add_argument(
         "--samples", type=_positive_int, default=None, metavar="N",
@@ -154,12 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed of the sampler and the demonstration (default: 0)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the model and the optimizer run (default: cpu)")
     p.add_argument("--horizon", type=_positive_int, default=None, metavar="H", help="control steps (default: the task's horizon)")
-    p.add_argument("--method", choices=METHODS, default="mbd", help="optimizer: mbd (default), the baseline cem, mppi or cmaes, or the paper's own baselines as the authors ran them (paper-mppi, paper-cem, paper-cmaes)")
+    p.add_argument("--method", choices=METHODS, default="mbd", help="optimizer: mbd (default), the baselines cem, mppi, cmaes or predictive (predictive sampling), or the paper's own baselines as the authors ran them (paper-mppi, paper-cem, paper-cmaes)")
     p.add_argument(
         "--out", type=Path, default=None, metavar="PATH",
-        help="write the arrays (actions, states, rewards, feasible, history, demo) to the .npz with PATH's stem, "
-        "then a figure (.png/.pdf/.svg/.jpg) or a video (.mp4/.gif, MuJoCo tasks) to PATH "
-        "(default: only TASK.npz in the current folder)",
+        help="PATH.npz: write the arrays (actions, states, rewards, feasible, history, knots, demo) there alone; "
+        "a figure (.png/.pdf/.svg/.jpg) or a video (.mp4/.gif, MuJoCo tasks): write the arrays to the .npz with "
+        "PATH's stem first, then PATH (default: only TASK.npz in the current folder)",
     )
     p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
     return parser
@@ -214,15 +229,17 @@ def _one_line(err: BaseException) -> str:
     return " ".join(str(err).split()) or type(err).__name__
 
 
-def demonstration_options(model, source: str, seed: int, horizon: int | None) -> dict:
+def demonstration_options(model, source: str, seed: int, horizon: int | None, task: str = "") -> dict:
     """``model.demonstration(source, seed=seed[, horizon=...])``: optimizer options (``demo``, ...).
 
     Raises:
-        CommandError: one line, for a task without demonstrations, a missing or unreadable
-            demonstration file, or a planner that found no demonstration.
+        CommandError: one line, for a task without demonstrations (naming the tasks that have
+            them, :data:`DEMO_SOURCES`), a missing or unreadable demonstration file, or a planner
+            that found no demonstration.
     """
     if not hasattr(model, "demonstration"):
-        raise CommandError(f"--demo: the task {type(model).__name__} has no demonstrations")
+        which = "; ".join(f"{name} takes {what}" for name, what in DEMO_SOURCES.items())
+        raise CommandError(f"--demo {source}: {task or type(model).__name__} has no demonstrations ({which})")
     kwargs = {"seed": seed}
     if horizon is not None and "horizon" in inspect.signature(model.demonstration).parameters:
         kwargs["horizon"] = horizon
@@ -246,7 +263,7 @@ def _numpy(x):
 
 
 def write_npz(path: Path, result, demo=None) -> Path:
-    """Save a :class:`~torch_mbd.plan.PlanResult` (and the demonstration) to ``path``."""
+    """Save a :class:`~torch_mbd.plan.PlanResult` (its knots too, with knots; and the demonstration) to ``path``."""
     arrays = {
         "actions": _numpy(result.actions),
         "states": _numpy(result.states),
@@ -257,6 +274,8 @@ def write_npz(path: Path, result, demo=None) -> Path:
         "reward_history": _numpy(result.reward_history),
         "time": np.float64(result.time),
     }
+    if result.knots is not None:  # a knots plan: its decision variables, beside the controls they make
+        arrays["knots"] = _numpy(result.knots)
     if demo is not None:
         arrays["demo"] = _numpy(demo)
     np.savez(path, **arrays)
@@ -333,86 +352,17 @@ def _control_dt(model) -> float | None:
     return float(mj_model.opt.timestep) * int(frame_skip)
 
 
-def is_push_t(model) -> bool:
-    """Whether ``model`` is a MuJoCo model with a ``block`` and a ``goal`` body (push-T)."""
-    mj_model = getattr(model, "mj_model", None)
-    if mj_model is None:
-        return False
-    names = {mj_model.body(i).name for i in range(mj_model.nbody)}
-    return {"block", "goal"} <= names
-
-
-def draw_push_t(axes, model, result, poses: int = 5) -> None:
-    """Push-T: a top-down drawing of the T at ``poses`` times and the goal; pose errors over time.
-
-    Args:
-        axes: three matplotlib ``Axes``: the drawing, the position error, the angle error.
-        model: a push-T :class:`~dynamics.model.MujocoModel` (bodies ``block``, ``goal``, ``pusher``).
-        result: a :class:`~torch_mbd.plan.PlanResult` of an unbatched plan.
-        poses: how many times (evenly spaced, start and end included) to draw the T at.
-    """
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Polygon
-
-    from dynamics.render import planar_outlines, planar_poses
-
-    ax, ax_dist, ax_angle = axes
-    mj_model = model.mj_model
-    qpos = np.concatenate([_numpy(model.qpos0)[None], _numpy(result.states)[:, : mj_model.nq]]).astype(np.float64)
-    dt = _control_dt(model)
-    times = dt * np.arange(len(qpos))
-    picks = np.unique(np.linspace(0, len(qpos) - 1, min(poses, len(qpos))).round().astype(int))
-    colors = plt.get_cmap("copper_r")(np.linspace(0.25, 1.0, len(picks)))
-    for outline in planar_outlines(mj_model, qpos[:1], "goal"):
-        ax.add_patch(Polygon(outline[0], closed=True, facecolor="tab:green", alpha=0.35, edgecolor="tab:green", lw=1.5))
-    ax.plot([], [], "s", color="tab:green", alpha=0.5, label="goal pose")
-    block = planar_outlines(mj_model, qpos, "block")
-    for color, t in zip(colors, picks):
-        for outline in block:
-            ax.add_patch(Polygon(outline[t], closed=True, facecolor=(*color[:3], 0.3), edgecolor=color, lw=1.5))
-        ax.plot([], [], "s", color=color, label=f"T at t = {times[t]:.2f} s")
-    poses_block = planar_poses(mj_model, qpos, "block")
-    ax.plot(poses_block[:, 0], poses_block[:, 1], ":", color="black", lw=1, label="T's path")
-    if "pusher" in {mj_model.body(i).name for i in range(mj_model.nbody)}:
-        pusher = planar_poses(mj_model, qpos, "pusher")
-        ax.plot(pusher[:, 0], pusher[:, 1], "-", color="tab:blue", lw=1, label="pusher's path")
-        ax.scatter(pusher[picks, 0], pusher[picks, 1], c=colors, edgecolors="tab:blue", s=22, zorder=5)
-    ax.set_aspect("equal")
-    ax.autoscale_view()
-    ax.margins(0.15)
-    ax.set_xlabel("x (m)")
-    ax.set_ylabel("y (m)")
-    ax.set_title("top view: the T over time, and the goal", fontsize=9)
-    # below the drawing, where it covers nothing
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, fontsize=7, frameon=False)
-    goal = planar_poses(mj_model, qpos[:1], "goal")[0]
-    distance = np.linalg.norm(poses_block[:, :2] - goal[:2], axis=-1)
-    angle = np.abs(np.angle(np.exp(1j * (poses_block[:, 2] - goal[2]))))
-    ax_dist.plot(times, 100 * distance, "-o", color="tab:red", markersize=2.5)
-    ax_dist.set_ylabel("T's distance to the goal (cm)")
-    ax_angle.plot(times, np.degrees(angle), "-o", color="tab:purple", markersize=2.5)
-    ax_angle.set_ylabel("T's angle to the goal (deg, 0-180)")
-    for a in (ax_dist, ax_angle):
-        a.set_xlabel("time (s)")
-        a.set_ylim(bottom=0)
-        a.grid(alpha=0.3)
-
-
 def write_figure(path: Path, model, result, demo=None, title: str = "") -> Path:
-    """A map (models with ``draw``/``positions``), push-T poses, or reward curves (any model), to ``path``."""
+    """Write the plan's figure: a map (``draw``/``positions``), the model's ``draw_plan``, or reward curves."""
     plt = _import_pyplot()
     if hasattr(model, "draw") and hasattr(model, "positions"):
         fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 5.2), gridspec_kw={"width_ratios": [1.15, 1]})
         draw_map(ax0, model, result, demo)
         ax0.set_title("map", fontsize=9)
         draw_optimization(ax1, result)
-    elif is_push_t(model):
+    elif hasattr(model, "draw_plan"):  # the task draws its own figure of a plan (push-T)
         fig = plt.figure(figsize=(10, 6.5))
-        grid = fig.add_gridspec(2, 2, width_ratios=[1.3, 1])
-        ax_map = fig.add_subplot(grid[:, 0])
-        ax_dist, ax_angle = fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, 1])
-        draw_push_t((ax_map, ax_dist, ax_angle), model, result)
-        ax_dist.set_title("pose error over the plan", fontsize=9)
+        model.draw_plan(fig, result.states)
     else:
         fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(9, 3.8))
         rewards = _numpy(result.rewards).reshape(-1, result.rewards.shape[-1])
@@ -457,17 +407,20 @@ def probe_writable(path: Path) -> None:
 
 
 def check_out(out: Path | None, task: str) -> Path:
-    """Check ``--out`` before any work; return the ``.npz`` path the plan goes to.
+    """Check ``--out`` before any work; return the ``.npz`` path the plan goes to (``out`` itself for an ``.npz``).
 
-    Both files (the ``.npz`` and the figure or video) are opened for writing here
+    Every output file (the ``.npz``, and the figure or video) is opened for writing here
     (:func:`probe_writable`), so an output that cannot be written fails before planning.
     """
     if out is None:
         npz = Path(f"{task}.npz")
     else:
         suffix = out.suffix.lower()
-        if suffix not in FIGURE_SUFFIXES + VIDEO_SUFFIXES:
-            raise CommandError(f"--out {out}: expected a figure ({', '.join(FIGURE_SUFFIXES)}) or a video ({', '.join(VIDEO_SUFFIXES)})")
+        if suffix not in (".npz",) + FIGURE_SUFFIXES + VIDEO_SUFFIXES:
+            raise CommandError(
+                f"--out {out}: expected the arrays (.npz), a figure ({', '.join(FIGURE_SUFFIXES)}) "
+                f"or a video ({', '.join(VIDEO_SUFFIXES)})"
+            )
         if not out.parent.exists():
             raise CommandError(f"--out {out}: the folder {out.parent} does not exist")
         if not out.parent.is_dir():
@@ -476,7 +429,7 @@ def check_out(out: Path | None, task: str) -> Path:
     folder = npz.parent if str(npz.parent) else Path(".")
     if not os.access(folder, os.W_OK):
         raise CommandError(f"cannot write {npz}: the folder {folder.resolve()} is not writable (give --out elsewhere)")
-    for path in (npz,) if out is None else (npz, out):
+    for path in dict.fromkeys((npz,) if out is None else (npz, out)):  # once each (``out`` may be the .npz)
         probe_writable(path)
     return npz
 
@@ -500,8 +453,8 @@ def run_plan(args) -> int:
         return run_tasks(args)
     from torch_mbd import plan
 
-    out = args.out
-    npz = check_out(out, args.task)
+    npz = check_out(args.out, args.task)
+    out = None if args.out is not None and args.out.suffix.lower() == ".npz" else args.out  # the figure or video
     if out is not None and out.suffix.lower() in FIGURE_SUFFIXES:
         _import_pyplot()  # a missing matplotlib fails now, not after the whole plan
     model = build_model(args.task, args.backend, args.device)
@@ -509,7 +462,7 @@ def run_plan(args) -> int:
         check_video(model, args.task, out)
     options = {}
     if args.demo is not None:
-        options = demonstration_options(model, args.demo, args.seed, args.horizon)
+        options = demonstration_options(model, args.demo, args.seed, args.horizon, args.task)
     import dynamics
 
     samples, steps, temperature = default_budget(model, dynamics.task_info(args.task))  # as 'torch-mbd tasks' lists
@@ -523,7 +476,8 @@ def run_plan(args) -> int:
         options["num_knots"] = args.knots
     print(
         f"torch-mbd plan {args.task}: method={args.method}, samples={num_samples}, steps={num_steps}, "
-        f"temperature={temperature}, preset={args.preset}"
+        + (f"temperature={temperature}, " if args.method in TEMPERATURE_METHODS else "")
+        + f"preset={args.preset}"
         + (f", knots={args.knots}" if args.knots is not None else "")
         + f", seed={args.seed}, device={args.device}"
         + (f", demo={args.demo}" if args.demo is not None else "")
@@ -553,7 +507,7 @@ def run_plan(args) -> int:
     print(f"time: {elapsed:.1f} s")
     demo = options.get("demo")
     write_npz(npz, result, demo)  # first: whatever happens to the figure, the plan is kept
-    print(f"wrote: {npz}" + ("" if out is not None else "  (no --out given: add --out PATH.png for a figure)"))
+    print(f"wrote: {npz}" + ("" if args.out is not None else "  (no --out given: add --out PATH.png for a figure)"))
     if out is not None:
         title = f"{args.task} ({args.method}{', demo ' + args.demo if args.demo else ''}): reward {result.reward:.3f}"
         try:

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from .baselines import optimizer_class
-from .checks import check_device, check_int, check_positive, check_seed, check_tensor
+from .checks import check_device, check_int, check_seed, check_tensor
 from .optim import check_temperature
 from .progress import progress_bar
 from .threads import use_threads
@@ -95,13 +95,14 @@ def minimize(
         device: where to run; default ``x0.device``.
         progress: show a tqdm progress bar.
         method: ``"mbd"`` (default), or a baseline at the same budget (``num_samples`` per step,
-            ``num_steps`` steps, same ``x0`` and bounds): ``"cem"``, ``"mppi"`` or ``"cmaes"``
-            (pycma; :mod:`torch_mbd.baselines`), or the paper's baselines as the authors ran them,
+            ``num_steps`` steps, same ``x0`` and bounds): ``"cem"``, ``"mppi"``, ``"cmaes"`` (pycma) or
+            ``"predictive"`` (:mod:`torch_mbd.baselines`), or the paper's baselines as the authors ran them,
             ``"paper-mppi"``, ``"paper-cem"``, ``"paper-cmaes"`` (reproductions, not recommendations:
-            :mod:`torch_mbd.paper_baselines`). The result has the same fields for every method.
+            :mod:`torch_mbd.paper_baselines`): any name of :data:`torch_mbd.METHODS`. The result has the
+            same fields for every method.
         **options: any other option of the chosen optimizer: for MBD (:class:`~torch_mbd.MBDOptimizer`)
-            ``beta0``, ``beta1``, ``noise``, ``step_scale``, ``demo``, ...; for CEM ``elite_fraction``,
-            ``init_std``; for MPPI ``noise_std``; for CMA-ES ``sigma0``, ``cma_options``.
+            ``beta_first``, ``beta_last``, ``noise_convention``, ``step_scale``, ``demo``, ...; for CEM
+            ``elite_fraction``, ``init_std``; for MPPI ``noise_std``; for CMA-ES ``sigma0``, ``cma_options``.
         torch_threads: torch intra-op threads while minimizing (restored afterwards): default 1, or
             ``$TORCH_MBD_THREADS``; ``"torch"`` keeps torch's setting, e.g. for an ``f`` that runs a
             large network (:mod:`torch_mbd.threads`).
@@ -139,7 +140,8 @@ def minimize(
     cost_dtype = torch.promote_types(x.dtype, torch.float32)
     optimizer = optimizer_class(method)
     opt = optimizer(
-        [x], num_samples=num_samples, temperature=temperature, num_steps=num_steps, bounds=bounds, seed=seed, **options
+        [x], num_samples=num_samples, temperature=temperature, num_steps=num_steps, bounds=bounds, seed=seed,
+        torch_threads="torch", **options,  # the threads of use_threads(torch_threads) below
     )
     best, mean, best_so_far, estimates = [], [], [], []
     record = {"fun": torch.tensor(float("inf"), dtype=cost_dtype, device=x.device), "x": x.clone()}

@@ -62,7 +62,8 @@ from .threads import resolve_threads, use_threads
 
 
 # MBDOptimizer options that MPC sets itself and that ``**options`` may not override.
-_RESERVED = ("params", "num_samples", "temperature", "num_steps", "beta0", "beta1", "noise", "bounds",
+_RESERVED = ("params", "num_samples", "temperature", "num_steps", "beta0", "beta1", "noise", "beta_first", "beta_last",
+             "noise_convention", "bounds",
              "noise_scale", "rollout", "generator", "seed", "process_group")
 
 
@@ -176,6 +177,17 @@ class MPCStep(NamedTuple):
     time: float
     knots: Tensor | None = None
 
+    def __repr__(self) -> str:
+        """One line: the action and the plan's shapes, not their values (a plan has ``H x nu`` numbers)."""
+        knots = "" if self.knots is None else f", knots=[{', '.join(map(str, self.knots.shape))}]"
+        action = ", ".join(f"{float(a):.4g}" for a in self.action.reshape(-1)[:4])
+        more = ", ..." if self.action.numel() > 4 else ""
+        return (
+            f"MPCStep(action=[{action}{more}], actions=[{', '.join(map(str, self.actions.shape))}]{knots}, "
+            f"warm={self.warm}, diffusion_steps={self.diffusion_steps}, sample_reward={self.sample_reward:.4g}, "
+            f"time={self.time:.3g}s)"
+        )
+
 
 class MPC:
     """Receding-horizon Model-Based Diffusion: plan from the current state, apply the first action.
@@ -274,7 +286,7 @@ class MPC:
             raise ValueError(f"shift must be one of {SHIFT_FILLS}, got {shift!r}")
         self.shift = shift
         beta0, beta1 = check_real("beta0", beta0), check_real("beta1", beta1)
-        self.schedule_options = dict(beta0=beta0, beta1=beta1, noise=noise)
+        self.schedule_options = dict(beta_first=beta0, beta_last=beta1, noise_convention=noise)
         # validates beta0, beta1 and noise now rather than at the first call
         top = float(linear_schedule(self.diffusion_steps, beta0, beta1, noise).sigmas[-1])
         self.warm_noise_scale = self.warm_noise / top
@@ -414,6 +426,7 @@ class MPC:
             rollout=self.model.rollout if self.knot_model is None else self.knot_model.rollout,
             generator=self.generator,
             process_group=self.process_group,
+            torch_threads="torch",  # the threads of use_threads(self.torch_threads) below
             **self.schedule_options,
             **self.options,
         )

@@ -24,8 +24,8 @@ mean's reward. Here each :meth:`step` is one of them, so ``plan(..., num_steps=K
 divide by is replaced by 1 (theirs would give NaN weights), and infeasible or non-finite
 samples get weight 0 and are never elites (their tasks have no infeasible samples).
 
-Use :class:`~torch_mbd.baselines.CEMOptimizer`, :class:`~torch_mbd.baselines.MPPIOptimizer`
-and :class:`~torch_mbd.baselines.CMAESOptimizer` (pycma) for the standard algorithms; these
+Use :class:`~torch_mbd.CEMOptimizer`, :class:`~torch_mbd.MPPIOptimizer`
+and :class:`~torch_mbd.CMAESOptimizer` (pycma) for the standard algorithms; these
 classes exist so that the paper's comparison can be rerun as published
 (``method="paper-mppi" | "paper-cem" | "paper-cmaes"`` in :func:`~torch_mbd.plan` and
 :func:`~torch_mbd.minimize`).
@@ -39,8 +39,19 @@ import torch
 from torch import Tensor
 
 from . import denoise
-from .baselines import _pop_baseline_state, _SampledGaussianOptimizer, elite_log_weights
+from .cem import elite_log_weights
 from .checks import check_int, check_positive
+from .denoise import DEFAULT_TARGET_ESS
+from .mppi import mppi_update
+from .sampling import (
+    Evaluation,
+    SamplingOptimizer,
+    UpdateResult,
+    check_target_ess,
+    check_temperature,
+    pop_first_sigma,
+    resolve_temperature,
+)
 
 PAPER_SIGMA = 1.0
 """The authors' initial (and, for MPPI and CEM, fixed) sampling standard deviation."""
@@ -51,22 +62,9 @@ PAPER_MIN_SIGMA = 1e-3
 
 
 # --------------------------------------------------------------------------- pure updates
-def paper_mppi_update(
-    samples: Tensor, rewards: Tensor, temperature: float | Tensor, feasible: Tensor | None = None
-) -> tuple[Tensor, Tensor, Tensor]:
-    """The authors' "MPPI" mean update: ``mu = sum_n w_n Y0s_n`` (``sigma`` unchanged).
-
-    Args:
-        samples: ``[B, n, D]`` the clipped samples ``Y0s``.
-        rewards: ``[B, n]``.
-        temperature: ``lambda > 0``, a float or ``[B]``.
-        feasible: optional boolean ``[B, n]``.
-
-    Returns:
-        ``(mean [B, D], weights [B, n], valid [B])``; ``valid`` is False where no sample was valid.
-    """
-    logp, _, _ = denoise.normalized_log_weights(rewards, temperature, feasible)
-    return denoise.weighted_mean(samples, logp)
+paper_mppi_update = mppi_update
+"""The authors' "MPPI" mean update ``mu = sum_n w_n Y0s_n`` (``sigma`` unchanged): their ``softmax_update``
+is :func:`~torch_mbd.mppi.mppi_update`, MBD's normalized softmax weights and their weighted mean."""
 
 
 def paper_cem_update(
@@ -127,45 +125,46 @@ def paper_cmaes_update(
 
 
 # --------------------------------------------------------------------------- optimizers
-class _PaperOptimizer(_SampledGaussianOptimizer):
-    """Shared part: a scalar step size per problem, times the group's ``noise_scale``."""
+class _PaperOptimizer(SamplingOptimizer):
+    """The authors' sampling loop: a scalar step size per problem, times the group's ``noise_scale``.
+
+    The schedule options (``num_steps``, ``beta_first``, ...) are accepted, so that every method
+    takes the same arguments of ``plan`` / ``minimize``, and unused: the authors start at ``sigma``.
+    """
+
+    state_fields = ("sigma", "temperature", "target_ess")
 
     def __init__(
-        self, params, num_samples: int = 256, temperature: float | str = 0.1, sigma: float = PAPER_SIGMA, **options
+        self,
+        params,
+        num_samples: int = 256,
+        temperature: float | str = 0.1,
+        sigma: float = PAPER_SIGMA,
+        target_ess: float = DEFAULT_TARGET_ESS,
+        **options,
     ):
         sigma = check_positive("sigma", sigma)
-        super().__init__(params, num_samples=num_samples, temperature=temperature, **options)
+        self.temperature = check_temperature("temperature", temperature)
+        self.target_ess = check_target_ess("target_ess", target_ess)
+        pop_first_sigma(options, type(self).__name__)  # checked, unused
+        super().__init__(params, num_samples, **options)
         self.sigma0 = sigma
         self.sigma: Tensor | None = None  # [B] once the first step ran
 
-    def _sampling_std(self, layout: dict, B: int) -> Tensor:
+    def sampling_std(self, B: int) -> Tensor:
         if self.sigma is None or self.sigma.shape != (B,):
             self.sigma = torch.full((B,), self.sigma0, dtype=self.compute_dtype, device=self.device)
-        unit = self._initial_std(layout, 1.0)  # [D]: ones, times noise_scale
-        return self.sigma.to(self.dtype).unsqueeze(-1) * unit
+        return self.sigma.to(self.dtype).unsqueeze(-1) * self.initial_std(1.0)
 
-    def state_dict(self) -> dict:
-        """MBD's state plus the step size ``sigma`` of each problem."""
-        state = super().state_dict()
-        state["baseline"] = dict(method=self.method, sigma=None if self.sigma is None else self.sigma.clone())
-        return state
+    def _temperature(self, evaluation: Evaluation) -> float | Tensor:
+        return resolve_temperature(self.temperature, self.target_ess, evaluation.rewards, evaluation.feasible)
 
-    def load_state_dict(self, state_dict: dict) -> None:
-        """Restore a :meth:`state_dict`, all or nothing (see :meth:`MBDOptimizer.load_state_dict`)."""
-        state_dict, extra = _pop_baseline_state(state_dict, self)
-        sigma = extra.get("sigma")
-        if sigma is not None:
-            shape = (math.prod(self.batch_shape),)
-            if not isinstance(sigma, Tensor) or tuple(sigma.shape) != shape or not sigma.is_floating_point():
-                got = tuple(sigma.shape) if isinstance(sigma, Tensor) else type(sigma).__name__
-                raise ValueError(
-                    f"state_dict baseline sigma must be a floating-point tensor of shape {shape}, got {got}"
-                )
-            if not bool((torch.isfinite(sigma) & (sigma >= 0)).all()):  # 0 is reachable with min_sigma=0
-                raise ValueError("state_dict baseline sigma must be finite and >= 0 everywhere")
-            sigma = sigma.to(self.device, self.compute_dtype).clone()
-        super().load_state_dict(state_dict)  # checks everything before changing anything
-        self.sigma = sigma
+    def check_state_fields(self, saved: dict) -> dict:
+        return dict(  # a sigma of 0 is reachable with min_sigma=0
+            sigma=self._checked_tensor_field("sigma", saved["sigma"], (math.prod(self.batch_shape),)),
+            temperature=check_temperature("state_dict temperature", saved["temperature"]),
+            target_ess=check_target_ess("state_dict target_ess", saved["target_ess"]),
+        )
 
 
 class PaperMPPIOptimizer(_PaperOptimizer):
@@ -187,8 +186,10 @@ class PaperMPPIOptimizer(_PaperOptimizer):
 
     method = "paper-mppi"
 
-    def _update(self, samples, rewards, feasible, loglik, y_bar):
-        return paper_mppi_update(samples, rewards, self._resolve_temperature(rewards, feasible), feasible)
+    def update(self, samples: Tensor, evaluation: Evaluation, y_bar: Tensor) -> UpdateResult:
+        temperature = self._temperature(evaluation)
+        mean, weights, valid = paper_mppi_update(samples, evaluation.rewards, temperature, evaluation.feasible)
+        return UpdateResult(mean, weights, valid, temperature=temperature)
 
 
 class PaperCEMOptimizer(_PaperOptimizer):
@@ -213,8 +214,8 @@ class PaperCEMOptimizer(_PaperOptimizer):
         self.num_elites = check_int("num_elites", num_elites, minimum=1)
         super().__init__(params, num_samples=num_samples, **options)
 
-    def _update(self, samples, rewards, feasible, loglik, y_bar):
-        return paper_cem_update(samples, rewards, self.num_elites, feasible)
+    def update(self, samples: Tensor, evaluation: Evaluation, y_bar: Tensor) -> UpdateResult:
+        return UpdateResult(*paper_cem_update(samples, evaluation.rewards, self.num_elites, evaluation.feasible))
 
 
 class PaperCMAESOptimizer(_PaperOptimizer):
@@ -240,13 +241,12 @@ class PaperCMAESOptimizer(_PaperOptimizer):
         self.min_sigma = check_positive("min_sigma", min_sigma, allow_zero=True)
         super().__init__(params, num_samples=num_samples, **options)
 
-    def _update(self, samples, rewards, feasible, loglik, y_bar):
-        temperature = self._resolve_temperature(rewards, feasible)
-        new, sigma, weights, valid = paper_cmaes_update(
-            samples, rewards, temperature, y_bar, self.sigma, feasible, self.min_sigma
+    def update(self, samples: Tensor, evaluation: Evaluation, y_bar: Tensor) -> UpdateResult:
+        temperature = self._temperature(evaluation)
+        new, self.sigma, weights, valid = paper_cmaes_update(
+            samples, evaluation.rewards, temperature, y_bar, self.sigma, evaluation.feasible, self.min_sigma
         )
-        self.sigma = sigma
-        return new, weights, valid
+        return UpdateResult(new, weights, valid, temperature=temperature)
 
 
 PAPER_OPTIMIZERS = {

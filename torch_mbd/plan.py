@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from .baselines import optimizer_class
-from .checks import check_device, check_int, check_positive, check_seed, check_tensor
+from .checks import check_device, check_int, check_seed, check_tensor
 from .knots import INTERPOLATIONS, KnotRollout, fit_knots
 from .optim import check_temperature
 from .progress import progress_bar
@@ -37,9 +37,8 @@ PRESETS: dict[str, dict] = {
 
 ``"default"`` is what ``plan(model, num_samples=n, num_steps=k, seed=s)`` uses; its values are the
 ones measured best over every task in ``benchmarks/sample_efficiency.py`` (this one dict is where
-they live). A preset's ``num_knots`` is capped at the horizon (an explicit one is not: it must be
-``<= H``). ``"paper"`` is the paper's algorithm (one action per control step, the final estimate,
-``lambda = 0.1``)."""
+they live). Neither uses knots (``num_knots=None``); an explicit ``num_knots`` must be ``<= H``.
+``"paper"`` is the paper's algorithm (one action per control step, the final estimate, ``lambda = 0.1``)."""
 
 
 class _FromPreset:
@@ -62,8 +61,10 @@ class PlanResult:
         states: ``[H, nx]`` its rollout, or ``None`` when the model's rollout returns no states
             (``Trajectory.states=None``, which the protocol allows; demonstrations need states).
         rewards: ``[H]`` its step rewards.
-        feasible: whether its rollout satisfies the model's constraints.
-        reward: its mean step reward, a float (mean over problems when batched).
+        feasible: whether its rollout satisfies the model's constraints: a boolean tensor ``[...]``
+            (0-dim when not batched).
+        reward: its mean step reward, a float; for batched problems the mean over problems (each
+            problem's own is in :attr:`problem_rewards`).
         history: ``[K, H, nu]`` the estimate's controls after every diffusion step (for figures).
         reward_history: ``[K]`` mean sample reward of every step.
         time: wall time in seconds.
@@ -91,10 +92,21 @@ class PlanResult:
     best_sample_reward: float = math.nan
     knots: Tensor | None = None
 
+    @property
+    def problem_rewards(self) -> Tensor:
+        """``[...]`` each problem's mean step reward (0-dim when not batched); :attr:`reward` is their mean."""
+        return self.rewards.mean(-1)
+
     def __repr__(self) -> str:
-        feas = bool(self.feasible.all())
+        """One line; for batched problems the mean reward and how many of them are feasible."""
+        if self.feasible.dim() == 0:
+            reward, feasible = f"{self.reward:.4f}", str(bool(self.feasible))
+        else:
+            count = self.feasible.numel()
+            reward = f"{self.reward:.4f} (mean of {count} problems)"
+            feasible = f"{int(self.feasible.sum())}/{count}"
         return (
-            f"PlanResult(reward={self.reward:.4f}, feasible={feas}, source={self.source!r}, "
+            f"PlanResult(reward={reward}, feasible={feasible}, source={self.source!r}, "
             f"steps={len(self.reward_history)}, time={self.time:.3g}s)"
         )
 
@@ -141,16 +153,17 @@ def plan(
             (:func:`~torch_mbd.knots.fit_knots`).
         method: ``"mbd"`` (default), or a baseline at the same budget (``num_samples`` rollouts per
             step, ``num_steps`` steps, same bounds, initial guess and parameterization): ``"cem"``,
-            ``"mppi"`` or ``"cmaes"`` (:mod:`torch_mbd.baselines`), or the paper's baselines as the
-            authors ran them, ``"paper-mppi"``, ``"paper-cem"``, ``"paper-cmaes"`` (reproductions, not
-            recommendations: :mod:`torch_mbd.paper_baselines`). Demonstrations are MBD-only.
+            ``"mppi"``, ``"cmaes"`` or ``"predictive"`` (:mod:`torch_mbd.baselines`), or the paper's
+            baselines as the authors ran them, ``"paper-mppi"``, ``"paper-cem"``, ``"paper-cmaes"``
+            (reproductions, not recommendations: :mod:`torch_mbd.paper_baselines`): any name of
+            :data:`torch_mbd.METHODS`. Demonstrations are MBD-only.
         torch_threads: torch intra-op threads while planning (restored afterwards): default 1, or
             ``$TORCH_MBD_THREADS``; ``"torch"`` keeps torch's setting (:mod:`torch_mbd.threads`).
         num_knots: optimize ``K`` knots per action dimension, spaced evenly over the horizon and
             interpolated to the ``H`` controls (:mod:`torch_mbd.knots`; the optimizer's parameter
             is ``[..., K, nu]`` within the action bounds), ``1 <= K <= H``; ``None``: one action per
             control step (the paper). ``K = H`` gives the per-step result bit for bit. Default the
-            preset's, capped at ``H``.
+            preset's.
         interpolation: ``"zero"`` (hold), ``"linear"`` or ``"cubic"`` (not-a-knot spline; the
             controls are clamped to the action bounds); default the preset's.
         keep_best: return the better of the final estimate and the best sample the optimizer
@@ -158,7 +171,7 @@ def plan(
             tie the estimate). Both are rolled out in one call of two samples. Default the preset's.
         preset: the defaults of ``num_knots``, ``interpolation``, ``temperature`` and ``keep_best``:
             ``"default"`` or ``"paper"`` (:data:`PRESETS`).
-        **options: any other option of the chosen optimizer (for MBD ``beta0``, ``noise``,
+        **options: any other option of the chosen optimizer (for MBD ``beta_first``, ``noise_convention``,
             ``demo_sigma``, ``demo_reward``, ...; for CEM ``elite_fraction``; for MPPI ``noise_std``;
             for CMA-ES ``sigma0``, ``cma_options``).
 
@@ -227,6 +240,7 @@ def plan(
         bounds=(lower.to(dtype), upper.to(dtype)),
         rollout=rollout,
         seed=seed,
+        torch_threads="torch",  # the threads of use_threads(torch_threads) below
         **demo_options,
         **options,
     )
@@ -292,8 +306,6 @@ def _resolve_preset(preset, horizon: int, **given) -> dict:
         raise ValueError(f"Invalid preset: expected one of {tuple(PRESETS)}, got {preset!r}")
     settings = dict(PRESETS[preset])
     explicit = {name: value for name, value in given.items() if value is not FROM_PRESET}
-    if settings["num_knots"] is not None and "num_knots" not in explicit:
-        settings["num_knots"] = min(settings["num_knots"], horizon)
     settings.update(explicit)
     num_knots = settings["num_knots"]
     if num_knots is not None:

@@ -59,6 +59,17 @@ class Schedule:
         return 1.0 if i == 0 else float(self.alpha_bars[i - 1])
 
 
+def check_beta(name: str, value) -> float:
+    """A beta of the schedule checked: a real number in ``(0, 1)``, returned as a float."""
+    try:
+        beta = check_real(name, value)
+    except ValueError:
+        raise ValueError(f"Invalid {name}: expected a float in (0, 1), got {value!r}") from None
+    if not 0.0 < beta < 1.0:
+        raise ValueError(f"Invalid {name}: expected a float in (0, 1), got {value!r}")
+    return beta
+
+
 def linear_schedule(
     num_steps: int = 100,
     beta0: float = 1e-4,
@@ -84,15 +95,7 @@ def linear_schedule(
         (0.63, 0.01)
     """
     num_steps = check_int("num_steps", num_steps, minimum=1)
-    betas_given = []
-    for name, value in (("beta0", beta0), ("beta1", beta1)):
-        try:
-            value = check_real(name, value)
-        except ValueError:
-            raise ValueError(f"Invalid {name}: expected a float in (0, 1), got {value!r}") from None
-        if not 0.0 < value < 1.0:
-            raise ValueError(f"Invalid {name}: expected a float in (0, 1), got {value!r}")
-        betas_given.append(value)
+    betas_given = [check_beta("beta0", beta0), check_beta("beta1", beta1)]
     if not isinstance(noise, str) or noise not in NOISE_CONVENTIONS:
         raise ValueError(f"Invalid noise: expected one of {NOISE_CONVENTIONS}, got {noise!r}")
     betas = torch.linspace(betas_given[0], betas_given[1], num_steps, dtype=torch.float64)

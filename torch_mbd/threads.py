@@ -1,6 +1,7 @@
-"""Torch's intra-op threads while :func:`~torch_mbd.plan`, :func:`~torch_mbd.minimize` and :class:`~torch_mbd.MPC` run.
+"""Torch's intra-op threads while :func:`~torch_mbd.plan`, :func:`~torch_mbd.minimize`, :class:`~torch_mbd.MPC` and
+every optimizer's ``step()`` run.
 
-**The policy.** These three run their torch work with **one** intra-op thread by default and
+**The policy.** These run their torch work with **one** intra-op thread by default and
 give torch its previous setting back when they return (or raise). What they ask of torch is many
 small operations: a denoiser step over ``[n, D]`` tensors, an analytic rollout of ``[n, nx]``
 states per time step, a reward over ``[n, H, ...]``. Torch splits the larger ones over its OpenMP
@@ -17,12 +18,13 @@ seed gives the same plan bit for bit whatever torch was set to.
 **What it does not touch.** The MuJoCo CPU backend of ``dynamics`` simulates on MuJoCo's own
 thread pool (``nthread=``, default every CPU); each rollout runs on one thread from start to end,
 so its result does not depend on the pool's size, and idle workers wait without spinning. GPU
-work does not use torch's CPU threads. :class:`~torch_mbd.MBDOptimizer` used directly (network
-training, MNIST) leaves threads to the user: a network's forward pass over a batch of candidates
-can be large enough to use them; :func:`use_threads` applies this policy around any block.
+work does not use torch's CPU threads. A network's forward pass over a batch of candidates can be
+large enough to use torch's threads: give the optimizer ``torch_threads="torch"`` (or a number) then;
+:func:`use_threads` applies this policy around any block.
 
 **Overrides**, strongest first: the ``torch_threads=`` argument of ``plan`` / ``minimize`` /
-``MPC``; the environment variable ``TORCH_MBD_THREADS``; the default, 1. Each takes an integer
+``MPC`` / the optimizers (``plan``, ``minimize`` and ``MPC`` give their optimizer ``"torch"``, so
+their own setting holds); the environment variable ``TORCH_MBD_THREADS``; the default, 1. Each takes an integer
 ``>= 1`` or ``"torch"``, which keeps torch's own setting (``OMP_NUM_THREADS`` or
 ``torch.set_num_threads``) untouched.
 """
