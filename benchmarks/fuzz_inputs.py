@@ -8,7 +8,8 @@ as one, not taken for a result) and classified as:
 * ``unhelpful``: an exception of another kind or without the expected words, or a good input refused;
 * ``silently wrong``: a bad input accepted, or a result that fails its check;
 * ``crash``: the interpreter died (a signal, e.g. 11);
-* ``hang``: no answer within the case's time limit.
+* ``hang``: no answer within the case's time limit;
+* ``did not run``: the interpreter exited with an error before the case ran (a broken checkout).
 
 The same cases are tests in each module's test file (``tests/test_car.py``, ``test_tasks.py``,
 ``test_backends.py``, ``test_rollout.py``, ``test_cli.py``, ``test_humanoid_jog.py``); this script
@@ -289,8 +290,10 @@ def run_case(case: Case, root: Path = ROOT) -> tuple[str, str, float]:
         return "hang", f"no answer in {case.timeout:.0f} s", time.perf_counter() - start
     seconds = time.perf_counter() - start
     lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        return "crash", f"exit status {done.returncode}: {done.stderr.strip()[-160:]}", seconds
+    if done.returncode < 0:  # killed by a signal (11: a segmentation fault)
+        return "crash", f"signal {-done.returncode}: {done.stderr.strip()[-160:]}", seconds
+    if done.returncode != 0 or not lines:  # the case never ran (e.g. an import failed)
+        return "did not run", f"exit status {done.returncode}: {done.stderr.strip()[-160:]}", seconds
     result = json.loads(lines[-1])
     status, message = result["status"], result.get("message", "")
     detail = f"{result.get('type', '')}: {message}".strip(": ")
@@ -320,8 +323,9 @@ def main(argv=None) -> int:
         counts[outcome] += 1
         print(f"{case.name:<{width}}  {outcome:<14}  {seconds:>5.1f}  {detail[:110]}", flush=True)
     print()
-    print(", ".join(f"{counts[k]} {k}" for k in ("clear error", "correct", "unhelpful", "silently wrong", "crash", "hang")))
-    return 0 if counts["crash"] + counts["hang"] + counts["silently wrong"] + counts["unhelpful"] == 0 else 1
+    kinds = ("clear error", "correct", "unhelpful", "silently wrong", "crash", "hang", "did not run")
+    print(", ".join(f"{counts[k]} {k}" for k in kinds))
+    return 0 if sum(counts[k] for k in kinds[2:]) == 0 else 1
 
 
 if __name__ == "__main__":
