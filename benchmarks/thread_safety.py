@@ -28,16 +28,6 @@ import torch
 import dynamics
 
 
-def time_calls(fn, repeats: int) -> list[float]:
-    """Wall seconds of ``repeats`` calls of ``fn``, one each."""
-    out = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - start)
-    return out
-
-
 def lock_cost(model, actions, repeats: int, rounds: int) -> tuple[float, float]:
     """Fastest seconds per rollout with the backend's lock and with a no-op in its place, interleaved.
 
@@ -50,7 +40,8 @@ def lock_cost(model, actions, repeats: int, rounds: int) -> tuple[float, float]:
     for r in range(rounds):
         for name in ("lock", "none") if r % 2 == 0 else ("none", "lock"):  # alternate: no position bias
             backend._lock = lock if name == "lock" else no_lock
-            (with_lock if name == "lock" else without).extend(time_calls(lambda: model.rollout(actions), repeats))
+            seconds = timeit.repeat(lambda: model.rollout(actions), number=1, repeat=repeats)  # one call each
+            (with_lock if name == "lock" else without).extend(seconds)
     backend._lock = lock
     return min(with_lock), min(without)
 

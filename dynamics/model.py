@@ -136,6 +136,10 @@ class MujocoModel:
         initial_state: ``[state_dim]`` the state rollouts start from; assign a ``[state_dim]`` or
             ``[nq + nv]`` tensor to move it (the sensor readings are recomputed).
 
+    Threads: one model may be shared by several threads. The ``"mujoco"`` and ``"warp"`` backends
+    run one rollout at a time (a lock; a second call waits), MJX's rollouts run concurrently; each
+    call gets the result it would get alone. A rollout reads :attr:`initial_state` once, at its start.
+
     Example:
         >>> model = MujocoModel("hopper", backend="mujoco")
         >>> traj = model.rollout(torch.zeros(8, model.horizon, model.action_dim))
