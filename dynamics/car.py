@@ -26,7 +26,7 @@ import math
 import torch
 from torch import Tensor
 
-from torch_mbd.checks import check_device
+from torch_mbd.checks import check_device, check_int, check_positive
 from torch_mbd.rollout import Trajectory
 
 # The box tests live in dynamics.geometry (shared with the RRT planner); they stay importable from here.
@@ -149,6 +149,12 @@ class Car2D:
         workspace: ``((xmin, ymin), (xmax, ymax))``, the map (where RRT samples, what figures show).
         device: where the rollouts run.
         dtype: the floating-point precision of the rollouts.
+
+    Raises:
+        ValueError: a number that is not finite or out of its range (Python and NumPy numbers are
+            accepted, bool is not); a ``start``, ``goal``, ``obstacles`` or ``workspace`` of the wrong
+            shape or with a NaN or infinite entry; a start inside an obstacle.
+        TypeError: a ``dtype`` that is not floating point.
     """
 
     action_dim = 2
@@ -177,31 +183,31 @@ class Car2D:
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
     ):
-        if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
-            raise ValueError(f"horizon must be an integer >= 1, got {horizon!r}")
-        for name, value in (
-            ("dt", dt),
-            ("wheelbase", wheelbase),
-            ("max_accel", max_accel),
-            ("max_steer_rate", max_steer_rate),
-            ("max_speed", max_speed),
-            ("max_steer", max_steer),
-            ("goal_radius", goal_radius),
-            ("stop_radius", stop_radius),
-        ):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        # Python or NumPy numbers (np.float32, np.int64) and 0-dim tensors; bool is never a number
+        horizon = check_int("horizon", horizon, minimum=1)
+        dt, wheelbase, max_accel, max_steer_rate, max_speed, max_steer, goal_radius, stop_radius = (
+            check_positive(name, value) for name, value in (
+                ("dt", dt),
+                ("wheelbase", wheelbase),
+                ("max_accel", max_accel),
+                ("max_steer_rate", max_steer_rate),
+                ("max_speed", max_speed),
+                ("max_steer", max_steer),
+                ("goal_radius", goal_radius),
+                ("stop_radius", stop_radius),
+            )
+        )
         if not 0 < max_steer < math.pi / 2:
             raise ValueError(f"max_steer must be in (0, pi/2), got {max_steer!r}")
-        for name, value in (
-            ("control_weight", control_weight),
-            ("terminal_weight", terminal_weight),
-            ("stop_weight", stop_weight),
-            ("clearance", clearance),
-            ("clearance_weight", clearance_weight),
-        ):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        control_weight, terminal_weight, stop_weight, clearance, clearance_weight = (
+            check_positive(name, value, allow_zero=True) for name, value in (
+                ("control_weight", control_weight),
+                ("terminal_weight", terminal_weight),
+                ("stop_weight", stop_weight),
+                ("clearance", clearance),
+                ("clearance_weight", clearance_weight),
+            )
+        )
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
         self.device = check_device(device)  # ValueError for the meta device, or a CUDA one this machine lacks
@@ -214,19 +220,20 @@ class Car2D:
         self.clearance, self.clearance_weight = float(clearance), float(clearance_weight)
         self.terminal_weight, self.stop_weight = float(terminal_weight), float(stop_weight)
         self.stop_radius = float(stop_radius)
-        self.initial_state = torch.as_tensor(start, **kw).clone()
-        if self.initial_state.shape != (5,):
-            raise ValueError(f"start must be [x, y, theta, v, delta], got shape {tuple(self.initial_state.shape)}")
-        self.goal = torch.as_tensor(goal, **kw).clone()
-        if self.goal.shape != (2,):
-            raise ValueError(f"goal must be [x, y], got shape {tuple(self.goal.shape)}")
-        self.obstacles = u_maze(**kw) if obstacles is None else torch.as_tensor(obstacles, **kw).clone()
-        if self.obstacles.dim() != 2 or self.obstacles.shape[-1] != 4:
-            raise ValueError(f"obstacles must be [k, 4] boxes (xmin, ymin, xmax, ymax), got {tuple(self.obstacles.shape)}")
+        self.initial_state = _finite_tensor("start", start, (5,), "[x, y, theta, v, delta]", kw)
+        self.goal = _finite_tensor("goal", goal, (2,), "[x, y]", kw)
+        if obstacles is None:
+            self.obstacles = u_maze(**kw)
+        else:
+            self.obstacles = _finite_tensor("obstacles", obstacles, None, "[k, 4] boxes (xmin, ymin, xmax, ymax)", kw)
+            if self.obstacles.dim() != 2 or self.obstacles.shape[-1] != 4:
+                raise ValueError(
+                    f"obstacles must be [k, 4] boxes (xmin, ymin, xmax, ymax), got {tuple(self.obstacles.shape)}"
+                )
         if bool((self.obstacles[:, :2] > self.obstacles[:, 2:]).any()):
             raise ValueError("obstacles must have xmin <= xmax and ymin <= ymax")
-        self.workspace = torch.as_tensor(workspace, **kw).clone()
-        if self.workspace.shape != (2, 2) or bool((self.workspace[0] >= self.workspace[1]).any()):
+        self.workspace = _finite_tensor("workspace", workspace, (2, 2), "((xmin, ymin), (xmax, ymax))", kw)
+        if bool((self.workspace[0] >= self.workspace[1]).any()):
             raise ValueError("workspace must be ((xmin, ymin), (xmax, ymax)) with min < max")
         if bool(points_in_boxes(self.initial_state[:2], self.obstacles)):
             raise ValueError("start lies inside an obstacle")
@@ -271,12 +278,19 @@ class Car2D:
 
         Returns:
             [`Trajectory`][torch_mbd.rollout.Trajectory] with ``states [..., n, H, 5]``, ``rewards [..., n, H]``
-            and ``feasible [..., n]`` (False when the path touches an obstacle or is not finite).
+            and ``feasible [..., n]`` (False when the path touches an obstacle or is not finite, or
+            an action is NaN or infinite).
+
+        Raises:
+            TypeError: ``actions`` is not a tensor.
+            ValueError: a shape other than ``[..., H, 2]`` with ``H >= 1``, another device or dtype.
         """
         states = self.simulate(actions)
         control_cost = self.control_weight * actions.clamp(-1.0, 1.0).square().sum(-1)
         rewards = self.path_reward(states) - control_cost
-        return Trajectory(states=states, rewards=rewards, feasible=self.path_feasible(states))
+        # an infinite action would be clipped to a finite one: the sample is infeasible all the same
+        finite_actions = torch.isfinite(actions).flatten(-2).all(-1)
+        return Trajectory(states=states, rewards=rewards, feasible=self.path_feasible(states) & finite_actions)
 
     # ------------------------------------------------------------------ task
     def state_reward(self, states: Tensor) -> Tensor:
@@ -400,7 +414,26 @@ class Car2D:
             raise TypeError(f"actions must be a tensor [..., H, 2], got {type(actions).__name__}")
         if actions.dim() < 2 or actions.shape[-1] != 2:
             raise ValueError(f"actions must have shape [..., H, 2], got {tuple(actions.shape)}")
+        if actions.shape[-2] < 1:
+            raise ValueError(f"actions must have at least one control step (H >= 1), got shape {tuple(actions.shape)}")
         if actions.device != self.device:
             raise ValueError(f"actions are on {actions.device}, the model on {self.device}")
         if actions.dtype != self.dtype:
             raise ValueError(f"actions have dtype {actions.dtype}, the model {self.dtype}")
+
+
+def _finite_tensor(name: str, value, shape: tuple | None, layout: str, kw: dict) -> Tensor:
+    """``value`` (a sequence, array or tensor) as a finite tensor of ``shape`` (any if ``None``), a copy.
+
+    Raises:
+        ValueError: not numbers, the wrong shape, or a NaN / infinite entry (the car would plan NaN).
+    """
+    try:
+        tensor = torch.as_tensor(value, **kw).clone()
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"{name} must be {layout}, numbers; got {value!r} ({err})") from None
+    if shape is not None and tuple(tensor.shape) != shape:
+        raise ValueError(f"{name} must be {layout}, got shape {tuple(tensor.shape)}")
+    if not bool(torch.isfinite(tensor).all()):
+        raise ValueError(f"{name} must be finite, got {tensor.tolist()}")
+    return tensor

@@ -49,6 +49,7 @@ scalar ``dt`` entry.
 
 from __future__ import annotations
 
+import io
 import math
 import zipfile
 from pathlib import Path
@@ -154,6 +155,11 @@ _NPY_MAGIC = b"\x93NUMPY"
 def _read_npz(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """The arrays of the ``.npz`` archive at ``path``: ``(arrays, unreadable {name: why})``.
 
+    The file is opened once. A regular file is read in place; anything that cannot seek (a named
+    pipe, ``/dev/stdin``, a process substitution ``<(...)``) is read once, to its end, into memory,
+    so that a pipe's writer is served by one reader (opening a pipe twice waits forever for a
+    second writer).
+
     Pickled (object) entries are never loaded; they, and entries that fail to decode, are
     returned in ``unreadable`` so that only an entry the caller needs rejects the file.
 
@@ -169,9 +175,18 @@ def _read_npz(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
         raise FileNotFoundError(f"{where} does not exist")
     try:
         with path.open("rb") as f:
-            head = f.read(len(_NPY_MAGIC))
+            if f.seekable():
+                head = f.read(len(_NPY_MAGIC))
+                f.seek(0)
+                return _read_archive(f, head, where)
+            data = f.read()  # a pipe or a device: read once, to its end
     except OSError as err:
         raise ValueError(f"{where} cannot be read ({err.strerror or err})") from err
+    return _read_archive(io.BytesIO(data), data[: len(_NPY_MAGIC)], where)
+
+
+def _read_archive(f, head: bytes, where: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The arrays of the ``.npz`` archive in the open binary file ``f`` whose first bytes are ``head``."""
     if not head:
         raise ValueError(f"{where} is an empty file (0 bytes), not an .npz archive")
     if head.startswith(_NPY_MAGIC):
@@ -183,7 +198,7 @@ def _read_npz(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     arrays: dict[str, np.ndarray] = {}
     unreadable: dict[str, str] = {}
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        with np.load(f, allow_pickle=False) as npz:
             for name in npz.files:
                 try:
                     arrays[name] = np.asarray(npz[name])
@@ -553,9 +568,7 @@ class HumanoidJog(MujocoModel):
         if not isinstance(axes, str) or not axes or set(axes) - set("xyz") or len(set(axes)) != len(axes):
             raise ValueError(f"axes must be a non-empty string of distinct letters from 'xyz', got {axes!r}")
         height_sigma = demo_sigma if height_sigma is None else height_sigma
-        for name, value in (("demo_sigma", demo_sigma), ("height_sigma", height_sigma)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                raise ValueError(f"{name} must be a positive number of metres, got {value!r}")
+        demo_sigma, height_sigma = check_positive("demo_sigma", demo_sigma), check_positive("height_sigma", height_sigma)
         if likelihood == "authors" and axes != "xyz":
             raise ValueError(
                 f"axes must be 'xyz' with likelihood='authors' (its distance is over all three), got {axes!r}"

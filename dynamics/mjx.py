@@ -11,6 +11,9 @@ never changes JAX's global configuration. On a GPU, JAX by default grabs 75% of 
 memory when it starts, leaving little to torch in the same process: a model built on CUDA
 before JAX is first imported sets ``XLA_PYTHON_CLIENT_PREALLOCATE=false`` (unless the user
 set it), so that JAX allocates what it uses.
+
+Several Python threads may call one backend at once without a lock: the jitted function is pure
+and the model and initial data it reads are immutable JAX arrays (tested against sequential calls).
 """
 
 from __future__ import annotations

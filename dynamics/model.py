@@ -23,7 +23,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from torch_mbd.checks import check_device, check_real, check_seed
+from torch_mbd.checks import check_device, check_int, check_real, check_seed
 from torch_mbd.rollout import Trajectory
 
 from .backends import BACKEND_OPTIONS, BACKENDS, GPU_BACKENDS
@@ -66,6 +66,27 @@ def _check_model_device(device, backend: str) -> torch.device:
     return dev
 
 
+def edited_model(edit: Callable, mj_model):
+    """The model ``edit(mj_model)`` leaves: ``mj_model`` changed in place (``edit`` returns ``None``)
+    or the ``mujoco.MjModel`` it returns.
+
+    Raises:
+        TypeError: ``edit`` returned something else (e.g. ``lambda m: 5``, or a ``mujoco.MjSpec``,
+            which would have to be compiled first).
+    """
+    mujoco = import_mujoco()
+    edited = edit(mj_model)
+    if edited is None:
+        return mj_model
+    if not isinstance(edited, mujoco.MjModel):
+        hint = " (compile it: return spec.compile())" if isinstance(edited, mujoco.MjSpec) else ""
+        raise TypeError(
+            "edit must change the mujoco.MjModel in place and return None, or return a mujoco.MjModel; "
+            f"it returned {type(edited).__name__}{hint}"
+        )
+    return edited
+
+
 def step_starts(initial: Tensor, after: Tensor) -> Tensor:
     """The value at the start of each control step: ``initial [d]``, ``after [N, H, d] -> [N, H, d]``
     (``initial`` for the first step, then the value after the step before)."""
@@ -104,7 +125,8 @@ class MujocoModel:
         ValueError: an unknown ``backend``; a ``device`` that is not a device, the meta device, a
             CUDA / MPS device this machine does not have (or, for warp / MJX, anything but the CPU
             or CUDA); a bad ``horizon``, ``reset_noise`` or ``seed``.
-        TypeError: a non-floating ``dtype``, a non-callable ``edit``, an option the backend does not take.
+        TypeError: a non-floating ``dtype``, a non-callable ``edit`` or one that returns neither
+            ``None`` nor a ``mujoco.MjModel``, an option the backend does not take.
         ImportError: naming the pip extra when the backend's package is missing.
 
     Attributes:
@@ -113,6 +135,10 @@ class MujocoModel:
         num_steps: the authors' number of diffusion steps for the task (Table 4's "Sample Number").
         initial_state: ``[state_dim]`` the state rollouts start from; assign a ``[state_dim]`` or
             ``[nq + nv]`` tensor to move it (the sensor readings are recomputed).
+
+    Threads: one model may be shared by several threads. The ``"mujoco"`` and ``"warp"`` backends
+    run one rollout at a time (a lock; a second call waits), MJX's rollouts run concurrently; each
+    call gets the result it would get alone. A rollout reads [`initial_state`][dynamics.model.MujocoModel.initial_state] once, at its start.
 
     Example:
         >>> model = MujocoModel("hopper", backend="mujoco")
@@ -143,9 +169,7 @@ class MujocoModel:
             raise ValueError(f"Invalid reset_noise: expected >= 0, got {reset_noise!r}")
         seed = check_seed(seed)
         self.task = get_task(task)
-        horizon = self.task.horizon if horizon is None else horizon
-        if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
-            raise ValueError(f"horizon must be an integer >= 1, got {horizon!r}")
+        horizon = check_int("horizon", self.task.horizon if horizon is None else horizon, minimum=1)
         if edit is not None and not callable(edit):
             raise TypeError(f"edit must be a callable taking a mujoco.MjModel, got {type(edit).__name__}")
         import_mujoco()
@@ -157,9 +181,7 @@ class MujocoModel:
         self.horizon = horizon
         self.mj_model = self.task.compile()
         if edit is not None:
-            edited = edit(self.mj_model)
-            if edited is not None:
-                self.mj_model = edited
+            self.mj_model = edited_model(edit, self.mj_model)
         self.frame_skip = self.task.frame_skip
         self.temperature = self.task.temperature
         self.num_samples = self.task.num_samples
@@ -271,12 +293,13 @@ class MujocoModel:
                 rewards=torch.empty(*lead, horizon, **empty),
                 feasible=torch.empty(lead, dtype=torch.bool, device=self.device),
             )
+        qpos0, qvel0 = self.qpos0, self.qvel0  # read once: the simulation and the reward see one start
         flat = actions.reshape(-1, horizon, self.nu).to(self.dtype)
         # a non-finite action makes its sample infeasible; the simulator sees zeros instead
         finite = torch.isfinite(flat).flatten(1).all(-1)
         if not bool(finite.all()):
             flat = torch.where(finite[:, None, None], flat, torch.zeros((), dtype=flat.dtype, device=flat.device))
-        qpos, qvel, sens = self.backend(self.qpos0, self.qvel0, self.controls(flat))
+        qpos, qvel, sens = self.backend(qpos0, qvel0, self.controls(flat))
         qpos, qvel, sens = (x.to(self.device, self.dtype) for x in (qpos, qvel, sens))
         states = torch.cat([qpos, qvel, sens], dim=-1)  # [N, H, nx]
         bad = diverged(states)
@@ -287,7 +310,7 @@ class MujocoModel:
         sensors = {name: sens[..., s] for name, s in self.sensor_slices.items()}
         previous = {}
         if self.task.reward_reads_previous:  # the state at the start of each control step
-            previous = dict(previous_qpos=step_starts(self.qpos0, qpos), previous_qvel=step_starts(self.qvel0, qvel))
+            previous = dict(previous_qpos=step_starts(qpos0, qpos), previous_qvel=step_starts(qvel0, qvel))
         rewards = self.task.step_reward(qpos, qvel, sensors, flat.clamp(-1.0, 1.0), **previous)
         feasible = finite & ~bad & torch.isfinite(rewards).all(-1)
         rewards = torch.where(feasible[:, None], rewards, torch.zeros((), dtype=rewards.dtype, device=rewards.device))

@@ -12,12 +12,19 @@ infeasible instead of silently restarting from ``qpos0``.
 Inputs are checked before the native call (`dynamics.backend_inputs.check_backend_inputs`):
 MuJoCo's C rollout would crash the process on an empty batch, which is answered here with
 empty tensors instead.
+
+One backend may be called from several Python threads: its thread pool, its ``MjData`` and its
+buffers serve one rollout at a time, so a lock makes a second concurrent call wait for the first
+(two unguarded calls into one ``mujoco.rollout.Rollout`` crash the process). The pool already
+uses every CPU, so waiting costs no throughput; the lock itself costs well under a microsecond
+per call (``benchmarks/thread_safety.py``, ``docs/results.md``).
 """
 
 from __future__ import annotations
 
 import copy
 import os
+import threading
 
 import numpy as np
 import torch
@@ -78,13 +85,18 @@ class CpuRollout:
         self.nstate = mujoco.mj_stateSize(self.model, self._state_spec)
         self._buffers: dict[tuple[int, int], tuple] = {}
         self._models: list = []
+        self._lock = threading.Lock()  # one rollout at a time through the pool, its MjData and buffers
         self.nq, self.nv, self.nu, self.nsensordata = self.model.nq, self.model.nv, self.model.nu, self.model.nsensordata
 
     def close(self) -> None:
-        """Shut the thread pool down (also done when the object is garbage collected)."""
-        if self._pool is not None:
-            self._pool.close()
-            self._pool = None
+        """Shut the thread pool down (also done when the object is garbage collected).
+
+        Waits for a rollout running on another thread to finish first.
+        """
+        with self._lock:
+            if self._pool is not None:
+                self._pool.close()
+                self._pool = None
 
     def initial_physics_state(self, qpos0: Tensor, qvel0: Tensor) -> np.ndarray:
         """The ``mjSTATE_FULLPHYSICS`` vector ``[nstate]`` of time 0, ``qpos0``, ``qvel0``."""
@@ -113,6 +125,7 @@ class CpuRollout:
         """One native ``rollout`` call: ``ctrl [N, S, nu]`` -> ``state [N, S, nstate]``, ``sensordata [N, S, ns]``.
 
         ``initial_state`` is ``[N, nstate]``; all arrays float64 and C-contiguous (not checked).
+        Not locked: from several threads, call the backend itself (``__call__``), which is.
         """
         if self._pool is None:
             raise RuntimeError("this CpuRollout was closed")
@@ -134,6 +147,11 @@ class CpuRollout:
         n, horizon = check_backend_inputs(qpos0, qvel0, ctrl, self.nq, self.nv, self.nu)
         if n == 0:  # mujoco.rollout would crash on zero models
             return empty_outputs(horizon, (self.nq, self.nv, self.nsensordata), torch.float64, torch.device("cpu"))
+        with self._lock:  # the pool, its MjData and the buffers serve one call at a time
+            return self._simulate(qpos0, qvel0, ctrl, n, horizon)
+
+    def _simulate(self, qpos0: Tensor, qvel0: Tensor, ctrl: Tensor, n: int, horizon: int):
+        """The native rollout of checked inputs, under the lock: fills the buffers, returns copies."""
         control, state, sensordata = self._buffers_for(n, horizon)
         # hold each control for frame_skip physics steps: [N, H, nu] -> [N, H * frame_skip, nu]
         np.copyto(

@@ -14,14 +14,19 @@ per kernel module at its default log level (``warp.LOG_INFO``). When `import_war
 first imports warp and finds that default, it raises ``warp.config.log_level`` to
 ``warp.LOG_WARNING``, so warnings and errors still show; set ``warp.config.log_level =
 warp.LOG_INFO`` after building the model to see the load lines again.
+
+One backend may be called from several Python threads: its warp arrays, ``Data`` and CUDA graph
+serve one rollout at a time, so a lock makes a second concurrent call wait for the first.
 """
 
 from __future__ import annotations
 
+import threading
+
 import torch
 from torch import Tensor
 
-from torch_mbd.checks import check_device, check_int
+from torch_mbd.checks import check_bool, check_device, check_int
 
 from .backend_inputs import check_backend_inputs, empty_outputs
 
@@ -114,8 +119,7 @@ class WarpRollout:
         frame_skip = check_int("frame_skip", frame_skip, minimum=1)
         nconmax = None if nconmax is None else check_int("nconmax", nconmax, minimum=1)
         njmax = None if njmax is None else check_int("njmax", njmax, minimum=1)
-        if graph is not None and not isinstance(graph, bool):
-            raise ValueError(f"Invalid graph: expected True, False or None, got {graph!r}")
+        graph = None if graph is None else check_bool("graph", graph)  # np.True_ too
         self.device = check_device(device)  # a real device (a CUDA one only where this machine has it)
         if self.device.type not in ("cpu", "cuda"):
             raise ValueError(f"Invalid device: expected 'cpu' or 'cuda[:i]' for the warp backend, got {device!r}")
@@ -143,6 +147,7 @@ class WarpRollout:
         with wp.ScopedDevice(self.wp_device):
             self.model = mjw.put_model(model)
         self._cache: dict[tuple[int, int], dict] = {}
+        self._lock = threading.Lock()  # one rollout at a time through the shared arrays and graph
 
     def _buffers(self, n: int, horizon: int) -> dict:
         key = (n, horizon)
@@ -184,6 +189,11 @@ class WarpRollout:
         n, horizon = check_backend_inputs(qpos0, qvel0, ctrl, self.nq, self.nv, self.nu)
         if n == 0:  # no worlds to simulate (warp arrays of zero worlds are not launched)
             return empty_outputs(horizon, (self.nq, self.nv, self.nsensordata), torch.float32, self.device)
+        with self._lock:  # the arrays, Data and graph of this shape serve one call at a time
+            return self._rollout(qpos0, qvel0, ctrl, n, horizon)
+
+    def _rollout(self, qpos0: Tensor, qvel0: Tensor, ctrl: Tensor, n: int, horizon: int):
+        """The rollout of checked inputs, under the lock: fills the warp arrays, returns copies."""
         wp = self._wp
         buf = self._buffers(n, horizon)
         # torch writes straight into the warp arrays (zero-copy views)

@@ -22,6 +22,8 @@ import math
 import torch
 from torch import Tensor
 
+from torch_mbd.checks import check_int, check_positive, check_seed
+
 from .geometry import points_in_boxes, segments_hit_boxes
 
 
@@ -39,8 +41,7 @@ def _generator(generator: torch.Generator | None, seed: int | None) -> torch.Gen
         if not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
         return generator
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise TypeError(f"seed must be an int or None, got {seed!r}")
+    seed = check_seed(seed)  # an int (NumPy's too) in [0, 2**64 - 1], or None
     if seed is None:
         seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
     gen = torch.Generator()
@@ -86,10 +87,8 @@ def rrt(
         ValueError: bad arguments, or the start or the goal inside an obstacle or outside the workspace.
         PlanningError: no path within ``max_iterations`` (e.g. the goal is walled off).
     """
-    if isinstance(step_size, bool) or not isinstance(step_size, (int, float)) or not step_size > 0:
-        raise ValueError(f"step_size must be a number > 0, got {step_size!r}")
-    if isinstance(max_iterations, bool) or not isinstance(max_iterations, int) or max_iterations < 1:
-        raise ValueError(f"max_iterations must be an integer >= 1, got {max_iterations!r}")
+    step_size = check_positive("step_size", step_size)
+    max_iterations = check_int("max_iterations", max_iterations, minimum=1)
     if not 0.0 <= goal_bias <= 1.0:
         raise ValueError(f"goal_bias must be in [0, 1], got {goal_bias!r}")
     if margin < 0:
@@ -171,8 +170,7 @@ def densify(path: Tensor, spacing: float) -> Tensor:
     Returns:
         ``[m', 2]`` with ``m' >= m``: the same polyline, the original waypoints included.
     """
-    if isinstance(spacing, bool) or not isinstance(spacing, (int, float)) or not spacing > 0:
-        raise ValueError(f"spacing must be a number > 0, got {spacing!r}")
+    spacing = check_positive("spacing", spacing)
     if path.dim() != 2 or path.shape[-1] != 2 or len(path) < 1:
         raise ValueError(f"path must be [m, 2] waypoints with m >= 1, got {tuple(path.shape)}")
     pieces = [path[:1]]
@@ -225,9 +223,8 @@ def speed_profile(
     Returns:
         ``[H]`` float64 arc lengths.
     """
-    for name, value in (("dt", dt), ("speed", speed)) + ((("accel", accel),) if accel is not None else ()):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise ValueError(f"{name} must be a number > 0, got {value!r}")
+    dt, speed = check_positive("dt", dt), check_positive("speed", speed)
+    accel = None if accel is None else check_positive("accel", accel)
     if length is not None and not length >= 0:
         raise ValueError(f"length must be >= 0 or None, got {length!r}")
     t = torch.arange(1, num_points + 1, dtype=torch.float64) * dt
@@ -302,10 +299,8 @@ def resample_path(path: Tensor, num_points: int, spacing: float | None = None) -
     Returns:
         ``[H, 2]``.
     """
-    if isinstance(num_points, bool) or not isinstance(num_points, int) or num_points < 1:
-        raise ValueError(f"num_points must be an integer >= 1, got {num_points!r}")
-    if spacing is not None and (isinstance(spacing, bool) or not isinstance(spacing, (int, float)) or not spacing > 0):
-        raise ValueError(f"spacing must be a number > 0 or None, got {spacing!r}")
+    num_points = check_int("num_points", num_points, minimum=1)
+    spacing = None if spacing is None else check_positive("spacing", spacing)
     if path.dim() != 2 or path.shape[-1] != 2 or len(path) < 1:
         raise ValueError(f"path must be [m, 2] waypoints with m >= 1, got {tuple(path.shape)}")
     step = path_length(path) / num_points if spacing is None else float(spacing)
@@ -378,9 +373,7 @@ def rrt_demo(
         ``[H, 5]`` demonstrated states on the model's device; only ``x, y`` (``demo_mask =
         [True, True, False, False, False]``) are meant to be trusted.
     """
-    horizon = model.horizon if horizon is None else horizon
-    if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
-        raise ValueError(f"horizon must be an integer >= 1, got {horizon!r}")
+    horizon = check_int("horizon", model.horizon if horizon is None else horizon, minimum=1)
     path = rrt(
         model.initial_state[:2], model.goal, model.obstacles, model.workspace, margin=margin,
         generator=generator, seed=seed, **rrt_options,

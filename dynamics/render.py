@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor
 
+from torch_mbd.checks import check_int, check_real
+
 from .gl import has_display, offscreen_backend
 from .tasks import import_mujoco
 
@@ -273,9 +275,7 @@ def render(
     path = Path(path)
     if path.suffix.lower() not in VIDEO_SUFFIXES:
         raise ValueError(f"path must end in {' or '.join(VIDEO_SUFFIXES)}, got {str(path)!r}")
-    for name, value in (("width", width), ("height", height)):
-        if isinstance(value, bool) or not isinstance(value, int) or not 16 <= value <= 4096:
-            raise ValueError(f"{name} must be an integer in [16, 4096], got {value!r}")
+    width, height = (check_int(name, value, minimum=16, maximum=4096) for name, value in (("width", width), ("height", height)))
     if path.suffix.lower() == ".mp4" and (width % 2 or height % 2):
         raise ValueError(f"an MP4 needs an even width and height, got {width}x{height}")
     if (actions is None) == (states is None):
@@ -283,9 +283,9 @@ def render(
     video_writer(path.suffix)  # a missing encoder fails here, before any simulation or rendering
     model = _as_mujoco_model(model)
     control_dt = float(model.mj_model.opt.timestep) * model.frame_skip
-    fps = 1.0 / control_dt if fps is None else fps
-    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps < 1000:
-        raise ValueError(f"fps must be a number in (0, 1000), got {fps!r}")
+    fps = 1.0 / control_dt if fps is None else check_real("fps", fps)
+    if not 0 < fps < 1000:
+        raise ValueError(f"Invalid fps: expected a number in (0, 1000), got {fps!r}")
     qpos = simulate_qpos(model, actions) if states is None else _qpos_of_states(model, states)
     frames = render_frames(model, qpos, width=width, height=height, camera=camera)
     return write_video(frames, path, fps)

@@ -53,7 +53,7 @@ from typing import Callable, Mapping
 import torch
 from torch import Tensor
 
-from torch_mbd.checks import check_positive
+from torch_mbd.checks import check_bool, check_int, check_positive
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 
@@ -153,19 +153,14 @@ class Task:
     options: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        # NumPy and 0-dim tensor numbers are stored as Python ones (the dataclass is frozen)
         for attr in ("frame_skip", "horizon", "num_samples", "num_steps", "paper_num_samples"):
-            value = getattr(self, attr)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"Task {attr} must be an integer >= 1, got {value!r}")
-        if isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float)) or not (
-            math.isfinite(self.temperature) and self.temperature > 0
-        ):
-            raise ValueError(f"Task temperature must be a finite number > 0, got {self.temperature!r}")
+            object.__setattr__(self, attr, check_int(f"Task {attr}", getattr(self, attr), minimum=1))
+        object.__setattr__(self, "temperature", check_positive("Task temperature", self.temperature))
         check_positive("Task reset_noise_scale", self.reset_noise_scale, allow_zero=True)
         if self.velocity_noise not in VELOCITY_NOISE:
             raise ValueError(f"Task velocity_noise must be one of {VELOCITY_NOISE}, got {self.velocity_noise!r}")
-        if not isinstance(self.reward_reads_previous, bool):
-            raise TypeError(f"Task reward_reads_previous must be a bool, got {self.reward_reads_previous!r}")
+        object.__setattr__(self, "reward_reads_previous", check_bool("Task reward_reads_previous", self.reward_reads_previous))
         if not callable(self.build_spec) or not callable(self.reward):
             raise TypeError("Task build_spec and reward must be callables")
         if self.randomize is not None and not callable(self.randomize):

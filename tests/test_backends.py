@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -202,6 +203,79 @@ def test_empty_hopper_batch_does_not_crash_the_process():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, f"exit status {done.returncode}: {done.stderr[-2000:]}"
     assert done.stdout.strip().endswith("empty ok")
+
+
+def test_rollouts_from_several_threads_match_the_sequential_ones(cartpole):
+    """One model shared by 4 threads: each thread's rollouts equal the same rollouts run one after another.
+
+    The CPU and warp backends serve one rollout at a time (a lock); MJX's jitted function holds no
+    state between calls. Different actions per thread, so that a mixed-up buffer would show.
+    """
+    gen = torch.Generator().manual_seed(2)
+    batches = [torch.zeros(N, H, 2) for _ in range(4)]
+    for actions in batches:
+        actions[..., 0] = 2 * torch.rand(N, H, generator=gen) - 1
+    expected = [cartpole.rollout(actions) for actions in batches]
+    results, errors = [[] for _ in batches], []
+
+    def work(k):
+        try:
+            for _ in range(10):
+                results[k].append(cartpole.rollout(batches[k]))
+        except BaseException as err:  # reported by the main thread
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(len(batches))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    assert not errors, errors
+    assert not any(thread.is_alive() for thread in threads), "a rollout deadlocked"
+    for k, runs in enumerate(results):
+        assert len(runs) == 10
+        for traj in runs:
+            assert torch.equal(traj.states, expected[k].states) and torch.equal(traj.rewards, expected[k].rewards)
+
+
+TWO_THREADS = """
+import threading, torch, dynamics
+m = dynamics.make("hopper")
+def work():
+    for _ in range(50):
+        m.rollout(torch.zeros(8, 5, m.action_dim))
+threads = [threading.Thread(target=work) for _ in range(2)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print("threads ok")
+"""
+
+EIGHT_PLANS = """
+import threading, torch, dynamics, torch_mbd
+model = dynamics.make("hopper", horizon=8)
+budget = dict(num_samples=64, num_steps=3, progress=False)
+sequential = [torch_mbd.plan(model, seed=s, **budget) for s in range(8)]
+concurrent = [None] * 8
+def work(s):
+    concurrent[s] = torch_mbd.plan(model, seed=s, **budget)
+threads = [threading.Thread(target=work, args=(s,)) for s in range(8)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+for a, b in zip(sequential, concurrent):
+    assert torch.equal(a.actions, b.actions) and torch.equal(a.rewards, b.rewards) and a.reward == b.reward
+assert len({float(r.reward) for r in sequential}) > 1  # the seeds give different plans: a swap would show
+print("plans ok")
+"""
+
+
+@pytest.mark.parametrize("code, done_line", [(TWO_THREADS, "threads ok"), (EIGHT_PLANS, "plans ok")],
+                         ids=["2-threads-x-50-rollouts", "8-concurrent-plans"])
+def test_one_hopper_shared_by_threads_neither_crashes_nor_mixes_results(code, done_line):
+    """The cases of issue 25 that were killed by signal 11; in a subprocess, so that a crash is a failure."""
+    pytest.importorskip("gymnasium")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, f"exit status {done.returncode}: {done.stderr[-2000:]}"
+    assert done.stdout.strip().endswith(done_line)
 
 
 @pytest.mark.parametrize(

@@ -127,6 +127,72 @@ def test_bad_goal_term_weights_are_rejected_by_name(kwargs, name):
         Car2D(**kwargs)
 
 
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"start": (NAN, 0.0, 0.0, 0.0, 0.0)}, "start"),
+        ({"start": (-2.0, 0.0, 0.0, INF, 0.0)}, "start"),
+        ({"goal": (2.0, NAN)}, "goal"),
+        ({"goal": np.array([-INF, 0.0])}, "goal"),
+        ({"obstacles": torch.tensor([[0.4, -1.2, NAN, 1.2]])}, "obstacles"),
+        ({"obstacles": [[-INF, -1.0, 0.0, 1.0]]}, "obstacles"),
+        ({"workspace": ((-3.0, -3.0), (INF, 3.0))}, "workspace"),
+    ],
+    ids=["nan-start", "inf-speed", "nan-goal", "inf-goal", "nan-obstacle", "inf-obstacle", "inf-workspace"],
+)
+def test_non_finite_start_goal_or_obstacles_are_refused(kwargs, name):
+    """A NaN start, goal or obstacle used to plan NaN silently."""
+    with pytest.raises(ValueError, match=f"{name} must be finite"):
+        Car2D(**kwargs)
+
+
+def test_start_goal_and_obstacles_of_the_wrong_shape_or_kind_are_refused():
+    with pytest.raises(ValueError, match=r"start must be \[x, y, theta, v, delta\], got shape \(2,\)"):
+        Car2D(start=(0.0, 0.0))
+    with pytest.raises(ValueError, match="goal must be"):
+        Car2D(goal=("a", "b"))
+    with pytest.raises(ValueError, match=r"obstacles must be \[k, 4\]"):
+        Car2D(obstacles=[0.0, 1.0, 2.0, 3.0])
+
+
+@pytest.mark.parametrize("value", [INF, -INF, NAN])
+def test_a_non_finite_action_makes_its_sample_infeasible(value):
+    """An infinite action used to be clipped to +-1 and counted as feasible."""
+    car = Car2D(horizon=5)
+    actions = torch.zeros(3, 5, 2)
+    actions[1, 2, 0] = value
+    traj = car.rollout(actions)
+    assert traj.feasible.tolist() == [True, False, True]
+    clean = car.rollout(torch.zeros(3, 5, 2))
+    assert torch.equal(traj.states[0], clean.states[0]) and torch.equal(traj.states[2], clean.states[2])
+
+
+def test_zero_control_steps_are_a_clear_error():
+    car = Car2D(horizon=5)
+    with pytest.raises(ValueError, match=r"at least one control step \(H >= 1\)"):
+        car.rollout(torch.zeros(4, 0, 2))
+    with pytest.raises(ValueError, match="Invalid horizon"):
+        Car2D(horizon=0)
+    with pytest.raises(ValueError, match="Invalid horizon"):
+        plan(car, horizon=0, num_samples=4, num_steps=2, progress=False)
+
+
+def test_numpy_and_tensor_scalars_are_accepted_as_numbers():
+    """``np.int64``, ``np.float32`` and 0-dim tensors wherever a Python int or float is taken."""
+    plain = Car2D(horizon=8, dt=0.1, max_speed=3.0, stop_weight=2.0, clearance=0.15)
+    numpy = Car2D(horizon=np.int64(8), dt=np.float32(0.1), max_speed=np.float64(3.0), stop_weight=np.int32(2),
+                  clearance=torch.tensor(0.15))
+    assert numpy.horizon == 8 and type(numpy.horizon) is int and type(numpy.dt) is float
+    actions = torch.rand(2, 8, 2, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    torch.testing.assert_close(numpy.rollout(actions).rewards, plain.rollout(actions).rewards)
+    for bad in (True, np.True_, "0.1", np.array([0.1, 0.2])):
+        with pytest.raises(ValueError, match="Invalid dt"):
+            Car2D(dt=bad)
+
+
 def test_arriving_and_stopping_beats_driving_through_the_goal():
     def path(xs, speeds):
         return torch.tensor([[x, 0.0, 0.0, v, 0.0] for x, v in zip(xs, speeds)], dtype=torch.float64)

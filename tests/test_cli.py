@@ -8,6 +8,7 @@ no OpenGL. Planning itself is replaced by a sentinel where a test asserts it nev
 from __future__ import annotations
 
 import sys
+import time
 
 import matplotlib
 import numpy as np
@@ -199,6 +200,57 @@ def test_unwritable_folder_fails_before_planning(tmp_path, monkeypatch, capsys, 
     monkeypatch.setattr(cli.os, "access", lambda path, mode: False)
     assert cli.main(["plan", "car2d", *FAST]) == 2
     assert "not writable" in one_line_error(capsys)
+
+
+@pytest.mark.parametrize(
+    "out, words",
+    [
+        ("afile/plan.png", ["--out afile/plan.png: afile is a file, not a folder"]),
+        ("/sys/plan.png", ["cannot write /sys/plan.npz"]),  # a virtual file system: even root cannot write
+        (None, ["cannot write car2d.npz: a folder of that name exists"]),  # TASK.npz is a folder
+        ("taken.png", ["cannot write taken.npz: a folder of that name exists"]),
+        ("figure.png", ["cannot write figure.png: a folder of that name exists"]),
+        ("locked.png", ["cannot write locked.png", "Permission denied"]),
+    ],
+    ids=["folder-is-a-file", "system-path", "task-npz-is-a-folder", "npz-is-a-folder", "figure-is-a-folder",
+         "read-only-file"],
+)
+def test_an_output_that_cannot_be_written_fails_at_once(out, words, tmp_path, monkeypatch, capsys, no_planning):
+    """Every output file is opened for writing before planning: exit status 2, one line, within a second."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("a file, not a folder")
+    for folder in ("car2d.npz", "taken.npz", "figure.png"):
+        (tmp_path / folder).mkdir()
+    (tmp_path / "locked.npz").write_bytes(b"kept")
+    real_open = open
+
+    def no_write(path, mode="r", *args, **kwargs):  # stands for a read-only file (root may write to any)
+        if str(path).endswith("locked.png") and any(c in mode for c in "wa"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", no_write)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    start = time.perf_counter()
+    assert cli.main(["plan", "car2d", *FAST] + ([] if out is None else ["--out", out])) == 2
+    assert time.perf_counter() - start < 1.0
+    line = one_line_error(capsys)
+    for word in words:
+        assert word in line, line
+    # nothing was created or changed: a probe file is removed, an existing file kept as it was
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert (tmp_path / "locked.npz").read_bytes() == b"kept"
+
+
+def test_the_output_probe_leaves_an_existing_file_unchanged_and_plans(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "car2d.npz").write_bytes(b"an older plan")
+    assert cli.probe_writable(tmp_path / "car2d.npz") is None
+    assert (tmp_path / "car2d.npz").read_bytes() == b"an older plan"
+    cli.probe_writable(tmp_path / "new.npz")
+    assert not (tmp_path / "new.npz").exists()
+    assert cli.main(["plan", "car2d", *FAST]) == 0  # the real write replaces the old file
+    assert np.load(tmp_path / "car2d.npz")["actions"].shape[-1] == 2
 
 
 @pytest.mark.parametrize("content", [None, b"", b"just some text\n", b"PK\x03\x04 truncated"])

@@ -1,6 +1,8 @@
 """Humanoid jogging: the mocap loader and retargeting, and the demonstration's max rule (Eq. 13)."""
 
 import math
+import os
+import threading
 
 import numpy as np
 import pytest
@@ -343,6 +345,80 @@ def test_the_real_clip_with_an_extra_entry_loads_unchanged(tmp_path, data_path):
     assert set(extended) == set(original)
     for key in original:
         assert torch.equal(extended[key], original[key])
+
+
+def _write_then_read(fifo, data: bytes, read):
+    """Write ``data`` into the named pipe ``fifo`` from one thread while ``read(fifo)`` runs in another.
+
+    Returns what ``read`` returned; fails the test (after releasing the reader) if ``read`` hangs,
+    as a reader that opens the pipe twice does: its second open waits for a writer that never comes.
+    """
+    def write():
+        try:
+            with open(fifo, "wb") as f:
+                f.write(data)
+        except BrokenPipeError:  # a reader that closed after the first bytes
+            pass
+
+    result = {}
+
+    def run():
+        try:
+            result["value"] = read(fifo)
+        except BaseException as err:  # reported in the main thread
+            result["error"] = err
+
+    threading.Thread(target=write, daemon=True).start()
+    reader = threading.Thread(target=run, daemon=True)
+    reader.start()
+    reader.join(60)
+    if reader.is_alive():
+        with open(fifo, "wb"):  # a writer that closes at once: the stuck open returns, reads nothing
+            pass
+        reader.join(10)
+        pytest.fail("reading a named pipe hung (the file is opened twice)")
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on this system")
+def test_a_clip_from_a_named_pipe_is_read_once(tmp_path):
+    fifo = tmp_path / "clip.npz"
+    os.mkfifo(fifo)
+    clip = synthetic_clip()
+    expected = load_clip(save(tmp_path, clip, name="plain.npz"))
+    got = _write_then_read(fifo, (tmp_path / "plain.npz").read_bytes(), load_clip)
+    assert sorted(got) == sorted(expected)
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], rtol=0, atol=0)
+    # a pipe that carries something else is refused like a file would be
+    with pytest.raises(ValueError, match="not an .npz archive"):
+        _write_then_read(fifo, b"just some text\n", load_clip)
+    with pytest.raises(ValueError, match="empty file"):
+        _write_then_read(fifo, b"", load_clip)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on this system")
+def test_the_command_line_plans_with_a_demo_from_a_named_pipe(tmp_path, capsys):
+    from torch_mbd import cli
+
+    fifo = tmp_path / "clip.npz"
+    os.mkfifo(fifo)
+    data = save(tmp_path, synthetic_clip(), name="plain.npz").read_bytes()
+    argv = ["plan", "humanoid_jog", "--demo", str(fifo), "--samples", "2", "--steps", "1", "--horizon", "3",
+            "--no-progress", "--out", str(tmp_path / "jog.png")]
+    assert _write_then_read(fifo, data, lambda _: cli.main(argv)) == 0
+    assert np.load(tmp_path / "jog.npz")["demo"].shape == (3, 15)
+
+
+def test_numpy_scalar_sigmas_are_accepted(model, tmp_path):
+    path = save(tmp_path, synthetic_clip())
+    plain = model.demonstration(path, clip_dt=CLIP_DT, scale=1.0, demo_sigma=0.2, height_sigma=0.05)
+    numpy = model.demonstration(path, clip_dt=CLIP_DT, scale=1.0, demo_sigma=np.float32(0.2), height_sigma=np.float64(0.05))
+    torch.testing.assert_close(numpy["demo_sigma"], plain["demo_sigma"])
+    with pytest.raises(ValueError, match="demo_sigma"):
+        model.demonstration(path, clip_dt=CLIP_DT, scale=1.0, demo_sigma=np.True_)
 
 
 def test_reference_checks_leg_points_only_when_it_needs_them(model, tmp_path):

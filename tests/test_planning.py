@@ -41,7 +41,7 @@ def test_demonstrations_follow_the_same_rule(car):
 def test_a_given_generator_wins_over_the_seed(car):
     a = _rrt(car, generator=torch.Generator().manual_seed(7), seed=1)
     assert torch.equal(a, _rrt(car, seed=7))
-    with pytest.raises(TypeError, match="seed must be an int or None"):
+    with pytest.raises(ValueError, match="Invalid seed: expected an integer"):  # checks.check_seed's rule
         _rrt(car, seed=1.5)
     with pytest.raises(TypeError, match="generator must be a torch.Generator"):
         _rrt(car, generator=7)

@@ -127,12 +127,14 @@ def test_bad_arguments(hopper, tmp_path):
         render(hopper, torch.zeros(STEPS, 2), tmp_path / "a.gif", width=W, height=H)
     with pytest.raises(ValueError, match="states must have shape"):
         render(hopper, None, tmp_path / "a.gif", states=torch.zeros(STEPS, 5), width=W, height=H)
-    with pytest.raises(ValueError, match="width must be an integer"):
+    with pytest.raises(ValueError, match=r"Invalid width: expected an integer in \[16, 4096\]"):
         render(hopper, actions, tmp_path / "a.gif", width=8)
     with pytest.raises(ValueError, match="even width and height"):
         render(hopper, actions, tmp_path / "a.mp4", width=65, height=48)
-    with pytest.raises(ValueError, match="fps must be"):
+    with pytest.raises(ValueError, match="Invalid fps"):
         render(hopper, actions, tmp_path / "a.gif", fps=0, width=W, height=H)
+    with pytest.raises(ValueError, match="Invalid fps"):
+        render(hopper, actions, tmp_path / "a.gif", fps=True, width=W, height=H)
     with pytest.raises(TypeError, match="model must be a MujocoModel"):
         render(42, actions, tmp_path / "a.gif")
     assert not any(tmp_path.iterdir())

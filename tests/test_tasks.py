@@ -170,6 +170,39 @@ def test_edit_hook_changes_the_simulated_model():
         MujocoModel("hopper", edit="double")
 
 
+def test_an_edit_that_returns_something_else_than_a_model_is_a_clear_error():
+    """``edit`` changes the model in place (returns None) or returns a mujoco.MjModel; nothing else."""
+    with pytest.raises(TypeError, match="edit must change the mujoco.MjModel in place .* it returned int"):
+        dynamics.make("hopper", edit=lambda m: 5)
+    with pytest.raises(TypeError, match=r"it returned MjSpec \(compile it: return spec.compile\(\)\)"):
+        dynamics.make("hopper", edit=lambda m: get_task("hopper").build_spec())
+    light = get_task("hopper").compile()
+    light.body_mass[:] *= 0.5
+    replaced = dynamics.make("hopper", horizon=4, edit=lambda m: light)
+    assert replaced.mj_model is light
+    torch.testing.assert_close(torch.as_tensor(replaced.backend.model.body_mass), torch.as_tensor(light.body_mass))
+
+
+def test_numpy_scalars_are_accepted_as_task_numbers():
+    import numpy as np
+
+    from dynamics.tasks import Task
+
+    model = MujocoModel("hopper", horizon=np.int64(4), reset_noise=np.float32(0.5), seed=np.uint8(3))
+    assert model.horizon == 4 and type(model.horizon) is int
+    plain = MujocoModel("hopper", horizon=4, reset_noise=0.5, seed=3)
+    torch.testing.assert_close(model.initial_state, plain.initial_state)
+    hopper = get_task("hopper")
+    task = Task("t", hopper.build_spec, hopper.reward, frame_skip=np.int32(2), horizon=np.int64(3),
+                temperature=np.float32(0.25), reward_reads_previous=np.False_)
+    assert (task.frame_skip, task.horizon, task.reward_reads_previous) == (2, 3, False)
+    assert type(task.frame_skip) is int and type(task.temperature) is float
+    with pytest.raises(ValueError, match="Task frame_skip"):
+        Task("t", hopper.build_spec, hopper.reward, frame_skip=np.float64(2.0), horizon=3)
+    with pytest.raises(ValueError, match="Task reward_reads_previous"):
+        Task("t", hopper.build_spec, hopper.reward, frame_skip=2, horizon=3, reward_reads_previous=1)
+
+
 def test_diverging_hopper_samples_are_infeasible():
     """Absurd actuator gears blow the driven samples up; the others and the batch stay clean."""
 
@@ -190,8 +223,10 @@ def test_bad_arguments(hopper):
         hopper.rollout(torch.zeros(2, 5, 4))
     with pytest.raises(TypeError, match="actions must be a (torch.)?Tensor"):
         hopper.rollout([[0.0, 0.0, 0.0]])
-    with pytest.raises(ValueError, match="horizon must be an integer"):
+    with pytest.raises(ValueError, match="Invalid horizon"):
         MujocoModel("hopper", horizon=0)
+    with pytest.raises(ValueError, match="Invalid horizon"):
+        MujocoModel("hopper", horizon=2.0)
     with pytest.raises(TypeError, match="dtype must be a floating"):
         MujocoModel("hopper", dtype=torch.int32)
 

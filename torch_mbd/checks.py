@@ -157,3 +157,52 @@ def check_tensor(name: str, value, *, kind: str = "real") -> Tensor:
     else:
         raise ValueError(f"check_tensor: kind must be 'real' or 'bool', got {kind!r}")
     return value
+
+
+def check_bool(name: str, value) -> bool:
+    """``value`` as a Python bool: ``True`` / ``False``, a NumPy bool (``np.True_``) or a 0-dim bool tensor.
+
+    Integers (``0``, ``1``) are refused: a flag given a number is more likely a mistake than a choice.
+
+    Raises:
+        ValueError: anything else, naming ``name``.
+    """
+    if isinstance(value, bool):
+        return value
+    if type(value).__module__ == "numpy" and getattr(value, "dtype", None) is not None and value.dtype.kind == "b" \
+            and getattr(value, "shape", None) == ():
+        return bool(value)
+    if isinstance(value, Tensor) and value.dtype == torch.bool and value.dim() == 0:
+        return bool(value)
+    raise ValueError(f"Invalid {name}: expected True or False, got {value!r} ({type(value).__name__})")
+
+
+def as_feasible(feasible, name: str = "rollout feasible") -> Tensor | None:
+    """A rollout's feasibility mask as a boolean tensor, by one rule: ``[...] -> [...]`` bool.
+
+    A boolean tensor is returned as it is (``None``, "every sample feasible", too). A real tensor
+    is read as the paper's indicator ``p_g`` in ``{0, 1}``: ``1`` is feasible, ``0`` and NaN are
+    infeasible (a model that cannot tell, or computed NaN, gets no weight). Any other value
+    (``0.5``, ``2``, ``-1``, infinity) is refused: a probability or a count is not a constraint,
+    and reading it as "nonzero = feasible" would silently keep samples the model meant to drop.
+
+    Raises:
+        TypeError: not a tensor, or a complex one.
+        ValueError: a real entry other than 0, 1 or NaN (the message shows a few).
+    """
+    if feasible is None:
+        return None
+    if not isinstance(feasible, Tensor):
+        raise TypeError(f"{name} must be a boolean tensor (or None), got {type(feasible).__name__}")
+    if feasible.dtype == torch.bool:
+        return feasible
+    if feasible.is_complex():
+        raise TypeError(f"{name} must be a boolean tensor, got dtype {feasible.dtype}")
+    one = feasible == 1
+    other = ~(one | (feasible == 0) | feasible.isnan())
+    if bool(other.any()):
+        shown = ", ".join(f"{v:g}" for v in feasible[other].unique()[:4].double().tolist())
+        raise ValueError(
+            f"{name} must be boolean, or 0/1 (NaN counts as infeasible), got dtype {feasible.dtype} with value(s) {shown}"
+        )
+    return one

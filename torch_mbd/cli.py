@@ -11,9 +11,9 @@ Example::
     torch-mbd plan --help
 
 Nothing finished is lost: everything the output needs (matplotlib for a figure; an offscreen
-OpenGL backend and an encoder for a video) is checked before planning, the ``.npz`` is written
-before the figure or video, and without ``--out`` the arrays go to ``TASK.npz`` in the current folder
-(``--out PATH.npz``: to that file alone).
+OpenGL backend and an encoder for a video; the output files, opened for writing and left as they
+were) is checked before planning, the ``.npz`` is written before the figure or video, and without
+``--out`` the arrays go to ``TASK.npz`` in the current folder (``--out PATH.npz``: to that file alone).
 """
 
 from __future__ import annotations
@@ -383,8 +383,35 @@ def write_figure(path: Path, model, result, demo=None, title: str = "") -> Path:
     return path
 
 
+def probe_writable(path: Path) -> None:
+    """Open ``path`` for writing the way the output will, and leave things as they were.
+
+    A file that exists is opened for appending and closed unchanged; one that does not is created
+    and removed again. This is the only check that sees every reason a write fails (a folder in the
+    path that is a file, a read-only or virtual file system such as ``/sys``, a folder with the
+    output's name, permissions, a name too long), so it runs before planning.
+
+    Raises:
+        CommandError: one line naming ``path`` and the reason.
+    """
+    if path.is_dir():
+        raise CommandError(f"cannot write {path}: a folder of that name exists (give --out elsewhere)")
+    existed = path.exists()
+    try:
+        with open(path, "ab"):
+            pass
+        if not existed:
+            path.unlink()
+    except OSError as err:
+        raise CommandError(f"cannot write {path}: {err.strerror or _one_line(err)} (give --out elsewhere)") from err
+
+
 def check_out(out: Path | None, task: str) -> Path:
-    """Check ``--out`` before any work; return the ``.npz`` path the plan goes to (``out`` itself for an ``.npz``)."""
+    """Check ``--out`` before any work; return the ``.npz`` path the plan goes to (``out`` itself for an ``.npz``).
+
+    Every output file (the ``.npz``, and the figure or video) is opened for writing here
+    (`probe_writable`), so an output that cannot be written fails before planning.
+    """
     if out is None:
         npz = Path(f"{task}.npz")
     else:
@@ -396,10 +423,14 @@ def check_out(out: Path | None, task: str) -> Path:
             )
         if not out.parent.exists():
             raise CommandError(f"--out {out}: the folder {out.parent} does not exist")
+        if not out.parent.is_dir():
+            raise CommandError(f"--out {out}: {out.parent} is a file, not a folder")
         npz = out.with_suffix(".npz")
     folder = npz.parent if str(npz.parent) else Path(".")
     if not os.access(folder, os.W_OK):
         raise CommandError(f"cannot write {npz}: the folder {folder.resolve()} is not writable (give --out elsewhere)")
+    for path in dict.fromkeys((npz,) if out is None else (npz, out)):  # once each (``out`` may be the .npz)
+        probe_writable(path)
     return npz
 
 

@@ -10,6 +10,7 @@ A model rolls a batch of control sequences out from its initial state::
     traj.states                         # [..., n, H, nx]  state after each control step, or None
     traj.rewards                        # [..., n, H]      reward of each step (higher is better)
     traj.feasible                       # [..., n] bool, or None when every sample is feasible
+                                        # (0 / 1 / NaN accepted: 1 feasible, 0 and NaN not)
 
 A sample whose path violates a constraint (``p_g = 0`` in the paper) or whose simulation
 diverged is marked infeasible; its rewards may be anything, NaN included. Tensors are on
@@ -25,6 +26,8 @@ from typing import NamedTuple, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
+from .checks import as_feasible
+
 
 class Trajectory(NamedTuple):
     """The result of a batched rollout.
@@ -33,7 +36,9 @@ class Trajectory(NamedTuple):
         states: ``[..., n, H, nx]``, the state after each of the ``H`` control steps, or ``None``
             when the model reports no states (then no demonstration can be used).
         rewards: ``[..., n, H]``, the reward of each step.
-        feasible: ``[..., n]`` boolean, or ``None`` when every sample is feasible.
+        feasible: ``[..., n]`` boolean, or ``None`` when every sample is feasible. A real
+            ``0`` / ``1`` mask is accepted too (NaN counts as infeasible; see
+            `torch_mbd.checks.as_feasible`).
     """
 
     states: Tensor | None
@@ -70,7 +75,10 @@ def as_trajectory(result, actions: Tensor) -> Trajectory:
     """Validate a rollout's return value against the actions that produced it.
 
     Accepts a [`Trajectory`][torch_mbd.rollout.Trajectory] or a ``(rewards, states, feasible)`` tuple (the order of
-    the optimizer's ``rollout`` callable). Raises ``ValueError`` naming what is wrong.
+    the optimizer's ``rollout`` callable). Raises ``ValueError`` naming what is wrong. The
+    returned ``feasible`` is boolean: a real mask is converted by
+    `torch_mbd.checks.as_feasible` (``1`` feasible, ``0`` and NaN infeasible, any other
+    value a ``ValueError``).
 
     The rewards must be ``[..., n, T]`` and the states ``[..., n, T, nx]`` for the actions'
     ``[..., n]``; ``T`` is usually the actions' ``H``, but may differ when the decision variables
@@ -106,4 +114,4 @@ def as_trajectory(result, actions: Tensor) -> Trajectory:
     ):
         got = tuple(traj.feasible.shape) if isinstance(traj.feasible, Tensor) else type(traj.feasible).__name__
         raise ValueError(f"rollout feasible must have shape {batch} ([..., n]), got {got}")
-    return traj
+    return traj._replace(feasible=as_feasible(traj.feasible))
