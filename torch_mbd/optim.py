@@ -18,6 +18,7 @@ from torch.optim import Optimizer
 
 from . import denoise
 from .checks import check_device, check_int, check_positive, check_real, check_seed, check_tensor
+from .closure import candidate_params
 from .denoise import DEFAULT_TARGET_ESS
 from .rollout import as_trajectory
 from .schedule import linear_schedule
@@ -986,9 +987,8 @@ class MBDOptimizer(Optimizer):
     def _evaluate_closure(self, closure, samples: Tensor, n: int) -> Tensor:
         flat = samples[0]
         candidates = [flat[:, o : o + k].unflatten(-1, shape) if shape else flat[:, o] for o, k, shape in self._layout["segments"]]
-        if callable(getattr(closure, "bind_params", None)):  # batched_closure: match candidates by identity
-            closure.bind_params(self._params)
-        losses = closure(candidates)
+        with candidate_params(self._params):  # batched_closure matches candidates by identity, through any wrapper
+            losses = closure(candidates)
         if not isinstance(losses, Tensor):
             raise TypeError(f"closure must return a tensor of {n} losses, got {type(losses).__name__}")
         if losses.shape != (n,):
