@@ -551,3 +551,16 @@ def test_keep_best_sample_plans_the_best_sample_without_an_extra_rollout():
         steps = torch.cat(model.seen[-2:], dim=0)
         rewards = model.rollout(steps).rewards.mean(-1)
         assert torch.equal(plan, steps[int(rewards.argmax())])
+
+
+def test_numpy_and_tensor_booleans_are_booleans():
+    def first_action(flag, warm):
+        controller = MPC(Integrator(), num_samples=16, seed=0, keep_best=flag)
+        controller.reset(torch.zeros(10, 1, dtype=torch.float64), warm=warm)
+        return controller.act(torch.zeros(1, dtype=torch.float64))
+
+    expected = first_action(True, True)
+    assert torch.equal(first_action(np.True_, np.True_), expected)
+    assert torch.equal(first_action(torch.tensor(True), np.bool_(True)), expected)
+    with pytest.raises(ValueError, match="warm"):
+        MPC(Integrator()).reset(torch.zeros(10, 1), warm="yes")

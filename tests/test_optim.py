@@ -973,3 +973,10 @@ def test_demo_log_likelihood_bad_callables_are_refused():
 
     with pytest.raises(ValueError, match="no states.*demo_log_likelihood"):
         make(_along_y, rollout=no_states).step()
+
+
+def test_a_closure_mode_demo_with_two_parameters_names_the_cause():
+    with pytest.raises(ValueError, match=r"demo needs exactly one parameter, got 2 \(\(2,\), \(2,\)\)"):
+        MBDOptimizer([torch.zeros(2), torch.zeros(2)], demo=torch.zeros(2))
+    with pytest.raises(ValueError, match=r"shape of the single parameter \(2,\), got \(3,\)"):
+        MBDOptimizer([torch.zeros(2)], demo=torch.zeros(3))

@@ -279,3 +279,12 @@ def test_presets_hold_the_defaults_and_explicit_arguments_win():
     # temperature=0.1 is the presets' value: passing it explicitly changes nothing
     assert torch.equal(plan(Reach(), temperature=0.1, **PAPER).actions, plan(Reach(), **PAPER).actions)
     assert plan(Reach(), temperature="auto", **QUICK).actions.shape == (6, 2)
+
+
+def test_numpy_booleans_for_keep_best_and_progress():
+    expected = plan(Reach(), keep_best=True, **QUICK)
+    quick = {k: v for k, v in QUICK.items() if k != "progress"}
+    same = plan(Reach(), keep_best=np.True_, progress=np.False_, **quick)
+    assert torch.equal(same.actions, expected.actions)
+    with pytest.raises(ValueError, match="progress"):
+        plan(Reach(), progress="no", **quick)

@@ -18,7 +18,7 @@ SEED_RANGE = (0, 2**64 - 1)
 """Seeds ``torch.Generator.manual_seed`` takes without wrapping: ``0 <= seed <= 2**64 - 1``."""
 
 
-def is_bool(value) -> bool:
+def _is_bool(value) -> bool:
     """Whether ``value`` is a boolean: Python, NumPy (``numpy.bool``, ``bool_`` before NumPy 2) or a bool tensor."""
     if isinstance(value, bool):
         return True
@@ -51,7 +51,7 @@ def check_real(name: str, value, *, finite: bool = True) -> float:
         ValueError: not a real number, NaN, or (with ``finite``) infinite.
     """
     value = _scalar(value)
-    if is_bool(value) or not isinstance(value, numbers.Real):
+    if _is_bool(value) or not isinstance(value, numbers.Real):
         raise ValueError(f"Invalid {name}: expected a real number, got {value!r} ({type(value).__name__})")
     value = float(value)
     if math.isnan(value) or (finite and math.isinf(value)):
@@ -60,7 +60,7 @@ def check_real(name: str, value, *, finite: bool = True) -> float:
 
 
 def check_bool(name: str, value) -> bool:
-    """``value`` as a Python bool: ``True`` / ``False``, a NumPy bool (``np.True_``) or a 0-dim bool tensor.
+    """``value`` as a Python bool: ``True`` / ``False``, a NumPy bool (``np.True_``, a 0-d array) or a 0-dim bool tensor.
 
     Numbers are refused, ``0`` and ``1`` included: a flag given a number is more often a
     misplaced argument than a boolean.
@@ -68,8 +68,9 @@ def check_bool(name: str, value) -> bool:
     Raises:
         ValueError: anything else, naming ``name``.
     """
-    if is_bool(value) and tuple(getattr(value, "shape", ())) == ():
-        return bool(value)
+    raw = _scalar(value)
+    if isinstance(raw, bool):
+        return raw
     raise ValueError(f"Invalid {name}: expected True or False, got {value!r} ({type(value).__name__})")
 
 
@@ -88,7 +89,7 @@ def check_int(name: str, value, *, minimum: int | None = None, maximum: int | No
         ValueError: not an integer, or outside ``[minimum, maximum]``.
     """
     raw = _scalar(value)
-    if is_bool(raw) or not isinstance(raw, numbers.Integral):
+    if _is_bool(raw) or not isinstance(raw, numbers.Integral):
         raise ValueError(f"Invalid {name}: expected an integer, got {value!r} ({type(value).__name__})")
     raw = int(raw)
     if (minimum is not None and raw < minimum) or (maximum is not None and raw > maximum):

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from .baselines import optimizer_class
-from .checks import check_bool, check_device, check_int, check_positive, check_seed, check_tensor, is_bool
+from .checks import check_bool, check_device, check_int, check_positive, check_seed, check_tensor
 from .optim import check_temperature
 from .progress import progress_bar
 from .threads import use_threads
@@ -138,15 +138,7 @@ def minimize(
     num_samples = check_int("num_samples", num_samples, minimum=1)
     num_steps = check_int("num_steps", num_steps, minimum=1)
     progress = check_bool("progress", progress)
-    if is_bool(keep_history):
-        kept = num_steps if check_bool("keep_history", keep_history) else 0
-    else:
-        try:
-            kept = min(check_int("keep_history", keep_history, minimum=0), num_steps)
-        except ValueError:
-            raise ValueError(
-                f"Invalid keep_history: expected True, False or an integer >= 0, got {keep_history!r}"
-            ) from None
+    kept = _history_length(keep_history, num_steps)
     temperature = check_temperature("temperature", temperature)
     seed = check_seed(seed)
     x = x0.detach().to(device=x0.device if device is None else check_device(device)).clone()
@@ -216,6 +208,18 @@ def minimize(
         nit=num_steps,
         time=elapsed,
     )
+
+
+def _history_length(keep_history, num_steps: int) -> int:
+    """How many estimates ``keep_history`` (``True``, ``False`` or an integer ``>= 0``) keeps of ``num_steps``."""
+    try:
+        return num_steps if check_bool("keep_history", keep_history) else 0
+    except ValueError:
+        pass
+    try:
+        return min(check_int("keep_history", keep_history, minimum=0), num_steps)
+    except ValueError:
+        raise ValueError(f"Invalid keep_history: expected True, False or an integer >= 0, got {keep_history!r}") from None
 
 
 def _costs(f: Callable[[Tensor], Tensor], candidates: Tensor, dtype: torch.dtype) -> Tensor:

@@ -53,7 +53,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .checks import check_int, check_positive, check_real, check_seed, check_tensor
+from .checks import check_bool, check_int, check_positive, check_real, check_seed, check_tensor
 from .knots import INTERPOLATIONS, SHIFT_FILLS, KnotRollout, fit_knots, knot_times, shift_matrix
 from .optim import MBDOptimizer, check_temperature
 from .rollout import as_trajectory
@@ -264,8 +264,11 @@ class MPC:
         self.action_dim = check_int("model.action_dim", model.action_dim, minimum=1)
         self.num_samples = check_int("num_samples", num_samples, minimum=1)
         self.temperature = check_temperature("temperature", temperature)
-        if not isinstance(keep_best, bool) and keep_best != "sample":
-            raise TypeError(f"keep_best must be True, False or 'sample', got {keep_best!r}")
+        if not (isinstance(keep_best, str) and keep_best == "sample"):
+            try:
+                keep_best = check_bool("keep_best", keep_best)
+            except ValueError:
+                raise TypeError(f"keep_best must be True, False or 'sample', got {keep_best!r}") from None
         self.keep_best = keep_best
         self.diffusion_steps = check_int("diffusion_steps", diffusion_steps, minimum=1)
         self.initial_steps = check_int("initial_steps", initial_steps, minimum=1)
@@ -341,12 +344,12 @@ class MPC:
                 raise ValueError("init must be finite, got NaN or inf")
             if self.num_knots is not None:
                 init = fit_knots(init, self.num_knots, self.interpolation)
-        elif warm:
+        elif check_bool("warm", warm):
             raise ValueError("warm=True needs an init plan to warm-start from")
         self.actions = None
         self.knots = None
         self._next_init = init
-        self._next_warm = bool(warm)
+        self._next_warm = check_bool("warm", warm)
 
     def _state(self, state) -> Tensor:
         """``state`` checked and converted to the model's device and dtype; nothing is assigned yet."""

@@ -536,7 +536,13 @@ class MBDOptimizer(Optimizer):
         demo = demo.to(self.compute_dtype)
         p = self._params[0]
         if self.rollout is None:
-            if len(self._params) != 1 or tuple(demo.shape) != tuple(p.shape):
+            if len(self._params) != 1:
+                shapes = ", ".join(str(tuple(q.shape)) for q in self._params)
+                raise ValueError(
+                    f"in closure mode demo needs exactly one parameter, got {len(self._params)} ({shapes}): "
+                    "optimize a single tensor (e.g. one flat vector split in the closure), or give no demo"
+                )
+            if tuple(demo.shape) != tuple(p.shape):
                 raise ValueError(
                     f"in closure mode demo must have the shape of the single parameter {tuple(p.shape)}, "
                     f"got {tuple(demo.shape)}"
