@@ -331,7 +331,7 @@ def sphere(x):
 
 @case("round 1")
 def minimize_integer_costs():
-    f = lambda x: (x.clamp(-3, 3) * 1e9).round().long().square().sum(-1)  # noqa: E731 - near int64's limit
+    f = lambda x: (x.clamp(-2, 2) * 1e9).round().long().square().sum(-1)  # noqa: E731 - up to 8e18, near int64 max
     res = torch_mbd.minimize(f, torch.full((2,), 2.0), **QUICK)
     return res.history.best.is_floating_point() and 0 <= res.fun < float(f(torch.full((1, 2), 2.0)))
 

@@ -44,12 +44,13 @@ def one_run(dim: int, steps: int, samples: int, keep_history: str, threads: str)
         calls[0] += 1
         return (x**2).sum(-1)
 
-    keep = {"true": True, "false": False}.get(keep_history.lower(), None)
-    keep = int(keep_history) if keep is None else keep
+    # "default" passes no keep_history at all (so the script also measures versions without it)
+    keep = {"true": {"keep_history": True}, "false": {"keep_history": False}, "default": {}}.get(keep_history.lower())
+    keep = {"keep_history": int(keep_history)} if keep is None else keep
     start_rss = rss_mib()
     start = time.perf_counter()
     result = torch_mbd.minimize(sphere, torch.ones(dim), num_samples=samples, num_steps=steps, seed=0, progress=False,
-                       keep_history=keep, torch_threads=threads if threads == "torch" else int(threads))
+                       torch_threads=threads if threads == "torch" else int(threads), **keep)
     end_rss = rss_mib()  # the result (and its history) still alive
     ctypes.CDLL("libc.so.6").malloc_trim(0)
     return {"start": round(start_rss), "during": marks, "end": round(end_rss), "trimmed": round(rss_mib()),
@@ -62,7 +63,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--samples", type=int, default=64)
     parser.add_argument("--threads", default="1", help="torch_threads of minimize: a number or 'torch'")
-    parser.add_argument("--keep", default="true,false", help="keep_history values to run, comma-separated")
+    parser.add_argument("--keep", default="true,false",
+                        help="keep_history values to run, comma-separated: true, false, an integer, or default (not passed)")
     parser.add_argument("--env", default="", help="extra environment of every run, e.g. MALLOC_ARENA_MAX=1")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--keep-one", default="true", help=argparse.SUPPRESS)
