@@ -543,3 +543,24 @@ def test_numpy_bool_vectorize_is_a_bool():
     candidates = random_candidates(model, 2)
     torch.testing.assert_close(batched_closure(model, F.cross_entropy, x, y, vectorize=np.False_)(candidates),
                                batched_closure(model, F.cross_entropy, x, y)(candidates))
+
+
+def test_shared_memory_matters_only_where_a_candidate_goes():
+    class Views(nn.Module):
+        def __init__(self):
+            super().__init__()
+            base = torch.randn(6)
+            self.a, self.b = nn.Parameter(base[:4]), nn.Parameter(base[2:])
+            self.c = nn.Parameter(torch.randn(4))
+
+        def forward(self, x):
+            return x * self.a.sum() + self.b.sum() + self.c
+
+    model = Views()
+    x, y = torch.randn(4), torch.randn(4)
+    closure = batched_closure(model, F.mse_loss, x, y, params=[model.c])  # a and b keep their values: fine
+    c = torch.randn(3, 4)
+    for j, loss in enumerate(closure([c])):
+        torch.testing.assert_close(loss, F.mse_loss(x * model.a.sum() + model.b.sum() + c[j], y).detach())
+    with pytest.raises(ValueError, match=r"'a' and 'b'"):
+        batched_closure(model, F.mse_loss, x, y, params=[model.b])

@@ -104,10 +104,18 @@ def _check_no_shared_memory(model: nn.Module, names: list[str]) -> None:
         if t.numel() and t.device.type != "meta":
             tensors.setdefault(id(t), (name, t))
     optimized = set(names)
-    spans = [(name, _memory_span(t)) for name, t in tensors.values()]
-    for i, (name_a, (ptr_a, lo_a, hi_a)) in enumerate(spans):
-        for name_b, (ptr_b, lo_b, hi_b) in spans[i + 1 :]:
-            if ptr_a == ptr_b and lo_a < hi_b and lo_b < hi_a and (name_a in optimized or name_b in optimized):
+    by_storage: dict[int, list[tuple[str, int, int]]] = {}  # only tensors of one storage can overlap
+    for name, t in tensors.values():
+        ptr, low, high = _memory_span(t)
+        by_storage.setdefault(ptr, []).append((name, low, high))
+    for spans in by_storage.values():
+        spans.sort(key=lambda span: span[1])
+        for i, (name_a, _, high_a) in enumerate(spans):
+            for name_b, low_b, _ in spans[i + 1 :]:
+                if low_b >= high_a:
+                    break
+                if name_a not in optimized and name_b not in optimized:
+                    continue
                 raise ValueError(
                     f"model's tensors {name_a!r} and {name_b!r} are different tensors sharing memory (views of "
                     "one tensor): a candidate for one would leave the other unchanged. Tie them (assign one "
