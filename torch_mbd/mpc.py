@@ -334,6 +334,7 @@ class MPC:
                 (``diffusion_steps`` steps from ``warm_noise``): to refine an offline plan, e.g.
                 one from :func:`torch_mbd.plan` for the same initial state, in closed loop.
         """
+        warm = check_bool("warm", warm)
         if init is not None:
             shape = (self.horizon, self.action_dim)
             init = check_tensor("init", init)
@@ -344,12 +345,12 @@ class MPC:
                 raise ValueError("init must be finite, got NaN or inf")
             if self.num_knots is not None:
                 init = fit_knots(init, self.num_knots, self.interpolation)
-        elif check_bool("warm", warm):
+        elif warm:
             raise ValueError("warm=True needs an init plan to warm-start from")
         self.actions = None
         self.knots = None
         self._next_init = init
-        self._next_warm = check_bool("warm", warm)
+        self._next_warm = warm
 
     def _state(self, state) -> Tensor:
         """``state`` checked and converted to the model's device and dtype; nothing is assigned yet."""
