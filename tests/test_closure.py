@@ -564,3 +564,22 @@ def test_shared_memory_matters_only_where_a_candidate_goes():
         torch.testing.assert_close(loss, F.mse_loss(x * model.a.sum() + model.b.sum() + c[j], y).detach())
     with pytest.raises(ValueError, match=r"'a' and 'b'"):
         batched_closure(model, F.mse_loss, x, y, params=[model.b])
+
+
+def test_other_errors_keep_their_type_and_message_and_name_the_module():
+    model = small_net()
+    closure = batched_closure(model, F.cross_entropy, torch.randn(4, 6), torch.randint(0, 3, (4,)))  # 6 != 5 features
+    with pytest.raises(RuntimeError, match="Expected size for first two dimensions") as info:
+        closure(random_candidates(model, 3))
+    assert "batched_closure: raised in model.0 (Linear)" in info.value.__notes__
+
+
+def test_integer_inputs_to_a_convolution_are_refused_and_other_build_failures_wait_for_the_call():
+    conv = nn.Sequential(nn.Conv1d(2, 3, 3), nn.Flatten(), nn.Linear(6, 2))
+    with pytest.raises(TypeError, match=r"inputs\[0\] is an integer tensor"):
+        batched_closure(conv, F.cross_entropy, torch.randint(0, 3, (4, 2, 5)), torch.randint(0, 2, (4,)))
+    # an integer input the forward pass fails on for another reason (a shape): reported at the call
+    model = nn.Sequential(nn.Embedding(10, 4), nn.Linear(5, 2))
+    closure = batched_closure(model, F.cross_entropy, torch.tensor([1, 2]), torch.tensor([0, 1]))
+    with pytest.raises(RuntimeError, match="Expected size for first two dimensions"):
+        closure(random_candidates(model, 2))

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import torch
@@ -166,8 +167,8 @@ def _check_integer_inputs(model: nn.Module, model_inputs: tuple) -> None:
             torch.func.functional_call(model, buffers, model_inputs, strict=False)
     except (RuntimeError, TypeError) as error:
         message = str(error)
-        if "type" not in message.lower():  # not a dtype mismatch: left for the call to report
-            return
+        if not re.search(r"dtype|scalar type|type \(|Long|Int|Byte|Bool", message):  # not a dtype mismatch
+            return  # left for the call to report
         k = integer[0]
         dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
         raise TypeError(
