@@ -64,9 +64,9 @@ def candidate_params(params: Sequence[Tensor]) -> Iterator[None]:
         _CALLER_PARAMS.reset(token)
 
 
-def _optimized_names(model: nn.Module, params, what: str = "params") -> list[str]:
-    """Names (in ``model.named_parameters()``) of ``params``, in the order the optimizer sends them."""
-    by_id = {id(p): name for name, p in model.named_parameters()}
+def _optimized_names(named: list[tuple[str, Tensor]], params, what: str = "params") -> list[str]:
+    """Names (in ``named``, the model's ``named_parameters()``) of ``params``, in the order the optimizer sends them."""
+    by_id = {id(p): name for name, p in named}
     if params is None:
         return list(by_id.values())
     if isinstance(params, torch.optim.Optimizer):
@@ -85,15 +85,16 @@ def _optimized_names(model: nn.Module, params, what: str = "params") -> list[str
     return names
 
 
-def _memory_span(t: Tensor) -> tuple[int, int, int]:
-    """``(storage address, first byte, one past the last byte)`` of the elements ``t`` can reach."""
+def _memory_span(t: Tensor) -> tuple[int, int]:
+    """``(first byte, one past the last byte)`` of the elements ``t`` can reach in its storage."""
     extent = 1 + sum((size - 1) * abs(stride) for size, stride in zip(t.shape, t.stride()))
     first = t.storage_offset() * t.element_size()
-    return t.untyped_storage().data_ptr(), first, first + extent * t.element_size()
+    return first, first + extent * t.element_size()
 
 
-def _check_no_shared_memory(model: nn.Module, names: list[str]) -> None:
-    """Refuse an optimized parameter that shares memory with another tensor of ``model``.
+def _check_no_shared_memory(named: list[tuple[str, Tensor]], names: list[str]) -> None:
+    """Refuse an optimized parameter (``names``) that shares memory with another tensor of ``named``
+    (the model's named parameters and buffers).
 
     Tied tensors (the same tensor under two names) are fine: they are one tensor and get one
     candidate. Different tensors whose memory overlaps (``nn.Parameter(w[:2])`` next to ``w``)
@@ -101,16 +102,18 @@ def _check_no_shared_memory(model: nn.Module, names: list[str]) -> None:
     conservative: two strided views that interleave without overlapping are refused too.
     """
     tensors: dict[int, tuple[str, Tensor]] = {}
-    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
-        if t.numel() and t.device.type != "meta":
+    for name, t in named:
+        if t.numel() and t.layout == torch.strided and t.device.type != "meta":  # dense tensors with memory
             tensors.setdefault(id(t), (name, t))
     optimized = set(names)
-    by_storage: dict[int, list[tuple[str, int, int]]] = {}  # only tensors of one storage can overlap
+    by_storage: dict[int, list[tuple[str, Tensor]]] = {}  # only tensors of one storage can overlap
     for name, t in tensors.values():
-        ptr, low, high = _memory_span(t)
-        by_storage.setdefault(ptr, []).append((name, low, high))
-    for spans in by_storage.values():
-        spans.sort(key=lambda span: span[1])
+        base = t.data_ptr() - t.storage_offset() * t.element_size()  # the storage's address, cheaper than untyped_storage()
+        by_storage.setdefault(base, []).append((name, t))
+    for shared in by_storage.values():
+        if len(shared) == 1:
+            continue
+        spans = sorted(((name, *_memory_span(t)) for name, t in shared), key=lambda span: span[1])
         for i, (name_a, _, high_a) in enumerate(spans):
             for name_b, low_b, _ in spans[i + 1 :]:
                 if low_b >= high_a:
@@ -124,10 +127,9 @@ def _check_no_shared_memory(model: nn.Module, names: list[str]) -> None:
                 )
 
 
-def _check_inputs(model: nn.Module, names: list[str], inputs: tuple) -> None:
+def _check_inputs(params: dict[str, Tensor], names: list[str], inputs: tuple) -> None:
     """Refuse inputs the forward pass would choke on deep inside torch: NumPy arrays, and
-    floating-point tensors of another dtype or device than the optimized parameters."""
-    params = dict(model.named_parameters())
+    floating-point tensors of another dtype or device than the optimized parameters (``names`` of ``params``)."""
     floating = {params[name].dtype for name in names if params[name].is_floating_point()}
     devices = {params[name].device for name in names}
     for k, value in enumerate(inputs):
@@ -322,23 +324,25 @@ def batched_closure(
     if not isinstance(randomness, str) or randomness not in RANDOMNESS:
         raise ValueError(f"Invalid randomness: expected one of {RANDOMNESS}, got {randomness!r}")
     vectorize = check_bool("vectorize", vectorize)
-    names = _optimized_names(model, params)
+    named = list(model.named_parameters())
+    named_buffers = list(model.named_buffers())
+    names = _optimized_names(named, params)
     if not names:
         raise ValueError("params: the model has no parameters to optimize")
-    _check_no_shared_memory(model, names)
-    _check_inputs(model, names, inputs)
+    _check_no_shared_memory(named + named_buffers, names)
+    _check_inputs(dict(named), names, inputs)
     model_inputs, target = (inputs[:-1], inputs[-1]) if len(inputs) > 1 else (inputs, None)
     _check_integer_inputs(model, model_inputs)
-    by_id = {id(p): name for name, p in model.named_parameters()}
-    meta = {name: (tuple(p.shape), p.dtype, p.device) for name, p in model.named_parameters()}
+    by_id = {id(p): name for name, p in named}
+    meta = {name: (tuple(p.shape), p.dtype, p.device) for name, p in named}
     parameter_ids = set(by_id)
     # Buffers that are one of the parameters (tied) follow the candidate, they get no copy of their own.
-    buffer_names = [name for name, b in model.named_buffers() if id(b) not in parameter_ids]
+    buffer_names = [name for name, b in named_buffers if id(b) not in parameter_ids]
     own = {"explicit": params is not None}  # whether names came from the caller (params= or bind_params)
 
     def bind_params(optimized: Sequence[Tensor]) -> None:
         """Match the candidates of later calls to ``optimized`` (tensors of ``model``, in order) by identity."""
-        names[:] = _optimized_names(model, list(optimized), "the optimizer's params")
+        names[:] = _optimized_names(list(model.named_parameters()), list(optimized), "the optimizer's params")
         own["explicit"] = True
 
     def names_for(count: int) -> list[str]:
