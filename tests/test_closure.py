@@ -268,3 +268,318 @@ def test_numpy_chunk_size_and_bool_refused():
     )
     with pytest.raises(ValueError, match="chunk_size"):
         batched_closure(model, F.cross_entropy, x, y, chunk_size=True)
+
+
+# --------------------------------------------------------------------------- shared weights, wrappers, vmap limits
+def tied_net():
+    """``m[2].weight = m[0].weight``: one tensor used by two layers."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 5), nn.Tanh(), nn.Linear(5, 5))
+    model[2].weight = model[0].weight
+    return model
+
+
+class TwiceUsed(nn.Module):
+    """One layer applied twice: its parameters are used at two places of the forward pass."""
+
+    def __init__(self):
+        super().__init__()
+        self.layer = nn.Linear(5, 5)
+
+    def forward(self, x):
+        return self.layer(torch.tanh(self.layer(x)))
+
+
+@pytest.mark.parametrize("make", [tied_net, TwiceUsed])
+def test_tied_and_reused_parameters_get_one_candidate_at_every_use(make):
+    model = make()
+    assert len(list(model.parameters())) == (3 if make is tied_net else 2)
+    x, y = torch.randn(6, 5), torch.randn(6, 5)
+    candidates = random_candidates(model, 4)
+    losses = batched_closure(model, F.mse_loss, x, y)(candidates)
+    torch.testing.assert_close(losses, one_by_one(model, candidates, F.mse_loss, x, y))
+    if make is tied_net:  # the second use really reads the candidate: the old value gives another loss
+        w, b0, b2 = candidates
+        untied = F.mse_loss(F.linear(torch.tanh(F.linear(x, w[0], b0[0])), model[2].weight, b2[0]), y)
+        assert not torch.allclose(losses[0], untied)
+
+
+def test_tied_weights_through_the_optimizer_match_loading_the_samples():
+    model = tied_net()
+    x, y = torch.randn(8, 5), torch.randn(8, 5)
+    opt = MBDOptimizer(list(model.parameters())[::-1], num_samples=6, num_steps=3, seed=0)
+    opt.step(batched_closure(model, F.mse_loss, x, y))
+    torch.testing.assert_close(-opt.last_step.rewards[0], reference_losses(model, opt, F.mse_loss, x, y))
+
+
+def test_parameters_sharing_memory_are_refused_by_name():
+    class Views(nn.Module):
+        def __init__(self):
+            super().__init__()
+            base = torch.randn(6)
+            self.a = nn.Parameter(base[:4])
+            self.b = nn.Parameter(base[2:])
+
+        def forward(self, x):
+            return x * self.a.sum() + self.b.sum()
+
+    with pytest.raises(ValueError, match=r"'a' and 'b' are different tensors sharing memory"):
+        batched_closure(Views(), F.mse_loss, torch.randn(3), torch.randn(3))
+
+
+def test_disjoint_views_and_expanded_parameters_pass():
+    class Halves(nn.Module):
+        def __init__(self):
+            super().__init__()
+            base = torch.randn(8)
+            self.a, self.b = nn.Parameter(base[:4]), nn.Parameter(base[4:])
+
+        def forward(self, x):
+            return x * self.a + self.b
+
+    model = Halves()
+    x, y = torch.randn(4), torch.randn(4)
+    candidates = random_candidates(model, 3)
+    losses = batched_closure(model, F.mse_loss, x, y)(candidates)
+    for j in range(3):
+        torch.testing.assert_close(losses[j], F.mse_loss(x * candidates[0][j] + candidates[1][j], y))
+
+
+@pytest.mark.parametrize("wrap", ["lambda", "partial", "new list", "logging function"])
+def test_a_wrapped_closure_keeps_the_optimizers_parameter_order(wrap):
+    import functools
+
+    model = twin_layer_net()
+    w1, b1, w2, b2 = model.parameters()
+    x, y = torch.randn(8, 4), torch.randn(8, 4)
+    opt = MBDOptimizer([w2, b2, w1, b1], num_samples=6, num_steps=3, seed=0)  # not the model's order
+    inner = batched_closure(model, F.mse_loss, x, y)
+    seen = []
+
+    def logging(candidates):
+        losses = inner(candidates)
+        seen.append(losses.mean())
+        return losses
+
+    closure = {
+        "lambda": lambda c: inner(c),
+        "partial": functools.partial(inner),
+        "new list": lambda c: inner([t.clone() for t in c]),
+        "logging function": logging,
+    }[wrap]
+    assert not hasattr(closure, "bind_params")
+    opt.step(closure)
+    torch.testing.assert_close(-opt.last_step.rewards[0], reference_losses(model, opt, F.mse_loss, x, y))
+
+
+def test_bind_params_fixes_the_order_of_direct_calls():
+    model = twin_layer_net()
+    w1, b1, w2, b2 = model.parameters()
+    x, y = torch.randn(8, 4), torch.randn(8, 4)
+    closure = batched_closure(model, F.mse_loss, x, y)
+    candidates = random_candidates(model, 3)  # in the model's order
+    expected = closure(candidates)
+    closure.bind_params([w2, b2, w1, b1])
+    torch.testing.assert_close(closure([candidates[2], candidates[3], candidates[0], candidates[1]]), expected)
+    with pytest.raises(ValueError, match="not a parameter of model"):
+        closure.bind_params([w1, torch.zeros(4)])
+
+
+def test_a_closure_over_two_models_needs_params_and_then_is_right():
+    torch.manual_seed(0)
+    first, second = nn.Linear(3, 3), nn.Linear(3, 3)
+    x, y = torch.randn(5, 3), torch.randn(5, 3)
+    opt = MBDOptimizer([first.weight, first.bias, second.weight, second.bias], num_samples=4, num_steps=2, seed=0)
+    bare = batched_closure(first, F.mse_loss, x, y)
+    with pytest.raises(ValueError, match="pass params="):
+        opt.step(lambda c: bare(c[:2]) + bare(c[2:]))
+    a = batched_closure(first, F.mse_loss, x, y, params=[first.weight, first.bias])
+    b = batched_closure(second, F.mse_loss, x, y, params=[second.weight, second.bias])
+    opt.step(lambda c: a(c[:2]) + b(c[2:]))
+    samples = opt.last_step.samples[0]
+    for j, row in enumerate(samples):
+        w1, b1, w2, b2 = row[:9].reshape(3, 3), row[9:12], row[12:21].reshape(3, 3), row[21:]
+        expected = F.mse_loss(F.linear(x, w1, b1), y) + F.mse_loss(F.linear(x, w2, b2), y)
+        torch.testing.assert_close(-opt.last_step.rewards[0, j], expected)
+
+
+def test_a_wrapped_closure_refuses_an_optimizer_tensor_the_model_does_not_have():
+    model = twin_layer_net()
+    closure = batched_closure(model, F.mse_loss, torch.randn(2, 4), torch.randn(2, 4))
+    opt = MBDOptimizer([model[0].weight, torch.zeros(4, 4)], num_samples=4, seed=0)
+    with pytest.raises(ValueError, match=r"shape \(4, 4\) that is not a parameter of model.*params="):
+        opt.step(lambda c: closure(c))
+
+
+class Branching(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(5, 3)
+
+    def forward(self, x):
+        h = self.linear(x)
+        return h if h.sum() > 0 else -h
+
+
+class Noisy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(5, 3)
+
+    def forward(self, x):
+        return self.linear(x) + torch.randn(3)
+
+
+class Masked(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(5, 3)
+
+    def forward(self, x):
+        h = self.linear(x)
+        return h * h[h > 0].sum()
+
+
+class Recurrent(nn.Module):
+    def __init__(self, cell):
+        super().__init__()
+        self.rnn = cell(5, 3, batch_first=True)
+
+    def forward(self, x):
+        return self.rnn(x.unsqueeze(0))[0][0]
+
+
+def item_loss(out, t):
+    return F.cross_entropy(out, t) * out.abs().mean().item()
+
+
+VMAP_LIMITS = {
+    "dropout in training mode": (lambda: nn.Sequential(nn.Linear(5, 3), nn.Dropout(0.5)), F.cross_entropy,
+                                 r"model\.1 \(Dropout in training mode\).*model\.eval\(\).*randomness="),
+    "randn in forward": (Noisy, F.cross_entropy, r"the model \(Noisy\) draws random numbers.*randomness="),
+    "random loss": (lambda: nn.Linear(5, 3), lambda o, t: F.cross_entropy(o, t) + torch.rand(()),
+                    r"loss_fn draws random numbers"),
+    ".item() in the loss": (lambda: nn.Linear(5, 3), item_loss, r"loss_fn calls \.item\(\).*vectorize=False"),
+    "data-dependent if": (Branching, F.cross_entropy, r"the model \(Branching\) branches on a tensor.*torch\.where"),
+    "boolean mask": (Masked, F.cross_entropy, r"the model \(Masked\) .*shape depends on the values"),
+    "LSTM": (lambda: Recurrent(nn.LSTM), F.cross_entropy, r"model\.rnn \(LSTM\) .*recurrent.*vectorize=False"),
+    "GRU": (lambda: Recurrent(nn.GRU), F.cross_entropy, r"model\.rnn \(GRU\) .*recurrent.*vectorize=False"),
+    ".numpy() in the loss": (lambda: nn.Linear(5, 3), lambda o, t: F.cross_entropy(o, t) * float(o.numpy().mean()),
+                             r"loss_fn reads a tensor's memory directly"),
+}
+
+
+@pytest.mark.parametrize("case", list(VMAP_LIMITS))
+def test_every_vmap_limit_is_one_error_naming_the_module_and_what_to_do(case):
+    make, loss_fn, match = VMAP_LIMITS[case]
+    torch.manual_seed(0)
+    model = make()
+    x, y = torch.randn(4, 5), torch.randint(0, 3, (4,))
+    closure = batched_closure(model, loss_fn, x, y)
+    with pytest.raises(RuntimeError, match=match) as info:
+        closure(random_candidates(model, 3))
+    assert info.value.__cause__ is not None  # torch's own message stays attached
+
+
+@pytest.mark.parametrize("case", ["LSTM", "GRU", ".item() in the loss", "data-dependent if", "boolean mask"])
+def test_vectorize_false_evaluates_what_vmap_cannot_one_by_one(case):
+    make, loss_fn, _ = VMAP_LIMITS[case]
+    torch.manual_seed(0)
+    model = make()
+    x, y = torch.randn(4, 5), torch.randint(0, 3, (4,))
+    candidates = random_candidates(model, 3)
+    losses = batched_closure(model, loss_fn, x, y, vectorize=False)(candidates)
+    torch.testing.assert_close(losses, one_by_one(model, candidates, loss_fn, x, y))
+
+
+def test_vectorize_false_keeps_batchnorm_buffers_per_candidate():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.Linear(6, 2))
+    buffers = {k: v.clone() for k, v in model.named_buffers()}
+    x, y = torch.randn(16, 4), torch.randint(0, 2, (16,))
+    candidates = random_candidates(model, 3)
+    looped = batched_closure(model, F.cross_entropy, x, y, vectorize=False)(candidates)
+    torch.testing.assert_close(looped, batched_closure(model, F.cross_entropy, x, y)(candidates))
+    for k, v in model.named_buffers():
+        assert torch.equal(v, buffers[k]), k
+
+
+def test_randomness_same_compares_candidates_under_one_dropout_mask():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 8), nn.Dropout(0.5), nn.Linear(8, 3))
+    x, y = torch.randn(4, 5), torch.randint(0, 3, (4,))
+    same_params = [p.detach().expand(4, *p.shape).clone() for p in model.parameters()]
+    same = batched_closure(model, F.cross_entropy, x, y, randomness="same")(same_params)
+    different = batched_closure(model, F.cross_entropy, x, y, randomness="different")(same_params)
+    assert torch.allclose(same, same[0].expand(4))  # one mask: equal candidates, equal losses
+    assert len(set(different.tolist())) == 4  # a mask per candidate
+
+
+def test_integer_inputs_to_a_float_model_are_refused_when_the_closure_is_built():
+    model = small_net()
+    with pytest.raises(TypeError, match=r"inputs\[0\] is an integer tensor \(torch\.int64\).*float32.*\.to\("):
+        batched_closure(model, F.cross_entropy, torch.randint(0, 3, (4, 5)), torch.randint(0, 3, (4,)))
+
+
+def test_integer_inputs_a_module_takes_pass():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Embedding(10, 4), nn.Flatten(0), nn.Linear(12, 2))
+    tokens, y = torch.tensor([1, 5, 9]), torch.tensor(1)
+    candidates = random_candidates(model, 3)
+    losses = batched_closure(model, F.cross_entropy, tokens, y)(candidates)
+    torch.testing.assert_close(losses, one_by_one(model, candidates, F.cross_entropy, tokens, y))
+
+
+@pytest.mark.parametrize("kwargs, match", [({"randomness": "never"}, "randomness"), ({"vectorize": 1}, "vectorize"),
+                                           ({"vectorize": "no"}, "vectorize")])
+def test_bad_randomness_and_vectorize(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        batched_closure(small_net(), F.cross_entropy, torch.randn(4, 5), torch.randint(0, 3, (4,)), **kwargs)
+
+
+def test_numpy_bool_vectorize_is_a_bool():
+    model = small_net()
+    x, y = torch.randn(4, 5), torch.randint(0, 3, (4,))
+    candidates = random_candidates(model, 2)
+    torch.testing.assert_close(batched_closure(model, F.cross_entropy, x, y, vectorize=np.False_)(candidates),
+                               batched_closure(model, F.cross_entropy, x, y)(candidates))
+
+
+def test_shared_memory_matters_only_where_a_candidate_goes():
+    class Views(nn.Module):
+        def __init__(self):
+            super().__init__()
+            base = torch.randn(6)
+            self.a, self.b = nn.Parameter(base[:4]), nn.Parameter(base[2:])
+            self.c = nn.Parameter(torch.randn(4))
+
+        def forward(self, x):
+            return x * self.a.sum() + self.b.sum() + self.c
+
+    model = Views()
+    x, y = torch.randn(4), torch.randn(4)
+    closure = batched_closure(model, F.mse_loss, x, y, params=[model.c])  # a and b keep their values: fine
+    c = torch.randn(3, 4)
+    for j, loss in enumerate(closure([c])):
+        torch.testing.assert_close(loss, F.mse_loss(x * model.a.sum() + model.b.sum() + c[j], y).detach())
+    with pytest.raises(ValueError, match=r"'a' and 'b'"):
+        batched_closure(model, F.mse_loss, x, y, params=[model.b])
+
+
+def test_other_errors_keep_their_type_and_message_and_name_the_module():
+    model = small_net()
+    closure = batched_closure(model, F.cross_entropy, torch.randn(4, 6), torch.randint(0, 3, (4,)))  # 6 != 5 features
+    with pytest.raises(RuntimeError, match="Expected size for first two dimensions") as info:
+        closure(random_candidates(model, 3))
+    assert "batched_closure: raised in model.0 (Linear)" in info.value.__notes__
+
+
+def test_integer_inputs_to_a_convolution_are_refused_and_other_build_failures_wait_for_the_call():
+    conv = nn.Sequential(nn.Conv1d(2, 3, 3), nn.Flatten(), nn.Linear(6, 2))
+    with pytest.raises(TypeError, match=r"inputs\[0\] is an integer tensor"):
+        batched_closure(conv, F.cross_entropy, torch.randint(0, 3, (4, 2, 5)), torch.randint(0, 2, (4,)))
+    # an integer input the forward pass fails on for another reason (a shape): reported at the call
+    model = nn.Sequential(nn.Embedding(10, 4), nn.Linear(5, 2))
+    closure = batched_closure(model, F.cross_entropy, torch.tensor([1, 2]), torch.tensor([0, 1]))
+    with pytest.raises(RuntimeError, match="Expected size for first two dimensions"):
+        closure(random_candidates(model, 2))

@@ -190,3 +190,57 @@ def test_bad_numbers_devices_and_bounds(kwargs, match):
 def test_cuda_without_cuda_is_a_clear_error():
     with pytest.raises(ValueError, match="device.*cuda"):
         torch_mbd.minimize(sphere, torch.ones(2), device="cuda", **QUICK)
+
+
+# --------------------------------------------------------------------------- fresh inputs, bounded history
+def test_an_f_that_clamps_its_input_in_place_reports_a_best_it_reproduces():
+    def f(x):
+        x.clamp_(-0.5, 0.5)  # modifies what it is given
+        return ((x - 0.7) ** 2).sum(-1) + torch.sin(5 * x).sum(-1)
+
+    res = torch_mbd.minimize(f, torch.full((4,), 0.2), num_samples=16, num_steps=20, seed=0, progress=False)
+    assert res.fun == float(f(res.x.unsqueeze(0).clone()))
+    assert res.fun_final == float(f(res.x_final.unsqueeze(0).clone()))
+    torch.testing.assert_close(res.x_final, res.history.estimate[-1], rtol=0, atol=0)  # f did not write into it
+    assert (res.x.abs() > 0.5).any()  # res.x is the candidate as drawn, not the clamped copy f saw
+
+
+def test_an_f_that_keeps_its_batches_gets_a_fresh_tensor_every_call():
+    kept, copies = [], []
+
+    def f(x):
+        kept.append(x)
+        copies.append(x.clone())
+        return sphere(x)
+
+    torch_mbd.minimize(f, torch.ones(3), num_samples=4, num_steps=5, seed=0, progress=False)
+    assert len(kept) == 6  # 5 steps and the final estimate
+    assert len({t.untyped_storage().data_ptr() for t in kept}) == 6
+    for t, c in zip(kept, copies):
+        assert torch.equal(t, c)  # nothing was written into a batch after f returned
+
+
+def test_keep_history_bounds_the_estimates():
+    full = torch_mbd.minimize(sphere, torch.ones(3), **QUICK)
+    assert full.history.estimate.shape == (8, 3)
+    for keep, count in [(False, 0), (0, 0), (3, 3), (np.int64(5), 5), (100, 8), (np.True_, 8)]:
+        res = torch_mbd.minimize(sphere, torch.ones(3), keep_history=keep, **QUICK)
+        assert res.history.estimate.shape == (count, 3), keep
+        torch.testing.assert_close(res.history.estimate, full.history.estimate[8 - count :], rtol=0, atol=0)
+        assert torch.equal(res.x, full.x) and torch.equal(res.history.best, full.history.best)
+        assert res.history.best_so_far.shape == (8,)
+
+
+@pytest.mark.parametrize("keep", [-1, 2.5, "yes", None])
+def test_bad_keep_history(keep):
+    with pytest.raises(ValueError, match="keep_history"):
+        torch_mbd.minimize(sphere, torch.ones(3), keep_history=keep, **QUICK)
+
+
+def test_numpy_and_tensor_flags_and_a_bad_progress():
+    quiet = {k: v for k, v in QUICK.items() if k != "progress"}
+    ref = torch_mbd.minimize(sphere, torch.ones(3), progress=False, **quiet)
+    for flag in (np.False_, torch.tensor(False)):
+        assert torch.equal(torch_mbd.minimize(sphere, torch.ones(3), progress=flag, **quiet).x, ref.x)
+    with pytest.raises(ValueError, match="progress"):
+        torch_mbd.minimize(sphere, torch.ones(3), progress="no", **quiet)

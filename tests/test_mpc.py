@@ -565,3 +565,15 @@ def test_the_step_record_prints_one_short_line_not_the_plan():
     assert text.startswith("MPCStep(action=[") and "actions=[64, 1]" in text and "knots=[4, 1]" in text
     assert f"{float(step.action[0]):.4g}" in text and "warm=False" in text and "diffusion_steps=2" in text
     assert "knots" not in repr(step._replace(knots=None))
+
+def test_numpy_and_tensor_booleans_are_booleans():
+    def first_action(flag, warm):
+        controller = MPC(Integrator(), num_samples=16, seed=0, keep_best=flag)
+        controller.reset(torch.zeros(10, 1, dtype=torch.float64), warm=warm)
+        return controller.act(torch.zeros(1, dtype=torch.float64))
+
+    expected = first_action(True, True)
+    assert torch.equal(first_action(np.True_, np.True_), expected)
+    assert torch.equal(first_action(torch.tensor(True), np.bool_(True)), expected)
+    with pytest.raises(ValueError, match="warm"):
+        MPC(Integrator()).reset(torch.zeros(10, 1), warm="yes")

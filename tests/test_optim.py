@@ -962,3 +962,9 @@ def test_the_old_schedule_option_names_still_work_and_warn():
         MBDOptimizer([torch.zeros(2)], beta0=2e-3, beta_first=2e-3)
     with pytest.raises(TypeError, match="unexpected option.*beta2"):
         MBDOptimizer([torch.zeros(2)], beta2=0.1)
+
+def test_a_closure_mode_demo_with_two_parameters_names_the_cause():
+    with pytest.raises(ValueError, match=r"demo needs exactly one parameter, got 2 \(\(2,\), \(2,\)\)"):
+        MBDOptimizer([torch.zeros(2), torch.zeros(2)], demo=torch.zeros(2))
+    with pytest.raises(ValueError, match=r"shape of the single parameter \(2,\), got \(3,\)"):
+        MBDOptimizer([torch.zeros(2)], demo=torch.zeros(3))

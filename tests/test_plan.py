@@ -303,3 +303,11 @@ def test_a_batch_of_problems_reports_each_problems_reward_and_feasibility():
     single = plan(Reach(), **QUICK)
     assert single.problem_rewards.shape == () and single.problem_rewards.item() == pytest.approx(single.reward)
     assert "feasible=True" in repr(single) and "problems" not in repr(single)
+
+def test_numpy_booleans_for_keep_best_and_progress():
+    expected = plan(Reach(), keep_best=True, **QUICK)
+    quick = {k: v for k, v in QUICK.items() if k != "progress"}
+    same = plan(Reach(), keep_best=np.True_, progress=np.False_, **quick)
+    assert torch.equal(same.actions, expected.actions)
+    with pytest.raises(ValueError, match="progress"):
+        plan(Reach(), progress="no", **quick)

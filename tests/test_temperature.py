@@ -248,3 +248,16 @@ def test_auto_with_a_demonstration():
         assert opt.last_step.demo_wins.any()
         _, _, valid = weighted_mean(opt.last_step.samples, opt.last_step.weights.log())
         assert bool(valid.all()) and torch.isfinite(x).all()
+
+
+def test_ess_temperature_takes_numpy_numbers_and_refuses_booleans():
+    import numpy as np
+
+    z = torch.randn(2, 32, generator=torch.Generator().manual_seed(0))
+    valid = torch.ones(2, 32, dtype=torch.bool)
+    expected = ess_temperature(z, valid, 0.25, iterations=30)
+    assert torch.equal(ess_temperature(z, valid, np.float32(0.25), iterations=np.int64(30)), expected)
+    with pytest.raises(ValueError, match="target"):
+        ess_temperature(z, valid, np.True_)
+    with pytest.raises(ValueError, match="iterations"):
+        ess_temperature(z, valid, 0.25, iterations=np.True_)

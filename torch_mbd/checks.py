@@ -2,7 +2,8 @@
 
 Every check takes the argument's ``name`` so that the error says which argument is wrong and
 what was expected. Numbers may be Python numbers, numpy scalars or 0-dim tensors (``bool`` is
-never a number here); what comes back is a plain ``int`` / ``float`` / ``torch.device``.
+never a number here), booleans Python, NumPy (``np.True_``) or 0-dim bool tensors; what comes back
+is a plain ``bool`` / ``int`` / ``float`` / ``torch.device``.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ SEED_RANGE = (0, 2**64 - 1)
 
 
 def _is_bool(value) -> bool:
+    """Whether ``value`` is a boolean: Python, NumPy (``numpy.bool``, ``bool_`` before NumPy 2) or a bool tensor."""
     if isinstance(value, bool):
         return True
     if isinstance(value, Tensor):
         return value.dtype == torch.bool
-    return type(value).__name__ == "bool_"  # numpy.bool_, without importing numpy here
+    kind = type(value)
+    return kind.__module__ == "numpy" and kind.__name__ in ("bool", "bool_")  # without importing numpy here
 
 
 def _scalar(value):
@@ -54,6 +57,21 @@ def check_real(name: str, value, *, finite: bool = True) -> float:
     if math.isnan(value) or (finite and math.isinf(value)):
         raise ValueError(f"Invalid {name}: expected a finite number, got {value!r}")
     return value
+
+
+def check_bool(name: str, value) -> bool:
+    """``value`` as a Python bool: ``True`` / ``False``, a NumPy bool (``np.True_``, a 0-d array) or a 0-dim bool tensor.
+
+    Numbers are refused, ``0`` and ``1`` included: a flag given a number is more often a
+    misplaced argument than a boolean.
+
+    Raises:
+        ValueError: anything else, naming ``name``.
+    """
+    raw = _scalar(value)
+    if isinstance(raw, bool):
+        return raw
+    raise ValueError(f"Invalid {name}: expected True or False, got {value!r} ({type(value).__name__})")
 
 
 def check_positive(name: str, value, *, allow_zero: bool = False) -> float:
@@ -157,24 +175,6 @@ def check_tensor(name: str, value, *, kind: str = "real") -> Tensor:
     else:
         raise ValueError(f"check_tensor: kind must be 'real' or 'bool', got {kind!r}")
     return value
-
-
-def check_bool(name: str, value) -> bool:
-    """``value`` as a Python bool: ``True`` / ``False``, a NumPy bool (``np.True_``) or a 0-dim bool tensor.
-
-    Integers (``0``, ``1``) are refused: a flag given a number is more likely a mistake than a choice.
-
-    Raises:
-        ValueError: anything else, naming ``name``.
-    """
-    if isinstance(value, bool):
-        return value
-    if type(value).__module__ == "numpy" and getattr(value, "dtype", None) is not None and value.dtype.kind == "b" \
-            and getattr(value, "shape", None) == ():
-        return bool(value)
-    if isinstance(value, Tensor) and value.dtype == torch.bool and value.dim() == 0:
-        return bool(value)
-    raise ValueError(f"Invalid {name}: expected True or False, got {value!r} ({type(value).__name__})")
 
 
 def as_feasible(feasible, name: str = "rollout feasible") -> Tensor | None:

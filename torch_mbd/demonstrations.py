@@ -101,10 +101,11 @@ class Demonstration:
         p = self.params[0]
         if not self.rollout_mode:
             if len(self.params) != 1:
-                shapes = [tuple(q.shape) for q in self.params]
+                shapes = ", ".join(str(tuple(q.shape)) for q in self.params)
                 raise ValueError(
-                    f"in closure mode a demo needs a single parameter (the demonstration is compared with it), "
-                    f"got {len(self.params)} parameters of shapes {shapes}"
+                    f"in closure mode demo needs exactly one parameter (the demonstration is compared with it), "
+                    f"got {len(self.params)} ({shapes}): optimize a single tensor (e.g. one flat vector split in "
+                    "the closure), or give no demo"
                 )
             if tuple(demo.shape) != tuple(p.shape):
                 raise ValueError(

@@ -23,7 +23,7 @@ import math
 import torch
 from torch import Tensor
 
-from .checks import check_positive
+from .checks import check_int, check_positive, check_real
 from .schedule import Schedule
 
 
@@ -460,13 +460,17 @@ def ess_temperature(
     Raises:
         ValueError: ``target`` outside ``(0, 1]``, a bad ``bracket`` or ``iterations``.
     """
-    if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0.0 < float(target) <= 1.0:
+    try:
+        fraction = check_real("target", target)
+    except ValueError:
+        fraction = math.nan
+    if not 0.0 < fraction <= 1.0:
         raise ValueError(f"Invalid target: expected an effective-sample-size fraction in (0, 1], got {target!r}")
+    target = fraction
     low, high = float(bracket[0]), float(bracket[1])
     if not 0.0 < low < high < float("inf"):
         raise ValueError(f"Invalid bracket: expected 0 < lowest < highest < inf, got {bracket!r}")
-    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
-        raise ValueError(f"Invalid iterations: expected an integer >= 1, got {iterations!r}")
+    iterations = check_int("iterations", iterations, minimum=1)
     dtype = statistics_dtype(z.dtype)
     valid = valid & torch.isfinite(z)
     z = torch.where(valid, z.to(dtype), torch.zeros((), dtype=dtype, device=z.device))

@@ -15,6 +15,7 @@ from typing import Callable, NamedTuple
 import torch
 from torch import Tensor
 
+from .closure import candidate_params
 from .rollout import as_trajectory
 
 
@@ -140,9 +141,8 @@ class Evaluator:
     def _closure(self, closure, samples: Tensor, n: int, params: list[Tensor], segments: list) -> Tensor:
         flat = samples[0]
         candidates = [flat[:, o : o + k].unflatten(-1, shape) if shape else flat[:, o] for o, k, shape in segments]
-        if callable(getattr(closure, "bind_params", None)):  # batched_closure: match candidates by identity
-            closure.bind_params(params)
-        losses = closure(candidates)
+        with candidate_params(params):  # batched_closure matches candidates by identity, through any wrapper
+            losses = closure(candidates)
         if not isinstance(losses, Tensor):
             raise TypeError(f"closure must return a tensor of {n} losses, got {type(losses).__name__}")
         if losses.shape != (n,):

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from .baselines import optimizer_class
-from .checks import check_device, check_int, check_seed, check_tensor
+from .checks import check_bool, check_device, check_int, check_seed, check_tensor
 from .optim import check_temperature
 from .progress import progress_bar
 from .threads import use_threads
@@ -25,7 +25,8 @@ class MinimizeHistory:
         best: ``[N]`` lowest finite cost among each step's samples (``inf`` if none was finite).
         mean: ``[N]`` mean cost of each step's finite samples.
         best_so_far: ``[N]`` lowest cost evaluated up to and including each step.
-        estimate: ``[N, *x0.shape]`` the estimate after each step.
+        estimate: ``[K, *x0.shape]`` the estimate after each of the last ``K`` steps, oldest first:
+            ``K = N`` by default, fewer with ``minimize(..., keep_history=False / k)`` (0 / ``min(k, N)``).
     """
 
     best: Tensor
@@ -74,6 +75,7 @@ def minimize(
     progress: bool = True,
     method: str = "mbd",
     torch_threads: int | str | None = None,
+    keep_history: bool | int = True,
     **options,
 ) -> MinimizeResult:
     """Minimize a batched black-box function with Model-Based Diffusion (or a baseline).
@@ -82,7 +84,10 @@ def minimize(
         f: maps candidates ``[n, *x0.shape]`` (``[n, D]`` for a vector) to real costs ``[n]``
             (floating-point or integer; integers are converted to floating point before any
             arithmetic). Non-finite costs (NaN, ``+inf`` and ``-inf`` alike) are treated as
-            infeasible: weight 0, and never the best point.
+            infeasible: weight 0, and never the best point. Every call gets a fresh tensor of its
+            own, which ``f`` may keep or modify in place (e.g. clamp): the optimizer works on its
+            own copy, and ``res.x`` is the candidate as drawn, so for a deterministic ``f``
+            ``f(res.x[None])`` gives ``res.fun`` again.
         x0: the starting point (the initial estimate ``Ybar``), e.g. ``[D]``: a non-empty, finite
             tensor or NumPy array; an integer ``x0`` is converted to the default floating dtype.
         num_samples: candidates per step ``n``.
@@ -106,6 +111,11 @@ def minimize(
         torch_threads: torch intra-op threads while minimizing (restored afterwards): default 1, or
             ``$TORCH_MBD_THREADS``; ``"torch"`` keeps torch's setting, e.g. for an ``f`` that runs a
             large network ([`torch_mbd.threads`][torch_mbd.threads]).
+        keep_history: which estimates ``history.estimate`` keeps: ``True`` (default) one per step,
+            ``False`` none, an integer ``k >= 0`` those of the last ``k`` steps. The estimates are
+            the only part of the history that grows with ``x0``: ``num_steps x x0.numel()`` numbers
+            (3,000 steps at ``D = 10,000`` in float32: 114 MiB), allocated once before the first
+            step. The per-step costs (``best``, ``mean``, ``best_so_far``) are always kept.
 
     Returns:
         A [`MinimizeResult`][torch_mbd.minimize.MinimizeResult].
@@ -113,7 +123,7 @@ def minimize(
     Raises:
         TypeError: ``f`` is not callable, ``x0`` is not a real tensor / NumPy array, or ``f``
             returns bool or complex costs.
-        ValueError: a bad number, device or ``bounds``; an empty or non-finite ``x0``; ``f``
+        ValueError: a bad number, flag, ``keep_history``, device or ``bounds``; an empty or non-finite ``x0``; ``f``
             returns costs of the wrong shape or device; or no evaluated point had a finite cost.
 
     Example:
@@ -128,6 +138,8 @@ def minimize(
         raise ValueError(f"Invalid x0: expected at least one entry, got shape {tuple(x0.shape)}")
     num_samples = check_int("num_samples", num_samples, minimum=1)
     num_steps = check_int("num_steps", num_steps, minimum=1)
+    progress = check_bool("progress", progress)
+    kept = _history_length(keep_history, num_steps)
     temperature = check_temperature("temperature", temperature)
     seed = check_seed(seed)
     x = x0.detach().to(device=x0.device if device is None else check_device(device)).clone()
@@ -143,12 +155,14 @@ def minimize(
         [x], num_samples=num_samples, temperature=temperature, num_steps=num_steps, bounds=bounds, seed=seed,
         torch_threads="torch", **options,  # the threads of use_threads(torch_threads) below
     )
-    best, mean, best_so_far, estimates = [], [], [], []
-    record = {"fun": torch.tensor(float("inf"), dtype=cost_dtype, device=x.device), "x": x.clone()}
+    # The history is allocated once, up front: no per-step allocations that outlive the step.
+    best, mean, best_so_far = (torch.empty(num_steps, dtype=cost_dtype, device=x.device) for _ in range(3))
+    estimates = torch.empty(kept, *x.shape, dtype=x.dtype, device=x.device)
+    record = {"fun": torch.tensor(float("inf"), dtype=cost_dtype, device=x.device), "x": x.clone(), "step": 0}
 
     def closure(candidates: list[Tensor]) -> Tensor:
-        cands = candidates[0]
-        costs = _costs(f, cands, cost_dtype)
+        cands = candidates[0]  # a view into the optimizer's sample buffer: f gets a copy of its own
+        costs = _costs(f, cands.clone(), cost_dtype)
         finite = torch.where(torch.isfinite(costs), costs, torch.full_like(costs, float("inf")))
         k = torch.argmin(finite)
         step_best = finite[k].to(cost_dtype)
@@ -156,21 +170,24 @@ def minimize(
         record["x"] = torch.where(improved, cands[k], record["x"])
         record["fun"] = torch.minimum(step_best, record["fun"])
         ok = torch.isfinite(costs)
-        best.append(step_best)
-        mean.append((torch.where(ok, costs, torch.zeros_like(costs)).sum() / ok.sum().clamp(min=1)).to(cost_dtype))
-        best_so_far.append(record["fun"].clone())
+        step = record["step"]
+        best[step] = step_best
+        mean[step] = torch.where(ok, costs, torch.zeros_like(costs)).sum() / ok.sum().clamp(min=1)
+        best_so_far[step] = record["fun"]
         return costs
 
     start = time.perf_counter()
     with use_threads(torch_threads), progress_bar(num_steps, f"{method.upper()} minimize", progress) as bar:
-        for _ in range(num_steps):
+        for step in range(num_steps):
+            record["step"] = step
             opt.step(closure)
-            estimates.append(x.clone())
+            if kept:
+                estimates[step % kept] = x  # a ring over the last `kept` steps
             bar.update()
             if progress:
                 bar.set_postfix(best=f"{float(record['fun']):.4g}")
     with torch.no_grad(), use_threads(torch_threads):
-        final_cost = _costs(f, x.unsqueeze(0), cost_dtype)[0].to(cost_dtype)
+        final_cost = _costs(f, x.unsqueeze(0).clone(), cost_dtype)[0].to(cost_dtype)
     fun_final = float(final_cost)
     if math.isfinite(fun_final) and fun_final < float(record["fun"]):
         record["x"], record["fun"] = x.clone(), final_cost
@@ -180,12 +197,9 @@ def minimize(
             "(NaN, inf and -inf count as infeasible): check f, x0 and the bounds"
         )
     elapsed = time.perf_counter() - start
-    history = MinimizeHistory(
-        best=torch.stack(best).cpu(),
-        mean=torch.stack(mean).cpu(),
-        best_so_far=torch.stack(best_so_far).cpu(),
-        estimate=torch.stack(estimates).cpu(),
-    )
+    if kept and num_steps > kept:  # oldest first
+        estimates = estimates.roll(-(num_steps % kept), dims=0)
+    history = MinimizeHistory(best=best.cpu(), mean=mean.cpu(), best_so_far=best_so_far.cpu(), estimate=estimates.cpu())
     return MinimizeResult(
         x=record["x"],
         fun=float(record["fun"]),
@@ -196,6 +210,18 @@ def minimize(
         nit=num_steps,
         time=elapsed,
     )
+
+
+def _history_length(keep_history, num_steps: int) -> int:
+    """How many estimates ``keep_history`` (``True``, ``False`` or an integer ``>= 0``) keeps of ``num_steps``."""
+    try:
+        return num_steps if check_bool("keep_history", keep_history) else 0
+    except ValueError:
+        pass
+    try:
+        return min(check_int("keep_history", keep_history, minimum=0), num_steps)
+    except ValueError:
+        raise ValueError(f"Invalid keep_history: expected True, False or an integer >= 0, got {keep_history!r}") from None
 
 
 def _costs(f: Callable[[Tensor], Tensor], candidates: Tensor, dtype: torch.dtype) -> Tensor:

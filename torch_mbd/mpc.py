@@ -53,7 +53,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .checks import check_int, check_positive, check_real, check_seed, check_tensor
+from .checks import check_bool, check_int, check_positive, check_real, check_seed, check_tensor
 from .knots import INTERPOLATIONS, SHIFT_FILLS, KnotRollout, fit_knots, knot_times, shift_matrix
 from .optim import MBDOptimizer, check_temperature
 from .rollout import as_trajectory
@@ -276,8 +276,11 @@ class MPC:
         self.action_dim = check_int("model.action_dim", model.action_dim, minimum=1)
         self.num_samples = check_int("num_samples", num_samples, minimum=1)
         self.temperature = check_temperature("temperature", temperature)
-        if not isinstance(keep_best, bool) and keep_best != "sample":
-            raise TypeError(f"keep_best must be True, False or 'sample', got {keep_best!r}")
+        if not (isinstance(keep_best, str) and keep_best == "sample"):
+            try:
+                keep_best = check_bool("keep_best", keep_best)
+            except ValueError:
+                raise TypeError(f"keep_best must be True, False or 'sample', got {keep_best!r}") from None
         self.keep_best = keep_best
         self.diffusion_steps = check_int("diffusion_steps", diffusion_steps, minimum=1)
         self.initial_steps = check_int("initial_steps", initial_steps, minimum=1)
@@ -343,6 +346,7 @@ class MPC:
                 (``diffusion_steps`` steps from ``warm_noise``): to refine an offline plan, e.g.
                 one from [`torch_mbd.plan`][torch_mbd.plan] for the same initial state, in closed loop.
         """
+        warm = check_bool("warm", warm)
         if init is not None:
             shape = (self.horizon, self.action_dim)
             init = check_tensor("init", init)
@@ -358,7 +362,7 @@ class MPC:
         self.actions = None
         self.knots = None
         self._next_init = init
-        self._next_warm = bool(warm)
+        self._next_warm = warm
 
     def _state(self, state) -> Tensor:
         """``state`` checked and converted to the model's device and dtype; nothing is assigned yet."""

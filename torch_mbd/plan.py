@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from .baselines import optimizer_class
-from .checks import check_device, check_int, check_seed, check_tensor
+from .checks import check_bool, check_device, check_int, check_seed, check_tensor
 from .knots import INTERPOLATIONS, KnotRollout, fit_knots
 from .optim import check_temperature
 from .progress import progress_bar
@@ -198,6 +198,7 @@ def plan(
     num_knots, interpolation = settings["num_knots"], settings["interpolation"]
     temperature, keep_best = settings["temperature"], settings["keep_best"]
     seed = check_seed(seed)
+    progress = check_bool("progress", progress)
     nu = check_int("model.action_dim", model.action_dim, minimum=1)
     model_device = check_device(getattr(model, "device", "cpu"), "model.device")
     if device is not None and not _same_device(check_device(device), model_device):
@@ -314,10 +315,7 @@ def _resolve_preset(preset, horizon: int, **given) -> dict:
     if not isinstance(interpolation, str) or interpolation not in INTERPOLATIONS:
         raise ValueError(f"Invalid interpolation: expected one of {INTERPOLATIONS}, got {interpolation!r}")
     settings["temperature"] = check_temperature("temperature", settings["temperature"])
-    keep_best = settings["keep_best"]
-    if not isinstance(keep_best, bool) and type(keep_best).__name__ != "bool_":
-        raise ValueError(f"Invalid keep_best: expected True or False, got {keep_best!r}")
-    settings["keep_best"] = bool(keep_best)
+    settings["keep_best"] = check_bool("keep_best", settings["keep_best"])
     return settings
 
 
