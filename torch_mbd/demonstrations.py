@@ -103,8 +103,8 @@ class Demonstration:
             if len(self.params) != 1:
                 shapes = ", ".join(str(tuple(q.shape)) for q in self.params)
                 raise ValueError(
-                    f"in closure mode demo needs exactly one parameter (the demonstration is compared with it), "
-                    f"got {len(self.params)} ({shapes}): optimize a single tensor (e.g. one flat vector split in "
+                    f"in closure mode demo needs exactly one parameter, got {len(self.params)} ({shapes}): the "
+                    "demonstration is compared with it; optimize a single tensor (e.g. one flat vector split in "
                     "the closure), or give no demo"
                 )
             if tuple(demo.shape) != tuple(p.shape):
