@@ -28,9 +28,9 @@ from .tasks import Task, get_task, import_mujoco
 # dofs a push kicks (the torso's root joints: x, z, pitch) and the kick's standard deviation
 PUSHES = {"hopper": dict(dofs=[0, 1, 2], kick=1.0), "walker2d": dict(dofs=[0, 1, 2], kick=1.0)}
 
-# ``torch-mbd mpc``'s controller (30 samples x 1 diffusion step, keep-best sample, horizon 20, on
+# ``torch-mbd mpc``'s controller (16 samples x 1 diffusion step, keep-best sample, horizon 20, on
 # the coarse planner model): see docs/mpc.md, "Real time".
-MPC_DEFAULTS = dict(samples=30, diffusion_steps=1, horizon=20, keep_best="sample", coarse=2, initial_steps=30)
+MPC_DEFAULTS = dict(samples=16, diffusion_steps=1, horizon=20, keep_best="sample", coarse=2, initial_steps=30)
 
 
 class MujocoSystem:

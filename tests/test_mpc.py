@@ -143,8 +143,7 @@ def test_closed_loop_rejects_a_push_that_the_open_loop_plan_cannot_see():
 
 def test_reset_cold_starts_from_init():
     model = Integrator(horizon=4)
-    horizon = 3 if "knots" in wrap else None  # a KnotRollout's decision variables are its 3 knots
-    controller = MPC(model, horizon=horizon, num_samples=8, initial_steps=2, diffusion_steps=1, seed=0)
+    controller = MPC(model, num_samples=8, initial_steps=2, diffusion_steps=1, seed=0)
     controller(torch.zeros(1, dtype=torch.float64))
     init = torch.full((4, 1), 0.5, dtype=torch.float64)
     controller.reset(init)

@@ -6,6 +6,7 @@ from the model itself. Use :class:`MBDOptimizer` like any ``torch.optim`` optimi
 with any :class:`RolloutModel`.
 """
 
+from .async_mpc import AsyncMPC, ClosedLoopResult, run_closed_loop
 from .baselines import CEMOptimizer, CMAESOptimizer, MPPIOptimizer
 from .closure import batched_closure
 from .denoise import (
@@ -48,6 +49,9 @@ __all__ = [
     "plan",
     "PlanResult",
     "MPC",
+    "AsyncMPC",
+    "run_closed_loop",
+    "ClosedLoopResult",
     "RolloutModel",
     "Trajectory",
     "Schedule",
