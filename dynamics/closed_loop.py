@@ -162,6 +162,9 @@ def add_mpc_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=_positive_int, default=None, metavar="T", help="control steps (default: the task's horizon)")
     p.add_argument("--speed", type=_positive_float, default=1.0, metavar="X",
                    help="the system runs at most X times real time (default 1: real time)")
+    p.add_argument("--unpaced", action="store_true",
+                   help="with --mode sync: the system never waits for the clock, so the real-time factor is the "
+                   "planner's own rate over the control rate")
     p.add_argument("--samples", type=_positive_int, default=d["samples"], metavar="N", help=f"rollouts per diffusion step (default {d['samples']})")
     p.add_argument("--diffusion-steps", type=_positive_int, default=d["diffusion_steps"], metavar="K",
                    help=f"diffusion steps per planner iteration (default {d['diffusion_steps']})")
@@ -209,6 +212,8 @@ def run_mpc(args, out=print) -> int:
             raise ViewerUnavailable(f"--viewer: {reason}")
     if args.push_every < 0:
         raise ValueError(f"--push-every must be >= 0, got {args.push_every}")
+    if args.unpaced and args.mode != "sync":
+        raise ValueError("--unpaced goes with --mode sync: an unpaced asynchronous system would outrun any planner")
     task = get_task(args.task)
     options = {} if args.threads is None else dict(nthread=args.threads)
     planner = MujocoModel(coarse_task(task, args.coarse), seed=args.seed, **options)
@@ -239,7 +244,8 @@ def run_mpc(args, out=print) -> int:
                 viewer.sync()
 
     try:
-        result = run_closed_loop(controller, system, num_steps, system.control_dt, mode=args.mode, speed=args.speed,
+        result = run_closed_loop(controller, system, num_steps, system.control_dt, mode=args.mode,
+                                 speed=None if args.unpaced else args.speed,
                                  disturb=disturb if pushes else None, on_step=on_step)
     finally:
         if viewer is not None:

@@ -69,6 +69,8 @@ def test_the_mpc_command_prints_the_real_time_figures(capsys):
     assert "closed-loop reward" in out and "sync MPC" in out
     assert cli.main(["mpc", "hopper", *FAST, "--push-every", "2", "--knots", "2", "--coarse", "1"]) == 0
     assert "async MPC" in capsys.readouterr().out
+    assert cli.main(["mpc", "hopper", *FAST, "--mode", "sync", "--unpaced"]) == 0
+    assert "real-time factor" in capsys.readouterr().out
 
 
 def one_line_error(capsys) -> str:
@@ -91,6 +93,7 @@ def test_the_viewer_without_a_display_is_one_clear_line(monkeypatch, capsys):
         (["mpc", "car2d"], "MuJoCo tasks"),
         (["mpc", "hopper", "--coarse", "3"], "divide"),
         (["mpc", "hopper", "--push-every", "-1"], "push-every"),
+        (["mpc", "hopper", "--unpaced"], "--unpaced goes with --mode sync"),
     ],
 )
 def test_the_mpc_command_refuses_bad_input_in_one_line(argv, match, capsys):

@@ -24,3 +24,17 @@ def test_one_episode_runs_against_the_clock(mode):
     if mode == "async":
         assert result.realtime_factor <= 4.0 * 1.001  # paced at 4x real time at most
     assert setting["mode"] == mode  # the setting is not consumed
+
+
+def test_the_table_can_be_built_from_a_store_without_running(tmp_path, capsys):
+    import json
+
+    name = list(mpc_realtime.SETTINGS)[0]
+    store = {"hopper": {name: {f"{s}/{c}": dict(reward=float(s), realtime_factor=0.25, iterations_per_step=1.0)
+                               for s in (3, 4) for c in mpc_realtime.CONDITIONS}}}
+    path = tmp_path / "store.json"
+    path.write_text(json.dumps(store))
+    mpc_realtime.main(["--tasks", "hopper", "--settings", "0", "--store", str(path), "--table-only", "--no-write"])
+    out = capsys.readouterr().out
+    assert f"| {name} | 3.500 | 3.500 | 3.500 | 0.25 (0.25-0.25) | 1.00 |" in out
+    assert json.loads(path.read_text()) == store  # --table-only writes nothing
