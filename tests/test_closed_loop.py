@@ -99,3 +99,56 @@ def test_the_viewer_without_a_display_is_one_clear_line(monkeypatch, capsys):
 def test_the_mpc_command_refuses_bad_input_in_one_line(argv, match, capsys):
     assert cli.main(argv) == 2
     assert match in one_line_error(capsys)
+
+
+class FakeViewer:
+    """Stands for MuJoCo's passive viewer: counts the syncs, under its lock."""
+
+    def __init__(self, model, data):
+        self.model, self.data, self.syncs, self.locked, self.closed = model, data, 0, False, False
+
+    def lock(self):
+        import contextlib
+
+        @contextlib.contextmanager
+        def held():
+            self.locked = True
+            yield
+            self.locked = False
+
+        return held()
+
+    def sync(self):
+        assert self.locked
+        self.syncs += 1
+
+    def close(self):
+        self.closed = True
+
+
+def test_the_viewer_shows_the_system_after_every_control_step(monkeypatch, capsys):
+    import mujoco.viewer
+
+    opened = []
+
+    def launch_passive(model, data):
+        opened.append(FakeViewer(model, data))
+        return opened[-1]
+
+    monkeypatch.setenv("DISPLAY", ":99")
+    monkeypatch.setattr(mujoco.viewer, "launch_passive", launch_passive)
+    assert cli.main(["mpc", "hopper", *FAST, "--viewer", "--speed", "20"]) == 0
+    (viewer,) = opened
+    assert viewer.syncs == 3 and viewer.closed and viewer.data.time > 0  # the system's own data, stepped
+
+
+def test_a_viewer_that_cannot_open_is_one_clear_line(monkeypatch, capsys):
+    import mujoco.viewer
+
+    def launch_passive(model, data):
+        raise RuntimeError("`launch_passive` requires that the Python script be run under `mjpython` on macOS")
+
+    monkeypatch.setenv("DISPLAY", ":99")
+    monkeypatch.setattr(mujoco.viewer, "launch_passive", launch_passive)
+    assert cli.main(["mpc", "hopper", *FAST, "--viewer"]) == 2
+    assert "viewer could not open" in one_line_error(capsys)
