@@ -11,7 +11,10 @@ first plan (a cold start of 30 diffusion steps) is made before the clock starts.
   is the planner's own rate over the control rate.
 * ``async`` rows: the system steps on the wall clock at real time and applies whatever plan is
   current (``mode="async"``, ``speed=1``); the planner iterations per control step say how much
-  planning fitted.
+  planning fitted. The state a step reaches is measured when the next step starts, so every plan
+  applied is at least one control step old.
+* ``simulated clock`` rows: the same schedule for a planner of a fixed rate (``mode="simulated"``):
+  deterministic, whatever the machine's load.
 
 The settings take turns within every (seed, condition), so that each meets the same machine load.
 Reported per setting: the mean step reward over the episodes (nominal, pushes, all), the
@@ -50,9 +53,19 @@ SETTINGS = {
     "async 16 x 1, keep-best sample, planner timestep x2, at half real time": dict(
         mode="async", num_samples=16, diffusion_steps=1, keep_best="sample", coarse=2, speed=0.5
     ),
+    "simulated clock: 16 x 1, keep-best sample, planner timestep x2, 1.6 plans / control step": dict(
+        mode="simulated", num_samples=16, diffusion_steps=1, keep_best="sample", coarse=2, plans_per_step=1.6
+    ),
+    "simulated clock: 16 x 1, keep-best sample, planner timestep x2, 2.5 plans / control step": dict(
+        mode="simulated", num_samples=16, diffusion_steps=1, keep_best="sample", coarse=2, plans_per_step=2.5
+    ),
+    "simulated clock: 16 x 1, keep-best sample, planner timestep x2, 4 plans / control step": dict(
+        mode="simulated", num_samples=16, diffusion_steps=1, keep_best="sample", coarse=2, plans_per_step=4.0
+    ),
 }
 """Controllers compared (``MPC`` options plus ``mode``, ``coarse`` (:func:`dynamics.closed_loop.coarse_task`'s
-factor) and, for ``async``, ``speed`` (default 1: real time)); the first is the reference."""
+factor), for ``async`` ``speed`` (default 1: real time), for ``simulated`` ``plans_per_step``); the first
+is the reference."""
 
 CONDITIONS = ("nominal", "pushes")
 
@@ -67,6 +80,7 @@ def episode(task: str, seed: int, condition: str, setting: dict, horizon: int, p
 
     options = dict(setting)
     mode, coarse, speed = options.pop("mode"), options.pop("coarse", 1), options.pop("speed", 1.0)
+    plans_per_step = options.pop("plans_per_step", None)
     fine = get_task(task)
     planner = MujocoModel(coarse_task(fine, coarse), seed=seed)
     system = MujocoSystem(planner, task=fine)
@@ -78,7 +92,7 @@ def episode(task: str, seed: int, condition: str, setting: dict, horizon: int, p
             sys_.push(*pushes[t])
 
     return run_closed_loop(controller, system, fine.horizon, system.control_dt, mode=mode,
-                           speed=speed if mode == "async" else None, disturb=disturb)
+                           speed=speed if mode == "async" else None, disturb=disturb, plans_per_step=plans_per_step)
 
 
 class Episode(dict):
@@ -118,7 +132,7 @@ def table(rows: dict) -> str:
             name,
             f"{statistics.mean(by['nominal']):.3f}", f"{statistics.mean(by['pushes']):.3f}",
             f"{statistics.mean(by['nominal'] + by['pushes']):.3f}",
-            f"{statistics.median(rtf):.2f} ({min(rtf):.2f}-{max(rtf):.2f})",
+            "- (simulated clock)" if name.startswith("simulated") else f"{statistics.median(rtf):.2f} ({min(rtf):.2f}-{max(rtf):.2f})",
             f"{statistics.median(its):.2f}",
         ])  # fmt: skip
     return markdown_table(

@@ -156,9 +156,12 @@ def add_mpc_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``torch-mbd mpc TASK``."""
     d = MPC_DEFAULTS
     p.add_argument("task", metavar="TASK", help="a MuJoCo task ('torch-mbd tasks' lists them), e.g. hopper, walker2d")
-    p.add_argument("--mode", choices=("async", "sync"), default="async",
+    p.add_argument("--mode", choices=("async", "sync", "simulated"), default="async",
                    help="async (default): the planner runs in its own thread while the system steps on the wall clock; "
-                   "sync: plan, then step (the system waits for the planner)")
+                   "sync: plan, then step (the system waits for the planner); simulated: the async schedule of a "
+                   "planner making --plans-per-step plans per control step, on a simulated clock (deterministic)")
+    p.add_argument("--plans-per-step", type=_positive_float, default=None, metavar="R",
+                   help="with --mode simulated: the planner's plans per control step (default 2)")
     p.add_argument("--steps", type=_positive_int, default=None, metavar="T", help="control steps (default: the task's horizon)")
     p.add_argument("--speed", type=_positive_float, default=1.0, metavar="X",
                    help="the system runs at most X times real time (default 1: real time)")
@@ -214,6 +217,8 @@ def run_mpc(args, out=print) -> int:
         raise ValueError(f"--push-every must be >= 0, got {args.push_every}")
     if args.unpaced and args.mode != "sync":
         raise ValueError("--unpaced goes with --mode sync: an unpaced asynchronous system would outrun any planner")
+    if args.plans_per_step is not None and args.mode != "simulated":
+        raise ValueError("--plans-per-step goes with --mode simulated")
     task = get_task(args.task)
     options = {} if args.threads is None else dict(nthread=args.threads)
     planner = MujocoModel(coarse_task(task, args.coarse), seed=args.seed, **options)
@@ -245,7 +250,8 @@ def run_mpc(args, out=print) -> int:
 
     try:
         result = run_closed_loop(controller, system, num_steps, system.control_dt, mode=args.mode,
-                                 speed=None if args.unpaced else args.speed,
+                                 speed=None if args.unpaced or args.mode == "simulated" else args.speed,
+                                 plans_per_step=(args.plans_per_step or 2.0) if args.mode == "simulated" else None,
                                  disturb=disturb if pushes else None, on_step=on_step)
     finally:
         if viewer is not None:
@@ -253,7 +259,10 @@ def run_mpc(args, out=print) -> int:
     out(f"{args.task}: {num_steps} control steps of {system.control_dt:g} s, {args.mode} MPC "
         f"({args.samples} samples x {args.diffusion_steps} diffusion steps, horizon {args.horizon}, "
         f"planner timestep x{args.coarse}), first plan {result.startup_time:.2f} s")
-    out(f"real-time factor {result.realtime_factor:.2f} ({result.sim_time:.2f} s simulated in {result.wall_time:.2f} s)")
+    if args.mode == "simulated":
+        out(f"simulated clock: {result.sim_time:.2f} s simulated in {result.wall_time:.2f} s of computing (no real-time factor)")
+    else:
+        out(f"real-time factor {result.realtime_factor:.2f} ({result.sim_time:.2f} s simulated in {result.wall_time:.2f} s)")
     out(f"planner iterations per control step {result.iterations_per_step:.2f} (plans {result.plan_age:.2f} steps old on average)")
     out(f"closed-loop reward {result.reward:.4f} (mean per control step)")
     return 0

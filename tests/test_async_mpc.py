@@ -123,7 +123,7 @@ def test_a_fast_planner_refines_the_plan_between_control_steps():
 
 def test_actions_are_the_plan_shifted_by_the_elapsed_steps():
     ctrl = controller(shift="repeat")
-    planner = AsyncMPC(ctrl, refine=False)
+    planner = AsyncMPC(ctrl, refine=False, predict=False)
     with planner.start(torch.zeros(1)):
         plan = ctrl.actions.clone()
         for k in range(ctrl.horizon):
@@ -132,6 +132,9 @@ def test_actions_are_the_plan_shifted_by_the_elapsed_steps():
         planner.observe(torch.full((1,), 0.2), 2)
         assert planner.wait_for_plan(2, timeout=10)
         assert planner.plan_step == 2 and torch.equal(planner.action(2), ctrl.actions[0])
+        assert torch.equal(planner.action(1), plan[1])  # a late caller still gets the plan before
+        planner.observe(torch.full((1,), 0.3), 5)
+        assert planner.wait_for_plan(5, timeout=10)
         with pytest.raises(ValueError, match="before the state of the current plan"):
             planner.action(1)
         with pytest.raises(ValueError, match="back in time"):
@@ -214,3 +217,74 @@ def test_disturbances_come_between_steps_and_the_planner_sees_them():
                              disturb=disturb, on_step=lambda t, s: seen.append(-t - 1))
     assert seen == [1, -1, 2, -2, 3, -3, 4, -4, 5, -5, -6]
     assert result.rewards.shape == (6,)
+
+
+
+@pytest.mark.parametrize(
+    "rate, predict, ages",
+    [
+        (1.0, False, [0, 1, 1, 1, 1, 1]),  # plan k runs over [k-1, k] from the state of step k-1
+        (0.5, False, [0, 1, 2, 3, 2, 3]),  # plans end at 2, 4: from the states of steps 0 and 2
+        (3.0, False, [0, 1, 1, 1, 1, 1]),  # three plans per step: the last one began at t - 1/3, from step t - 1
+        (1.0, True, [0, 0, 0, 0, 0, 0]),  # predicted one step on: plan k is for step k
+        (0.5, True, [0, 1, 1, 2, 1, 2]),  # plans for steps 1 and 3, ready at 2 and 4
+    ],
+)
+def test_the_simulated_clock_gives_the_latency_of_a_planner_of_that_rate(rate, predict, ages):
+    from torch_mbd.async_mpc import SimulatedPlanner
+
+    seen = []
+    original = SimulatedPlanner.action
+
+    def action(self, step):
+        out = original(self, step)
+        seen.append(self.last_age)
+        return out
+
+    SimulatedPlanner.action = action
+    try:
+        result = run_closed_loop(controller(), IntegratorSystem(), 6, 0.1, mode="simulated", speed=None,
+                                 plans_per_step=rate, predict=predict)
+    finally:
+        SimulatedPlanner.action = original
+    assert seen == ages
+    assert result.iterations == int(5 * rate + 1e-9)  # the plans that ended by the last step
+    assert result.plan_age == pytest.approx(sum(ages) / 6)
+
+
+def test_the_simulated_clock_is_deterministic_and_differs_from_zero_latency():
+    runs = [run_closed_loop(controller(), IntegratorSystem(), 10, 0.1, mode="simulated", speed=None,
+                            plans_per_step=1.5) for _ in range(2)]
+    assert torch.equal(runs[0].rewards, runs[1].rewards)
+    sync = run_closed_loop(controller(), IntegratorSystem(), 10, 0.1, mode="sync", speed=None)
+    assert not torch.equal(runs[0].rewards, sync.rewards)  # the latency changes the actions
+    with pytest.raises(ValueError, match="plans_per_step"):
+        run_closed_loop(controller(), IntegratorSystem(), 3, 0.1, mode="simulated", speed=None)
+    with pytest.raises(ValueError, match="plans_per_step"):
+        run_closed_loop(controller(), IntegratorSystem(), 3, 0.1, mode="simulated", speed=None, plans_per_step=0)
+
+
+def test_an_async_plan_is_never_from_the_state_of_its_own_step_unless_predicted():
+    ctrl = controller(num_samples=4, diffusion_steps=1)  # plans in ~1 ms, a control step is 50 ms
+    result = run_closed_loop(ctrl, IntegratorSystem(), 8, 0.05, mode="async", speed=1.0, predict=False)
+    assert result.plan_age >= 7 / 8 - 1e-9  # age 0 at step 0 only: a state is measured when its step ends
+    ctrl = controller(num_samples=4, diffusion_steps=1)
+    result = run_closed_loop(ctrl, IntegratorSystem(), 8, 0.05, mode="async", speed=1.0)
+    assert result.plan_age < 0.5  # planned from the predicted state of the next step, in time for it
+
+
+def test_predict_rolls_the_planner_model_on_and_leaves_its_state():
+    ctrl = controller()
+    ctrl.plan(torch.zeros(1, dtype=torch.float64))
+    before = ctrl.model.initial_state
+    predicted = ctrl.predict(torch.full((1,), 0.2, dtype=torch.float64), torch.tensor([[0.5], [1.0]]))
+    assert torch.allclose(predicted, torch.tensor([0.2 + 0.5 * 0.5 + 0.5 * 1.0], dtype=torch.float64))
+    assert ctrl.model.initial_state is before
+    with pytest.raises(ValueError, match=r"actions must have shape \[k, 1\]"):
+        ctrl.predict(torch.zeros(1), torch.zeros(2))
+
+    class NoStates(Integrator):
+        def rollout(self, actions):
+            return Trajectory(states=None, rewards=super().rollout(actions).rewards)
+
+    assert controller(NoStates()).predict(torch.zeros(1), torch.zeros(1, 1)) is None

@@ -71,6 +71,9 @@ def test_the_mpc_command_prints_the_real_time_figures(capsys):
     assert "async MPC" in capsys.readouterr().out
     assert cli.main(["mpc", "hopper", *FAST, "--mode", "sync", "--unpaced"]) == 0
     assert "real-time factor" in capsys.readouterr().out
+    assert cli.main(["mpc", "hopper", *FAST, "--mode", "simulated", "--plans-per-step", "1.5"]) == 0
+    out = capsys.readouterr().out
+    assert "simulated clock" in out and "planner iterations per control step 1.00" in out  # 3 plans end by step 2
 
 
 def one_line_error(capsys) -> str:
@@ -94,6 +97,7 @@ def test_the_viewer_without_a_display_is_one_clear_line(monkeypatch, capsys):
         (["mpc", "hopper", "--coarse", "3"], "divide"),
         (["mpc", "hopper", "--push-every", "-1"], "push-every"),
         (["mpc", "hopper", "--unpaced"], "--unpaced goes with --mode sync"),
+        (["mpc", "hopper", "--plans-per-step", "2"], "--plans-per-step goes with --mode simulated"),
     ],
 )
 def test_the_mpc_command_refuses_bad_input_in_one_line(argv, match, capsys):

@@ -25,7 +25,10 @@ iterations per control step and the closed-loop reward.
   whatever plan is current;
 * ``"lockstep"``: :class:`AsyncMPC`, but the system waits for a plan from its current state
   before every step, i.e. the planner is given unlimited time per step. This gives exactly the
-  ``"sync"`` result (same actions, same rewards), which is what the tests check.
+  ``"sync"`` result (same actions, same rewards), which is what the tests check;
+* ``"simulated"``: the asynchronous schedule on a simulated clock (:class:`SimulatedPlanner`): a
+  planner making a given number of plans per control step, with the latency that implies, in one
+  thread and deterministic, so that a closed loop's reward does not depend on the machine's load.
 
 The planner thread uses only the controller's model and the system only its own simulator, so a
 model is never used from two threads at once. A system is any object with ``state() -> Tensor``
@@ -46,7 +49,7 @@ from torch import Tensor
 from .checks import check_int, check_positive
 from .mpc import MPC
 
-MODES = ("sync", "async", "lockstep")
+MODES = ("sync", "async", "lockstep", "simulated")
 
 
 class AsyncMPC:
@@ -57,6 +60,11 @@ class AsyncMPC:
             uses it (and its model) until :meth:`stop`.
         refine: when no new state has arrived since the last plan, plan again from the same state
             (a warm start without a shift) instead of waiting; ``False``: plan once per observation.
+        predict: compensate the latency: the state of step ``t`` is measured when the action of
+            step ``t`` is already being applied, so the planner plans from the state its model
+            predicts one step later (:meth:`MPC.predict <torch_mbd.mpc.MPC.predict>`, with that
+            action) and indexes the plan from step ``t + 1``. ``False``: plan from the measured state
+            (the plan's first action is then always in the past). A model without states: no prediction.
 
     Attributes:
         iterations: plans published since :meth:`start`, the first (synchronous) one excluded.
@@ -71,13 +79,17 @@ class AsyncMPC:
         ...         planner.observe(system.state(), t + 1)
     """
 
-    def __init__(self, controller: MPC, refine: bool = True):
+    def __init__(self, controller: MPC, refine: bool = True, predict: bool = True):
         if not isinstance(controller, MPC):
             raise TypeError(f"controller must be a torch_mbd.MPC, got {type(controller).__name__}")
-        if not isinstance(refine, bool):
-            raise TypeError(f"refine must be True or False, got {refine!r}")
+        for name, value in (("refine", refine), ("predict", predict)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} must be True or False, got {value!r}")
         self.controller = controller
         self.refine = refine
+        self.predict = predict
+        self._applied: dict[int, Tensor] = {}
+        self._previous: tuple[Tensor, int] | None = None
         self.iterations = 0
         self.last_age = 0
         self._cond = threading.Condition()
@@ -116,7 +128,7 @@ class AsyncMPC:
         step = check_int("step", step, minimum=0)
         plan = self.controller.plan(state)
         with self._cond:
-            self._plan, self._plan_step = plan.clone(), step
+            self._plan, self._plan_step, self._previous, self._applied = plan.clone(), step, None, {}
             self._latest, self._fresh = (_copy_state(state), step), False
             self._stop, self._error, self.iterations = False, None, 0
         self._thread = threading.Thread(target=self._loop, name="torch_mbd.AsyncMPC planner", daemon=True)
@@ -150,13 +162,17 @@ class AsyncMPC:
             if self._plan is None:
                 raise RuntimeError("AsyncMPC.action: no plan yet; call start(state) first")
             plan, origin = self._plan, self._plan_step
+            if step < origin and self._previous is not None and step >= self._previous[1]:
+                plan, origin = self._previous  # a plan for a later (predicted) step came first
         age = step - origin
         if age < 0:
             raise ValueError(f"step {step} is before the state of the current plan (step {origin})")
         self.last_age = age
-        if age < plan.shape[0]:
-            return plan[age].clone()
-        return plan[-1].clone() if self.controller.shift == "repeat" else torch.zeros_like(plan[-1])
+        action = _plan_action(plan, age, self.controller.shift)
+        with self._cond:
+            self._applied = {s: a for s, a in self._applied.items() if s >= step - 2}
+            self._applied[step] = action
+        return action.clone()
 
     def wait_for_plan(self, step: int, timeout: float | None = None) -> bool:
         """Block until a plan made from the state of control step ``step`` (or later) is published.
@@ -198,9 +214,16 @@ class AsyncMPC:
                         return
                     state, step = self._latest
                     self._fresh = False
-                    elapsed = min(step - self._plan_step, self.controller.horizon)
+                    applied = self._applied.get(step)
+                    if applied is None:  # not taken yet: what the current plan gives for that step
+                        applied = _plan_action(self._plan, step - self._plan_step, self.controller.shift)
+                if self.predict:
+                    state, step = _predicted(self.controller, state, step, applied)
+                with self._cond:
+                    elapsed = min(max(step - self._plan_step, 0), self.controller.horizon)
                 plan = self.controller.plan(state, elapsed=elapsed)
                 with self._cond:
+                    self._previous = (self._plan, self._plan_step)
                     self._plan, self._plan_step = plan.clone(), step
                     self.iterations += 1
                     self._cond.notify_all()
@@ -208,6 +231,91 @@ class AsyncMPC:
             with self._cond:
                 self._error = err
                 self._cond.notify_all()
+
+
+def _plan_action(plan: Tensor, age: int, shift: str) -> Tensor:
+    """``plan [H, nu]``'s action ``age`` steps after its state: ``plan[age]``, past the horizon the last
+    action held (``shift="repeat"``) or zeros."""
+    if age < plan.shape[0]:
+        return plan[age].clone()
+    return plan[-1].clone() if shift == "repeat" else torch.zeros_like(plan[-1])
+
+
+class SimulatedPlanner:
+    """:class:`AsyncMPC`'s schedule on a simulated clock, in the calling thread: deterministic.
+
+    The planner makes ``plans_per_step`` plans per control step, back to back: plan ``k`` runs from
+    time ``(k - 1) / plans_per_step`` to ``k / plans_per_step`` (in control steps), starts from the
+    latest state observed when it starts and is applied from the first control step at or after
+    its end. So the plans' latency is that of a planner of this rate on a real clock, but the
+    result does not depend on the machine or its load: ``run_closed_loop(mode="simulated")``.
+    The same methods as :class:`AsyncMPC` (``start``, ``observe``, ``action``, ``stop``).
+
+    Args:
+        controller: the synchronous controller.
+        plans_per_step: plans per control step, ``> 0`` (e.g. ``0.5``: one plan every two steps).
+        predict: :class:`AsyncMPC`'s latency compensation.
+    """
+
+    def __init__(self, controller: MPC, plans_per_step: float, predict: bool = True):
+        if not isinstance(controller, MPC):
+            raise TypeError(f"controller must be a torch_mbd.MPC, got {type(controller).__name__}")
+        if not isinstance(predict, bool):
+            raise TypeError(f"predict must be True or False, got {predict!r}")
+        self.controller = controller
+        self.plans_per_step = check_positive("plans_per_step", plans_per_step)
+        self.predict = predict
+        self._applied: dict[int, Tensor] = {}
+        self.iterations, self.last_age, self.plan_step = 0, 0, 0
+        self._states: dict[int, Tensor] = {}
+        self._plan: Tensor | None = None
+
+    def start(self, state, step: int = 0) -> SimulatedPlanner:
+        """Plan once from ``state`` (the state of control step ``step``); returns ``self``."""
+        step = check_int("step", step, minimum=0)
+        self._plan, self.plan_step = self.controller.plan(state).clone(), step
+        self._states, self.iterations, self._origin, self._applied = {step: _copy_state(state)}, 0, step, {}
+        return self
+
+    def observe(self, state, step: int) -> None:
+        """The system's ``state`` at control step ``step``."""
+        self._states[check_int("step", step, minimum=0)] = _copy_state(state)
+
+    def action(self, step: int) -> Tensor:
+        """Run every plan that ends by control step ``step``, then the current plan's action for it."""
+        step = check_int("step", step, minimum=0)
+        if self._plan is None:
+            raise RuntimeError("SimulatedPlanner.action: no plan yet; call start(state) first")
+        rate, eps = self.plans_per_step, 1e-9
+        while self._origin + (self.iterations + 1) / rate <= step + eps:
+            begin = self._origin + math.floor(self.iterations / rate + eps)  # the latest state when it starts
+            state, origin = self._states[begin], begin
+            if self.predict:
+                applied = self._applied.get(begin)
+                if applied is None:
+                    applied = _plan_action(self._plan, begin - self.plan_step, self.controller.shift)
+                state, origin = _predicted(self.controller, state, begin, applied)
+            elapsed = min(max(origin - self.plan_step, 0), self.controller.horizon)
+            self._plan = self.controller.plan(state, elapsed=elapsed).clone()
+            self.plan_step = origin
+            self.iterations += 1
+            for old in [s for s in self._states if s < begin]:
+                del self._states[old]
+        self.last_age = step - self.plan_step
+        action = _plan_action(self._plan, self.last_age, self.controller.shift)
+        self._applied = {s: a for s, a in self._applied.items() if s >= step - 2}
+        self._applied[step] = action
+        return action.clone()
+
+    def stop(self) -> None:
+        """Nothing runs in the background: there is nothing to stop."""
+
+
+def _predicted(controller: MPC, state: Tensor, step: int, action: Tensor) -> tuple[Tensor, int]:
+    """``(the state one step after step, step + 1)`` as the controller's model predicts it with
+    ``action``; ``(state, step)`` where the model cannot predict (no states)."""
+    predicted = controller.predict(state, action[None])
+    return (state, step) if predicted is None else (predicted, step + 1)
 
 
 def _copy_state(state) -> Tensor:
@@ -225,7 +333,8 @@ class ClosedLoopResult(NamedTuple):
         reward: the mean step reward (the closed-loop reward).
         sim_time: simulated seconds, ``T * control_dt``.
         wall_time: wall seconds of the ``T`` steps (the first plan, made before the clock starts, excluded).
-        realtime_factor: ``sim_time / wall_time``; ``>= 1`` keeps up with real time.
+        realtime_factor: ``sim_time / wall_time``; ``>= 1`` keeps up with real time (``"simulated"``:
+            how fast the emulation ran, not a figure of the controller).
         iterations: planner iterations (plans) made during the ``T`` steps.
         iterations_per_step: ``iterations / T``.
         plan_age: mean age in control steps of the plan each action came from (0: planned from
@@ -256,27 +365,39 @@ def run_closed_loop(
     disturb: Callable | None = None,
     on_step: Callable | None = None,
     refine: bool = True,
+    plans_per_step: float | None = None,
+    predict: bool = True,
 ) -> ClosedLoopResult:
     """Drive ``system`` with ``controller`` for ``num_steps`` control steps and time it.
 
     The first plan (the controller's cold start, or its warm start from ``controller.reset(plan,
-    warm=True)``) is made from ``system.state()`` before the clock starts. Then at every step ``t``:
-    the action (``"sync"``: ``controller.act(state)``, from ``t = 1`` on; ``"async"`` and
-    ``"lockstep"``: :meth:`AsyncMPC.action`), ``system.step(action)``, ``disturb(t + 1, system)``
-    (a push between two steps), then the new state is observed.
+    warm=True)``) is made from ``system.state()`` before the clock starts. Then at every control
+    step ``t``, at time ``t * control_dt / speed`` on the clock: the state the system reached is
+    measured (:meth:`AsyncMPC.observe`; ``"lockstep"`` then waits for a plan from it), the action is
+    taken (``"sync"``: ``controller.act(state)``, from ``t = 1`` on; otherwise the current plan's,
+    :meth:`AsyncMPC.action`), the system steps (``system.step(action)``, which simulates the whole
+    control step at once) and ``disturb(t + 1, system)`` pushes it. The state after step ``t`` is
+    thus measured at the start of step ``t + 1``, as a robot's sensors would report it, never
+    earlier: an asynchronous plan is at least one control step old when it is applied (its
+    ``plan_age >= 1`` after the first step), while ``"sync"`` and ``"lockstep"`` stop the clock
+    while they plan (age 0).
 
     Args:
         controller: an :class:`~torch_mbd.mpc.MPC` (its model is the planner's, not the system's).
         system: an object with ``state() -> Tensor`` and ``step(action [nu]) -> float``.
         num_steps: control steps ``T >= 1``.
         control_dt: simulated seconds per control step (``> 0``), for the real-time factor.
-        mode: ``"sync"``, ``"async"`` or ``"lockstep"`` (see :mod:`torch_mbd.async_mpc`).
+        mode: ``"sync"``, ``"async"``, ``"lockstep"`` or ``"simulated"`` (:class:`SimulatedPlanner`:
+            the asynchronous schedule of a planner making ``plans_per_step`` plans per control step,
+            on a simulated clock; deterministic, whatever the machine's load).
         speed: the system never runs faster than ``speed`` times real time (it sleeps when ahead);
-            ``None``: it never sleeps (``"sync"`` and ``"lockstep"`` only: an unpaced
-            ``"async"`` system would outrun any planner).
+            ``None``: it never sleeps (not with ``"async"``: an unpaced ``"async"`` system would
+            outrun any planner). With ``"simulated"``, use ``None``: the clock is simulated.
         disturb: ``disturb(t, system)`` before step ``t`` (``1 <= t < T``), or ``None``.
         on_step: ``on_step(t, system)`` after step ``t`` (e.g. a viewer's sync), or ``None``.
         refine: :class:`AsyncMPC`'s option in ``"async"`` mode.
+        plans_per_step: the planner's rate in ``"simulated"`` mode (required there, ``> 0``).
+        predict: the latency compensation of ``"async"`` and ``"simulated"`` (:class:`AsyncMPC`).
 
     Returns:
         A :class:`ClosedLoopResult`.
@@ -294,6 +415,10 @@ def run_closed_loop(
         speed = check_positive("speed", speed)
     elif mode == "async":
         raise ValueError("speed=None: an unpaced 'async' system outruns any planner; give a speed (1.0: real time)")
+    if mode == "simulated":
+        if plans_per_step is None:
+            raise ValueError("mode='simulated' needs plans_per_step, the planner's plans per control step")
+        plans_per_step = check_positive("plans_per_step", plans_per_step)
     period = 0.0 if speed is None else control_dt / speed
 
     rewards = torch.empty(num_steps, dtype=torch.float64)
@@ -302,16 +427,25 @@ def run_closed_loop(
     planner = None
     if mode == "sync":
         controller.plan(system.state())
+    elif mode == "simulated":
+        planner = SimulatedPlanner(controller, plans_per_step, predict=predict).start(system.state())
+    elif mode == "lockstep":  # no latency to compensate: the clock stops while it plans
+        planner = AsyncMPC(controller, refine=False, predict=False).start(system.state())
     else:
-        planner = AsyncMPC(controller, refine=refine if mode == "async" else False).start(system.state())
+        planner = AsyncMPC(controller, refine=refine, predict=predict).start(system.state())
     startup = time.perf_counter() - begin
     try:
         origin = time.perf_counter()
+        state = None
         for t in range(num_steps):
             if period:
                 wait = origin + t * period - time.perf_counter()
                 if wait > 0:
                     time.sleep(wait)
+            if planner is not None and t > 0:  # the state reached by step t - 1 is measured now
+                planner.observe(state, t)
+                if mode == "lockstep":
+                    planner.wait_for_plan(t)
             if planner is None:
                 action = controller.actions[0].clone() if t == 0 else controller.act(state)
             else:
@@ -321,10 +455,6 @@ def run_closed_loop(
             if disturb is not None and t + 1 < num_steps:
                 disturb(t + 1, system)
             state = system.state()
-            if planner is not None and t + 1 < num_steps:
-                planner.observe(state, t + 1)
-                if mode == "lockstep":
-                    planner.wait_for_plan(t + 1)
             if on_step is not None:
                 on_step(t, system)
         if period:

@@ -477,6 +477,34 @@ class MPC:
         first interpolated control)."""
         return self.plan(state)[0].clone()
 
+    @torch.no_grad()
+    def predict(self, state, actions: Tensor) -> Tensor | None:
+        """The state after ``actions [k, nu]`` from ``state``, as the planner's model predicts it.
+
+        One rollout of one sample; the model's ``initial_state`` is put back afterwards. Used to
+        plan from where the system will be when a plan can first be applied
+        (:class:`~torch_mbd.async_mpc.AsyncMPC`'s latency compensation).
+
+        Returns:
+            The model's state after the last action (``Trajectory.states[..., -1, :]``, e.g.
+            ``[state_dim]``), or ``None`` when the model reports no states or states of another
+            shape than its ``initial_state``.
+        """
+        state = self._state(state)
+        actions = check_tensor("actions", actions).to(self.device, self.dtype)
+        if actions.dim() != 2 or actions.shape[-1] != self.action_dim or actions.shape[0] < 1:
+            raise ValueError(f"actions must have shape [k, {self.action_dim}] ([k, nu], k >= 1), got {tuple(actions.shape)}")
+        restore = snapshot_initial_state(self.model)
+        try:
+            self.model.initial_state = state
+            traj = as_trajectory(self.model.rollout(actions[None]), actions[None])
+            shape = tuple(torch.as_tensor(self.model.initial_state).shape)
+        finally:
+            restore()
+        if traj.states is None or tuple(traj.states.shape[-1:]) != shape or traj.feasible is not None and not bool(traj.feasible.all()):
+            return None
+        return traj.states[0, -1].clone()
+
     __call__ = act
 
 
