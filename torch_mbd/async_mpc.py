@@ -14,7 +14,10 @@ controller in a thread of its own:
 
 When no new state has arrived since its last plan, the planner refines the plan from the same
 state (``refine=True``, the default; a warm start with no shift) instead of waiting, so a fast
-planner improves the plan several times per control step.
+planner improves the plan several times per control step. A state is measured when the action of
+its step is already being applied, so by default (``predict=True``) the planner plans from the
+state its model predicts one step on (:meth:`MPC.predict <torch_mbd.mpc.MPC.predict>`), indexed from
+the step in which the plan can first be used.
 
 :func:`run_closed_loop` drives a system against a controller in one of three modes and measures
 what matters for real time: the **real-time factor** (simulated time over wall time), the planner
