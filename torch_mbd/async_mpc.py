@@ -209,19 +209,26 @@ class AsyncMPC:
 
     def _loop(self) -> None:
         """The planner thread: plan from the latest state, publish, repeat until stopped."""
+        prediction = None  # (the observation it was made from, (state, step))
         try:
             while True:
                 with self._cond:
                     self._cond.wait_for(lambda: self._stop or self._fresh or self.refine)
                     if self._stop:
                         return
-                    state, step = self._latest
+                    latest = self._latest
+                    state, step = latest
                     self._fresh = False
                     applied = self._applied.get(step)
-                    if applied is None:  # not taken yet: what the current plan gives for that step
-                        applied = _plan_action(self._plan, step - self._plan_step, self.controller.shift)
+                    if applied is None:  # not taken yet: what action(step) will give
+                        plan, origin = self._plan, self._plan_step
+                        if step < origin and self._previous is not None:
+                            plan, origin = self._previous
+                        applied = _plan_action(plan, max(step - origin, 0), self.controller.shift)
                 if self.predict:
-                    state, step = _predicted(self.controller, state, step, applied)
+                    if prediction is None or prediction[0] is not latest:  # refining: the same prediction
+                        prediction = (latest, _predicted(self.controller, state, step, applied))
+                    state, step = prediction[1]
                 with self._cond:
                     elapsed = min(max(step - self._plan_step, 0), self.controller.horizon)
                 plan = self.controller.plan(state, elapsed=elapsed)
