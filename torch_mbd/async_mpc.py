@@ -19,7 +19,7 @@ its step is already being applied, so by default (``predict=True``) the planner 
 state its model predicts one step on (:meth:`MPC.predict <torch_mbd.mpc.MPC.predict>`), indexed from
 the step in which the plan can first be used.
 
-:func:`run_closed_loop` drives a system against a controller in one of three modes and measures
+:func:`run_closed_loop` drives a system against a controller in one of four modes and measures
 what matters for real time: the **real-time factor** (simulated time over wall time), the planner
 iterations per control step and the closed-loop reward.
 
