@@ -39,6 +39,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks._report import figure_path, machine, markdown_table, write_section  # noqa: E402
 from dynamics.backends import BACKENDS  # noqa: E402
+from dynamics.closed_loop import MujocoSystem  # noqa: E402  (the "real" MuJoCo system)
 from torch_mbd import MPC, plan  # noqa: E402
 from torch_mbd.progress import progress_bar  # noqa: E402
 
@@ -54,55 +55,6 @@ MUJOCO_PERTURBATIONS = {
 
 
 # ----------------------------------------------------------------------------- real systems
-class MujocoSystem:
-    """The "real" MuJoCo system: ``mj_step`` on its own (possibly edited) copy of the task's model.
-
-    Args:
-        planner: the nominal :class:`dynamics.model.MujocoModel` (its task, action scaling, start).
-        mass_scale: factor on the mass and inertia of ``body``.
-        body: the body made heavier.
-    """
-
-    def __init__(self, planner, mass_scale: float = 1.0, body: str = "torso"):
-        import mujoco
-
-        self.mujoco, self.planner = mujoco, planner
-        self.model = planner.task.compile()
-        if mass_scale != 1.0:
-            b = self.model.body(body).id
-            self.model.body_mass[b] *= mass_scale
-            self.model.body_inertia[b] *= mass_scale
-        self.data = mujoco.MjData(self.model)
-        self.data.qpos[:] = planner.qpos0.cpu().numpy()
-        self.data.qvel[:] = planner.qvel0.cpu().numpy()
-        mujoco.mj_forward(self.model, self.data)
-
-    def state(self) -> torch.Tensor:
-        """``[nq + nv]`` float64."""
-        return torch.cat([torch.from_numpy(self.data.qpos.copy()), torch.from_numpy(self.data.qvel.copy())])
-
-    def push(self, kick: torch.Tensor, dofs: list[int]) -> None:
-        self.data.qvel[dofs] += kick.numpy()
-
-    def step(self, action: torch.Tensor) -> float:
-        """Apply ``action [nu]`` in ``[-1, 1]`` for one control step; return the task's step reward."""
-        action = action.detach().to("cpu", torch.float64).clamp(-1.0, 1.0)
-        ctrl = self.planner.controls(action.to(self.planner.device, self.planner.dtype))
-        self.data.ctrl[:] = ctrl.cpu().double().numpy()
-        before = dict(  # the state at the start of the step, for rewards that read it (half-cheetah, ant)
-            previous_qpos=torch.from_numpy(self.data.qpos.copy())[None],
-            previous_qvel=torch.from_numpy(self.data.qvel.copy())[None],
-        )
-        for _ in range(self.planner.frame_skip):
-            self.mujoco.mj_step(self.model, self.data)
-        qpos = torch.from_numpy(self.data.qpos.copy())[None]
-        qvel = torch.from_numpy(self.data.qvel.copy())[None]
-        sens = torch.from_numpy(self.data.sensordata.copy())[None]
-        sensors = {name: sens[..., s] for name, s in self.planner.sensor_slices.items()}
-        reward = self.planner.task.step_reward(qpos, qvel, sensors, action[None], **before)
-        return float(reward[0]) if math.isfinite(float(reward[0])) else -math.inf
-
-
 class CarSystem:
     """The "real" car: :meth:`dynamics.car.Car2D.step` with its own (possibly weaker) motor."""
 

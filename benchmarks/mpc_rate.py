@@ -32,26 +32,46 @@ SETTINGS = {
     "32 samples x 1 step, keep-best": dict(num_samples=32, diffusion_steps=1, keep_best=True),
     "32 samples x 1 step, keep-best sample": dict(num_samples=32, diffusion_steps=1, keep_best="sample"),
     "30 samples x 1 step, keep-best sample": dict(num_samples=30, diffusion_steps=1, keep_best="sample"),
+    "30 samples x 1 step, keep-best sample, planner timestep x2": dict(
+        num_samples=30, diffusion_steps=1, keep_best="sample", coarse=2
+    ),
+    "16 samples x 1 step, keep-best sample, planner timestep x2": dict(
+        num_samples=16, diffusion_steps=1, keep_best="sample", coarse=2
+    ),
+    "16 samples x 1 step, keep-best sample, planner timestep x2, 1 MuJoCo thread": dict(
+        num_samples=16, diffusion_steps=1, keep_best="sample", coarse=2, nthread=1
+    ),
 }
-"""Controller settings timed (``MPC`` options); the first is the reference of the ratio column."""
+"""Controller settings timed: ``MPC`` options, plus ``coarse`` (the planner model simulates
+:func:`dynamics.closed_loop.coarse_task` of that factor: a larger timestep, the same control step)
+and ``nthread`` (MuJoCo rollout threads of the planner model; default every CPU). The first setting
+is the reference of the ratio column."""
 
 
 def rollouts_per_step(options: dict) -> int:
-    """Rollouts of one warm-started control step: samples x diffusion steps, plus keep-best's one."""
+    """Rollouts of one warm-started control step: samples x diffusion steps, plus keep-best's one
+    (whatever their length in physics steps: ``coarse`` halves that)."""
     return options["num_samples"] * options["diffusion_steps"] + (1 if options.get("keep_best") is True else 0)
 
 
 def time_settings(task: str, horizon: int, repeats: int, settings: dict = SETTINGS) -> dict[str, list[float]]:
     """Seconds of every warm-started control step, per setting, the settings taking turns."""
     import dynamics
+    from dynamics.closed_loop import coarse_task
+    from dynamics.model import MujocoModel
     from torch_mbd import MPC
 
     model = dynamics.make(task, seed=0)
-    state = model.initial_state.clone()
-    controllers = {
-        name: MPC(model, horizon=horizon, warm_noise=0.2, initial_steps=30, seed=0, **options)
-        for name, options in settings.items()
-    }
+    state = model.initial_state.clone()  # every setting plans from the same (fine) state
+    models = {}
+    controllers = {}
+    for name, options in settings.items():
+        options = dict(options)
+        key = (options.pop("coarse", 1), options.pop("nthread", None))
+        if key not in models:
+            threads = {} if key[1] is None else dict(nthread=key[1])
+            models[key] = model if key == (1, None) else MujocoModel(coarse_task(model.task, key[0]), seed=0, **threads)
+        controllers[name] = MPC(models[key], horizon=horizon, warm_noise=0.2, initial_steps=30, seed=0, **options)
     for controller in controllers.values():  # cold start and a first warm start, untimed
         controller.plan(state)
         controller.plan(state)

@@ -577,3 +577,104 @@ def test_numpy_and_tensor_booleans_are_booleans():
     assert torch.equal(first_action(torch.tensor(True), np.bool_(True)), expected)
     with pytest.raises(ValueError, match="warm"):
         MPC(Integrator()).reset(torch.zeros(10, 1), warm="yes")
+
+
+# --------------------------------------------------------------------------- rollback through any model
+class Delegating:
+    """A user's wrapper whose ``initial_state`` is a property delegating to the model it wraps."""
+
+    def __init__(self, model):
+        self.inner = model
+        self.action_dim, self.action_bounds, self.horizon = model.action_dim, model.action_bounds, model.horizon
+        self.state_dim, self.device = model.state_dim, model.device
+
+    @property
+    def initial_state(self):
+        return self.inner.initial_state
+
+    @initial_state.setter
+    def initial_state(self, state):
+        self.inner.initial_state = state
+
+    def rollout(self, actions):
+        return self.inner.rollout(actions)
+
+
+def _failing(model, monkeypatch):
+    """Make ``model.rollout`` raise after the state was assigned (mid-plan)."""
+
+    def rollout(actions):
+        raise FloatingPointError("the simulator diverged")
+
+    monkeypatch.setattr(model, "rollout", rollout)
+
+
+@pytest.mark.parametrize("wrap", ["knots", "delegating", "delegating(knots)"])
+def test_a_failed_call_restores_the_state_of_a_wrapped_model(wrap, monkeypatch):
+    from torch_mbd.knots import KnotRollout
+
+    inner = Integrator(horizon=6)
+    model = {"knots": lambda m: KnotRollout(m, 3), "delegating": Delegating,
+             "delegating(knots)": lambda m: Delegating(KnotRollout(m, 3))}[wrap](inner)
+    horizon = 3 if "knots" in wrap else None  # a KnotRollout's decision variables are its 3 knots
+    controller = MPC(model, horizon=horizon, num_samples=8, initial_steps=2, diffusion_steps=1, seed=0)
+    controller(torch.zeros(1, dtype=torch.float64))
+    before, rng = inner.initial_state, controller.generator.get_state()
+    _failing(inner, monkeypatch)
+    with pytest.raises(FloatingPointError):
+        controller(torch.full((1,), 0.7, dtype=torch.float64))
+    assert torch.equal(inner.initial_state, before) and torch.equal(controller.generator.get_state(), rng)
+    if wrap == "knots":  # KnotRollout restores through its own snapshot methods: the very tensor
+        assert inner.initial_state is before
+
+
+def test_a_failed_call_restores_a_mujoco_model_inside_knot_rollout_exactly(monkeypatch):
+    pytest.importorskip("mujoco")
+    from dynamics.model import MujocoModel
+    from torch_mbd.knots import KnotRollout
+
+    inner = MujocoModel("hopper", horizon=4)
+    controller = MPC(KnotRollout(inner, 2), horizon=2, num_samples=4, initial_steps=1, diffusion_steps=1, seed=0)
+    qpos, qvel, state = inner.qpos0, inner.qvel0, inner.initial_state
+    _failing(inner, monkeypatch)
+    moved = torch.cat([qpos, qvel]) + 0.1
+    with pytest.raises(FloatingPointError):
+        controller(moved)
+    # the float64 qpos0 and qvel0 themselves, not a round trip through the float32 initial_state
+    assert inner.qpos0 is qpos and inner.qvel0 is qvel and inner.initial_state is state
+
+
+def test_snapshot_initial_state_uses_a_models_own_methods():
+    from torch_mbd.rollout import snapshot_initial_state
+
+    class Custom:
+        def __init__(self):
+            self.where, self.calls = "start", []
+
+        @property
+        def initial_state(self):
+            return torch.zeros(1)
+
+        @initial_state.setter
+        def initial_state(self, state):
+            self.where = "moved"
+
+        def initial_state_snapshot(self):
+            self.calls.append("snapshot")
+            return self.where
+
+        def restore_initial_state(self, snapshot):
+            self.calls.append(("restore", snapshot))
+            self.where = snapshot
+
+    model = Custom()
+    restore = snapshot_initial_state(model)
+    model.initial_state = torch.ones(1)
+    restore()
+    assert model.where == "start" and model.calls == ["snapshot", ("restore", "start")]
+    plain = Integrator()
+    first = plain.initial_state
+    restore = snapshot_initial_state(plain)
+    plain.initial_state = torch.ones(1, dtype=torch.float64)
+    restore()
+    assert plain.initial_state is first  # a plain attribute gets its very object back

@@ -26,3 +26,12 @@ def test_the_settings_run_on_a_small_task(capsys):
     settings = {"x2": dict(num_samples=4, diffusion_steps=2), "x1": dict(num_samples=4, diffusion_steps=1, keep_best=True)}
     times = mpc_rate.time_settings("push_t", horizon=4, repeats=2, settings=settings)
     assert set(times) == {"x2", "x1"} and all(len(v) == 2 and min(v) > 0 for v in times.values())
+
+
+@pytest.mark.slow
+def test_a_coarse_setting_plans_on_its_own_cheaper_model():
+    pytest.importorskip("mujoco")
+    settings = {"fine": dict(num_samples=4, diffusion_steps=1), "coarse": dict(num_samples=4, diffusion_steps=1, coarse=2, nthread=1)}
+    times = mpc_rate.time_settings("hopper", horizon=3, repeats=2, settings=settings)
+    assert set(times) == {"fine", "coarse"} and all(len(v) == 2 and min(v) > 0 for v in times.values())
+    assert settings["coarse"]["coarse"] == 2  # the settings given are not consumed

@@ -7,6 +7,7 @@ from the model itself. Use [`MBDOptimizer`][torch_mbd.MBDOptimizer] (or any meth
 with any [`RolloutModel`][torch_mbd.RolloutModel].
 """
 
+from .async_mpc import AsyncMPC, ClosedLoopResult, run_closed_loop
 from .cem import CEMOptimizer
 from .closure import batched_closure
 from .denoise import (
@@ -59,6 +60,9 @@ __all__ = [
     "plan",
     "PlanResult",
     "MPC",
+    "AsyncMPC",
+    "run_closed_loop",
+    "ClosedLoopResult",
     "RolloutModel",
     "Trajectory",
     "Schedule",

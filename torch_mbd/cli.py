@@ -177,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
         "PATH's stem first, then PATH (default: only TASK.npz in the current folder)",
     )
     p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+    from dynamics.closed_loop import add_mpc_arguments  # the logic of 'torch-mbd mpc' lives there
+
+    add_mpc_arguments(sub.add_parser("mpc", help="closed-loop MPC on the wall clock: real-time factor, planner rate, reward"))
     return parser
 
 
@@ -532,6 +535,10 @@ def main(argv: list[str] | None = None) -> int:
             return run_tasks(args)
         if args.command == "plan":
             return run_plan(args)
+        if args.command == "mpc":
+            from dynamics.closed_loop import run_mpc
+
+            return run_mpc(args)
     except (CommandError, ValueError, TypeError, ImportError, OSError) as err:
         print(f"torch-mbd: error: {_one_line(err)}", file=sys.stderr)
         return 2

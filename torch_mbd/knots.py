@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from .checks import check_int
-from .rollout import Trajectory
+from .rollout import Trajectory, snapshot_initial_state
 
 INTERPOLATIONS = ("zero", "linear", "cubic")
 """The interpolations between knots: zero-order hold, piecewise linear, not-a-knot cubic spline."""
@@ -319,6 +319,14 @@ class KnotRollout:
     @initial_state.setter
     def initial_state(self, state) -> None:
         self.model.initial_state = state
+
+    def initial_state_snapshot(self):
+        """A snapshot of the wrapped model's initial state ([`snapshot_initial_state`][torch_mbd.rollout.snapshot_initial_state])."""
+        return snapshot_initial_state(self.model)
+
+    def restore_initial_state(self, snapshot) -> None:
+        """Put the wrapped model's initial state back as [`initial_state_snapshot`][torch_mbd.knots.KnotRollout.initial_state_snapshot] found it."""
+        snapshot()
 
     def _matrix(self, like: Tensor) -> Tensor:
         key = (like.device, like.dtype)

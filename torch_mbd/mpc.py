@@ -41,7 +41,9 @@ before each plan, ``MPC`` assigns ``model.initial_state = state`` (for
 The state is checked first (a tensor, NumPy array or list of real, finite numbers; the shape of
 the current ``initial_state`` unless the model's ``initial_state`` is a property, whose setter
 then decides), and a call that fails leaves the model's ``initial_state``, the generator and the controller's
-plan as they were.
+plan as they were: the model's state is snapshot and restored through its own protocol
+([`snapshot_initial_state`][torch_mbd.rollout.snapshot_initial_state]), so a wrapper whose ``initial_state``
+delegates to another model ([`KnotRollout`][torch_mbd.knots.KnotRollout] included) is restored too.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ from torch import Tensor
 from .checks import check_bool, check_int, check_positive, check_real, check_seed, check_tensor
 from .knots import INTERPOLATIONS, SHIFT_FILLS, KnotRollout, fit_knots, knot_times, shift_matrix
 from .optim import MBDOptimizer, check_temperature
-from .rollout import as_trajectory
+from .rollout import as_trajectory, snapshot_initial_state
 from .schedule import linear_schedule
 from .threads import resolve_threads, use_threads
 
@@ -301,9 +303,7 @@ class MPC:
         else:
             self.num_knots = check_int("num_knots", num_knots, minimum=1, maximum=self.horizon)
             self.knot_model = KnotRollout(model, self.num_knots, interpolation, horizon=self.horizon)
-            self._knot_shift = shift_matrix(self.num_knots, self.horizon, 1, interpolation, self.shift).to(
-                self.device, self.dtype
-            )
+            self._knot_shifts: dict[int, Tensor] = {}  # elapsed steps -> [K, K] shift matrix, built once each
         self.horizon_noise = check_positive("horizon_noise", horizon_noise, allow_zero=True)
         # a warm start's noise_scale: the scalar, or (annealed) a tensor [H or K, 1]
         self.warm_scale = self.warm_noise_scale
@@ -389,25 +389,43 @@ class MPC:
         return state
 
     @torch.no_grad()
-    def plan(self, state) -> Tensor:
+    def plan(self, state, elapsed: int = 1) -> Tensor:
         """Plan from ``state`` (cold or warm start) without moving time forward.
+
+        Args:
+            state: the system's state now.
+            elapsed: control steps since the state of the previous plan, ``0 <= elapsed <= H``: a
+                warm start drops that many actions of the previous plan (`shift_actions`;
+                with knots, [`shift_knots`][torch_mbd.knots.shift_knots]). ``1`` (default): one control
+                step went by, the previous plan's first action was applied. ``0``: refine the
+                previous plan from the same time. [`AsyncMPC`][torch_mbd.async_mpc.AsyncMPC] passes
+                what the wall clock says. Ignored by a cold start.
 
         Returns:
             The plan ``[H, nu]`` (also kept in `actions`); the next call warm-starts from it
-            shifted by one step, as if its first action had been applied.
+            shifted by ``elapsed`` steps.
         """
         start = time.perf_counter()
         state = self._state(state)
+        elapsed = check_int("elapsed", elapsed, minimum=0, maximum=self.horizon)
         rng = self.generator.get_state()
-        undo = _assign_initial_state(self.model, state)  # a property setter may refuse it: nothing changed then
+        restore = snapshot_initial_state(self.model)  # through the model's protocol: wrappers too
         try:
-            return self._plan_from_here(start)
+            self.model.initial_state = state
+            return self._plan_from_here(start, elapsed)
         except BaseException:  # a failed call changes nothing: the model's state, the RNG, the plan
-            undo()
+            restore()
             self.generator.set_state(rng)
             raise
 
-    def _plan_from_here(self, start: float) -> Tensor:
+    def _knot_shift(self, elapsed: int) -> Tensor:
+        """``[K, K]``: knots -> the knots of the same controls ``elapsed`` steps later (cached)."""
+        if elapsed not in self._knot_shifts:
+            matrix = shift_matrix(self.num_knots, self.horizon, elapsed, self.interpolation, self.shift)
+            self._knot_shifts[elapsed] = matrix.to(self.device, self.dtype)
+        return self._knot_shifts[elapsed]
+
+    def _plan_from_here(self, start: float, elapsed: int) -> Tensor:
         warm = self.actions is not None or self._next_warm
         size = self.horizon if self.num_knots is None else self.num_knots
         if self.actions is None:  # the plan's decision variables: [H, nu] actions or [K, nu] knots
@@ -416,9 +434,9 @@ class MPC:
             else:
                 params = torch.zeros(size, self.action_dim, dtype=self.dtype, device=self.device)
         elif self.num_knots is None:
-            params = shift_actions(self.actions, 1, self.shift)
+            params = shift_actions(self.actions, elapsed, self.shift)
         else:
-            params = torch.matmul(self._knot_shift, self.knots)  # = shift_knots(knots, H, 1, ...), built once
+            params = torch.matmul(self._knot_shift(elapsed), self.knots)  # = shift_knots(knots, H, elapsed, ...)
         steps, noise_scale = (self.diffusion_steps, self.warm_scale) if warm else (self.initial_steps, 1.0)
         optimizer = MBDOptimizer(
             [params],
@@ -476,6 +494,34 @@ class MPC:
         first interpolated control)."""
         return self.plan(state)[0].clone()
 
+    @torch.no_grad()
+    def predict(self, state, actions: Tensor) -> Tensor | None:
+        """The state after ``actions [k, nu]`` from ``state``, as the planner's model predicts it.
+
+        One rollout of one sample; the model's ``initial_state`` is put back afterwards. Used to
+        plan from where the system will be when a plan can first be applied
+        ([`AsyncMPC`][torch_mbd.async_mpc.AsyncMPC]'s latency compensation).
+
+        Returns:
+            The model's state after the last action (``Trajectory.states[..., -1, :]``, e.g.
+            ``[state_dim]``), or ``None`` when the model reports no states or states of another
+            shape than its ``initial_state``.
+        """
+        state = self._state(state)
+        actions = check_tensor("actions", actions).to(self.device, self.dtype)
+        if actions.dim() != 2 or actions.shape[-1] != self.action_dim or actions.shape[0] < 1:
+            raise ValueError(f"actions must have shape [k, {self.action_dim}] ([k, nu], k >= 1), got {tuple(actions.shape)}")
+        restore = snapshot_initial_state(self.model)
+        try:
+            self.model.initial_state = state
+            traj = as_trajectory(self.model.rollout(actions[None]), actions[None])
+            shape = tuple(torch.as_tensor(self.model.initial_state).shape)
+        finally:
+            restore()
+        if traj.states is None or tuple(traj.states.shape[-1:]) != shape or traj.feasible is not None and not bool(traj.feasible.all()):
+            return None
+        return traj.states[0, -1].clone()
+
     __call__ = act
 
 
@@ -483,34 +529,3 @@ def _validating_setter(model) -> bool:
     """Whether ``model.initial_state`` is a property with a setter (which then checks the shape)."""
     attr = getattr(type(model), "initial_state", None)
     return isinstance(attr, property) and attr.fset is not None
-
-
-def _assign_initial_state(model, state: Tensor):
-    """``model.initial_state = state``; returns a function that undoes it exactly.
-
-    The undo restores every attribute the assignment rebound (a property setter may set several,
-    e.g. ``MujocoModel``'s ``qpos0`` and ``qvel0`` next to the state) to the object it held, so
-    that nothing is lost to a round trip through the setter's dtype.
-    """
-    attrs = getattr(model, "__dict__", None)
-    if attrs is None:  # __slots__ or the like: undo through the setter
-        previous = model.initial_state
-        model.initial_state = state
-
-        def undo():
-            model.initial_state = previous
-
-        return undo
-    missing = object()
-    before = dict(attrs)
-    model.initial_state = state
-    rebound = {key: before.get(key, missing) for key, value in attrs.items() if before.get(key, missing) is not value}
-
-    def undo():
-        for key, value in rebound.items():
-            if value is missing:
-                attrs.pop(key, None)
-            else:
-                attrs[key] = value
-
-    return undo

@@ -17,11 +17,18 @@ diverged is marked infeasible; its rewards may be anything, NaN included. Tensor
 the model's ``device``. A model that does not report states may return ``states=None``:
 [`torch_mbd.plan`][torch_mbd.plan] then returns ``PlanResult.states = None``, and demonstrations (which
 score states) are refused with a ``ValueError``.
+
+Controllers that move a model's ``initial_state`` ([`torch_mbd.MPC`][torch_mbd.MPC]) put it back after a
+failed call with [`snapshot_initial_state`][torch_mbd.rollout.snapshot_initial_state]. A model (or a wrapper around one) that keeps its
+state somewhere the snapshot cannot see may define two optional methods,
+``initial_state_snapshot() -> object`` and ``restore_initial_state(snapshot)``, which the snapshot
+then uses instead ([`torch_mbd.knots.KnotRollout`][torch_mbd.knots.KnotRollout] does, delegating to the model it wraps).
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol, runtime_checkable
+import inspect
+from typing import Callable, NamedTuple, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -115,3 +122,54 @@ def as_trajectory(result, actions: Tensor) -> Trajectory:
         got = tuple(traj.feasible.shape) if isinstance(traj.feasible, Tensor) else type(traj.feasible).__name__
         raise ValueError(f"rollout feasible must have shape {batch} ([..., n]), got {got}")
     return traj._replace(feasible=as_feasible(traj.feasible))
+
+
+_MISSING = object()
+
+
+def snapshot_initial_state(model) -> Callable[[], None]:
+    """Snapshot ``model``'s initial state; returns ``restore()``, which puts it back as it is now.
+
+    Through the model's own protocol, never by copying private state:
+
+    * a model with ``initial_state_snapshot()`` and ``restore_initial_state(snapshot)`` (e.g. a
+      wrapper that delegates ``initial_state`` to the model it wraps, like
+      [`KnotRollout`][torch_mbd.knots.KnotRollout]) is restored by those methods;
+    * otherwise ``initial_state`` is read now and, when it is a property, assigned back through
+      its setter (a tensor is cloned first, in case the setter reuses its storage); then every
+      attribute of the model's own ``__dict__`` that was rebound since (a setter may set several,
+      e.g. ``MujocoModel``'s ``qpos0`` and ``qvel0`` next to the state) gets its old object back,
+      so that nothing is lost to a round trip through the setter's dtype.
+
+    A delegating property without the two methods is restored through its setter: exact in value
+    where the wrapped model keeps what it is given (a plain attribute), up to the setter's dtype
+    otherwise.
+
+    Args:
+        model: any object with a readable ``initial_state``.
+
+    Returns:
+        ``restore()``: no arguments, returns ``None``; may be called more than once.
+    """
+    own, back = getattr(model, "initial_state_snapshot", None), getattr(model, "restore_initial_state", None)
+    if callable(own) and callable(back):
+        snapshot = own()
+        return lambda: back(snapshot)
+    attrs = getattr(model, "__dict__", None)
+    through_setter = attrs is None or isinstance(inspect.getattr_static(type(model), "initial_state", None), property)
+    previous = model.initial_state
+    if through_setter and isinstance(previous, Tensor):
+        previous = previous.clone()
+    before = dict(attrs) if attrs is not None else None
+
+    def restore() -> None:
+        if through_setter:
+            model.initial_state = previous
+        if before is not None:
+            for key, value in before.items():
+                if attrs.get(key, _MISSING) is not value:
+                    attrs[key] = value
+            if "initial_state" not in before:  # a plain attribute created by the assignment
+                attrs.pop("initial_state", None)
+
+    return restore
