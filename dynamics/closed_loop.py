@@ -21,7 +21,7 @@ import sys
 import torch
 from torch import Tensor
 
-from torch_mbd.checks import check_int, check_positive
+from torch_mbd.checks import check_int
 
 from .tasks import Task, get_task, import_mujoco
 
