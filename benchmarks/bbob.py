@@ -37,7 +37,8 @@ Run::
 
 Flags: ``--solvers``, ``--functions`` (1-24), ``--dims``, ``--instances``, ``--budget`` (evaluations
 per dimension), ``--runs`` (JSON lines), ``--coco-data`` (folder of COCO's data), ``--fresh``,
-``--cocopp``, ``--no-write`` (print only; leave docs/ alone). Needs ``pip install -e ".[bbob]"``
+``--cocopp``, ``--report`` (run nothing; the tables of the stored runs), ``--no-write`` (print only;
+leave docs/ alone). Needs ``pip install -e ".[bbob]"``
 (coco-experiment, cocopp, pycma); SNES/XNES need ``evotorch``, NGOpt ``nevergrad``.
 """
 
@@ -267,10 +268,15 @@ def fraction_reached(runs: list[dict], functions) -> float | None:
     return hit / (len(chosen) * len(TARGETS))
 
 
-def summary_table(runs: list[dict], solvers: list[str], dim: int) -> str:
-    """Rows: the five groups and all 24 functions; columns: each solver's fraction of triples reached."""
+def summary_table(runs: list[dict], solvers: list[str], dim: int, expected: int | None = None) -> str:
+    """Rows: the five groups and all 24 functions; columns: each solver's fraction of triples reached.
+
+    A solver with fewer than ``expected`` runs at ``dim`` (an unfinished grid) gets no column but a
+    note under the table: a fraction over a subset of the functions would not compare.
+    """
     by_solver = {s: [r for r in runs if r["solver"] == s and r["dim"] == dim] for s in solvers}
-    solvers = [s for s in solvers if by_solver[s]]
+    partial = [s for s in solvers if by_solver[s] and expected is not None and len(by_solver[s]) < expected]
+    solvers = [s for s in solvers if by_solver[s] and s not in partial]
     rows = []
     for name, fids in [*GROUPS.items(), ("all functions", range(1, 25))]:
         cells = [fraction_reached(by_solver[s], fids) for s in solvers]
@@ -278,13 +284,17 @@ def summary_table(runs: list[dict], solvers: list[str], dim: int) -> str:
     per_eval = [1e6 * sum(r["seconds"] for r in by_solver[s]) / max(sum(r["evals"] for r in by_solver[s]), 1)
                 for s in solvers]
     rows.append(["time per evaluation (us, incl. the function)"] + [f"{t:.1f}" for t in per_eval])
-    return markdown_table([f"D = {dim}: fraction of (f, instance, target) reached"]
-                          + [LABELS[s] for s in solvers], rows)
+    table = markdown_table([f"D = {dim}: fraction of (f, instance, target) reached"]
+                           + [LABELS[s] for s in solvers], rows)
+    notes = [f"{LABELS[s]}: {len(by_solver[s])} of {expected} runs so far, left out" for s in partial]
+    return table + "".join(f"\n\n{note}" for note in notes)
 
 
-def final_precision_table(runs: list[dict], solvers: list[str], dim: int) -> str:
-    """Per function: the median over instances of the best precision ``f - f_opt`` each solver reached."""
-    solvers = [s for s in solvers if any(r["solver"] == s and r["dim"] == dim for r in runs)]
+def final_precision_table(runs: list[dict], solvers: list[str], dim: int, expected: int | None = None) -> str:
+    """Per function: the median over instances of the best precision ``f - f_opt`` each solver reached
+    (solvers with fewer than ``expected`` runs at ``dim`` left out, as in :func:`summary_table`)."""
+    counts = {s: sum(r["solver"] == s and r["dim"] == dim for r in runs) for s in solvers}
+    solvers = [s for s in solvers if counts[s] and (expected is None or counts[s] >= expected)]
     rows = []
     for fid in range(1, 25):
         cells = []
@@ -310,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="COCO's data goes to DIR/exdata/SOLVER/ ('none': no COCO data)")
     p.add_argument("--fresh", action="store_true", help="ignore (and overwrite) the runs already in --runs")
     p.add_argument("--cocopp", action="store_true", help="run cocopp on --coco-data after the grid")
+    p.add_argument("--report", action="store_true", help="run nothing: the tables of the runs stored in --runs")
     p.add_argument("--no-write", action="store_true", help="print the tables only; leave docs/ alone")
     return p
 
@@ -351,7 +362,7 @@ def main(argv=None) -> int:
     grid = [(s, d, f, i) for d in args.dims for f in args.functions for i in args.instances for s in args.solvers]
     for k, (solver, dim, fid, iid) in enumerate(grid):
         key = (solver, fid, dim, iid, args.budget * dim)
-        if key in done or solver in unavailable:
+        if key in done or solver in unavailable or args.report:
             continue
         try:
             r = run_one(solver, fid, dim, iid, args.budget, coco_data)
@@ -368,7 +379,9 @@ def main(argv=None) -> int:
               and r["dim"] in args.dims and r["budget"] == args.budget * r["dim"]]
     tables = []
     for dim in args.dims:
-        tables += [summary_table(wanted, args.solvers, dim), final_precision_table(wanted, args.solvers, dim)]
+        expected = len(args.functions) * len(args.instances)
+        tables += [summary_table(wanted, args.solvers, dim, expected),
+                   final_precision_table(wanted, args.solvers, dim, expected)]
     text = "\n\n".join(tables)
     print(text)
     section, figures = f"bbob_i{''.join(map(str, args.instances))}", []

@@ -100,3 +100,24 @@ def test_bad_arguments_are_refused(capsys):
             bbob.main(bad + ["--no-write"])
         assert exc.value.code == 2
     assert "--functions must lie in 1-24" in capsys.readouterr().err
+
+
+def _record(solver, fid, iid, hit_all):
+    hits = {str(t): (7 if hit_all else None) for t in bbob.TARGETS}
+    return dict(solver=solver, function=fid, dim=2, instance=iid, budget=200, seconds=0.1, fopt=0.0, evals=200,
+                best=0.0 if hit_all else 1.0, hits=hits, checkpoints=[1, 200], curve=[1.0, 0.0])
+
+
+def test_report_runs_nothing_and_leaves_an_unfinished_solver_out(tmp_path, capsys):
+    runs = tmp_path / "runs.jsonl"
+    records = [_record("cmaes", f, 1, True) for f in (1, 15)] + [_record("random", 1, 1, False)]
+    runs.write_text("".join(json.dumps(r) + "\n" for r in records))
+    argv = ["--dims", "2", "--functions", "1", "15", "--instances", "1", "--budget", "100",
+            "--solvers", "cmaes", "random", "--runs", str(runs), "--coco-data", "none", "--report", "--no-write"]
+    assert bbob.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "[bbob " not in out and len(runs.read_text().splitlines()) == 3  # nothing ran
+    header = next(line for line in out.splitlines() if "fraction of (f, instance, target)" in line)
+    assert "IPOP-CMA-ES" in header and "random search" not in header  # 1 of 2 runs: no column
+    assert "random search: 1 of 2 runs so far, left out" in out
+    assert "| all functions | 1.00 |" in out
