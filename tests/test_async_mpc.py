@@ -288,3 +288,17 @@ def test_predict_rolls_the_planner_model_on_and_leaves_its_state():
             return Trajectory(states=None, rewards=super().rollout(actions).rewards)
 
     assert controller(NoStates()).predict(torch.zeros(1), torch.zeros(1, 1)) is None
+
+
+def test_a_late_first_action_survives_refined_predicted_plans():
+    # The system asks for step 0's action only after the planner has published several refined plans
+    # from the predicted state of step 1 (a busy machine): step 0 still gets the plan made from step 0.
+    ctrl = controller(num_samples=4, diffusion_steps=1)
+    planner = AsyncMPC(ctrl, refine=True, predict=True)
+    with planner.start(torch.zeros(1)):
+        first = ctrl.actions.clone()
+        deadline = time.perf_counter() + 30
+        while planner.iterations < 4 and time.perf_counter() < deadline:
+            time.sleep(0.005)
+        assert planner.iterations >= 4 and planner.plan_step == 1  # refined from step 1 at least 3 times
+        assert torch.equal(planner.action(0), first[0]) and planner.last_age == 0

@@ -232,7 +232,8 @@ class AsyncMPC:
                     elapsed = min(max(step - self._plan_step, 0), self.controller.horizon)
                 plan = self.controller.plan(state, elapsed=elapsed)
                 with self._cond:
-                    self._previous = (self._plan, self._plan_step)
+                    if step > self._plan_step:  # refining from the same step keeps the plan before it
+                        self._previous = (self._plan, self._plan_step)
                     self._plan, self._plan_step = plan.clone(), step
                     self.iterations += 1
                     self._cond.notify_all()
