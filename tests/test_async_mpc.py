@@ -293,10 +293,10 @@ def test_predict_rolls_the_planner_model_on_and_leaves_its_state():
 def test_a_late_first_action_survives_refined_predicted_plans():
     # The system asks for step 0's action only after the planner has published several refined plans
     # from the predicted state of step 1 (a busy machine): step 0 still gets the plan made from step 0.
+    first = controller(num_samples=4, diffusion_steps=1).plan(torch.zeros(1))  # what start() plans first
     ctrl = controller(num_samples=4, diffusion_steps=1)
     planner = AsyncMPC(ctrl, refine=True, predict=True)
-    with planner.start(torch.zeros(1)):
-        first = ctrl.actions.clone()
+    with planner.start(torch.zeros(1)):  # (the planner thread may replace ctrl.actions at once)
         deadline = time.perf_counter() + 30
         while planner.iterations < 4 and time.perf_counter() < deadline:
             time.sleep(0.005)
