@@ -405,12 +405,22 @@ def main(argv=None) -> int:
     if not args.no_write:
         instances = " ".join(map(str, args.instances))
         pictures = "\n\n".join(f"![COCO's runtime distribution (ECDF) over all functions]({f})" for f in figures)
-        command = "python -m benchmarks.bbob" + ("" if argv is None else " " + " ".join(argv))
+        given, raw = [], list(sys.argv[1:] if argv is None else argv)
+        while raw:  # what reruns the grid: not --report, and not where this machine kept COCO's data
+            a = raw.pop(0)
+            if a == "--coco-data":
+                raw.pop(0) if raw else None
+            elif a != "--report" and not a.startswith("--coco-data="):
+                given.append(a)
+        command = " ".join(["python -m benchmarks.bbob", *given])
         write_section(section, f"""## COCO bbob, instances {instances}
 
 `{command}` on {machine()}: {len(args.functions)} functions, budget {args.budget} x D evaluations, targets
 f - f_opt in {", ".join(f"{t:g}" for t in TARGETS)}; the run records are in `{args.runs.relative_to(ROOT)
-if args.runs.is_relative_to(ROOT) else args.runs}`.
+if args.runs.is_relative_to(ROOT) else args.runs}`. The fractions and precisions do not depend on the
+machine's speed or load; the times per evaluation are of the load the machine had (it was shared with
+other work: compare them within one table only). Each solver's budget, stopping rule and start are
+in the module's docstring; the ECDF figures are cocopp's (`--cocopp`), over every function.
 {"Not run: " + "; ".join(f"{s} ({m})" for s, m in unavailable.items()) if unavailable else ""}
 
 {text}
