@@ -30,7 +30,7 @@ from torch_mbd.checks import check_device, check_int, check_positive
 from torch_mbd.rollout import Trajectory
 
 # The box tests live in dynamics.geometry (shared with the RRT planner); they stay importable from here.
-from .geometry import distance_to_boxes, path_hits_boxes, points_in_boxes, segments_hit_boxes  # noqa: F401
+from .geometry import distance_to_boxes, draw_plane, path_hits_boxes, points_in_boxes, segments_hit_boxes  # noqa: F401
 
 # The default U-maze: boxes (xmin, ymin, xmax, ymax), open towards -x (the start).
 U_MAZE_BOXES = (
@@ -393,21 +393,7 @@ class Car2D:
 
     def draw(self, ax) -> None:
         """Draw the map (obstacles, start, goal region) on a matplotlib ``Axes``."""
-        from matplotlib.patches import Circle, Rectangle
-
-        for xmin, ymin, xmax, ymax in self.obstacles.cpu().tolist():
-            ax.add_patch(Rectangle((xmin, ymin), xmax - xmin, ymax - ymin, color="0.35", zorder=1))
-        gx, gy = self.goal.cpu().tolist()
-        ax.add_patch(Circle((gx, gy), self.goal_radius, color="tab:green", alpha=0.3, zorder=1))
-        ax.plot([gx], [gy], marker="*", color="tab:green", markersize=14, zorder=5, label="goal")
-        sx, sy = self.initial_state[:2].cpu().tolist()
-        ax.plot([sx], [sy], marker="o", color="black", markersize=7, zorder=5, label="start")
-        (xmin, ymin), (xmax, ymax) = self.workspace.cpu().tolist()
-        ax.set_xlim(xmin, xmax)
-        ax.set_ylim(ymin, ymax)
-        ax.set_aspect("equal")
-        ax.set_xlabel("x (m)")
-        ax.set_ylabel("y (m)")
+        draw_plane(ax, self.goal, self.goal_radius, self.initial_state[:2], self.workspace, self.obstacles)
 
     def _check_actions(self, actions: Tensor) -> None:
         if not isinstance(actions, Tensor):

@@ -39,6 +39,8 @@ from torch import Tensor
 from torch_mbd.checks import check_device
 from torch_mbd.rollout import Trajectory
 
+from .geometry import draw_plane
+
 
 # ----------------------------------------------------------------------------- pure math
 def wrap_angle(angle: Tensor) -> Tensor:
@@ -548,16 +550,4 @@ class PointMass(AnalyticTask):
 
     def draw(self, ax) -> None:
         """Draw the start, the goal and its radius on a matplotlib ``Axes``."""
-        from matplotlib.patches import Circle
-
-        gx, gy = self.goal.cpu().tolist()
-        ax.add_patch(Circle((gx, gy), self.goal_radius, color="tab:green", alpha=0.3, zorder=1))
-        ax.plot([gx], [gy], marker="*", color="tab:green", markersize=14, zorder=5, label="goal")
-        sx, sy = self.initial_state[:2].cpu().tolist()
-        ax.plot([sx], [sy], marker="o", color="black", markersize=7, zorder=5, label="start")
-        (xmin, ymin), (xmax, ymax) = self.workspace.cpu().tolist()
-        ax.set_xlim(xmin, xmax)
-        ax.set_ylim(ymin, ymax)
-        ax.set_aspect("equal")
-        ax.set_xlabel("x (m)")
-        ax.set_ylabel("y (m)")
+        draw_plane(ax, self.goal, self.goal_radius, self.initial_state[:2], self.workspace)

@@ -3,7 +3,8 @@
 Boxes are rows ``(xmin, ymin, xmax, ymax)`` of a ``[k, 4]`` tensor. These tests are shared by
 the car (`dynamics.car`: feasibility of a rollout) and the RRT planner
 ([`dynamics.planning`][dynamics.planning]: free space for tree edges and shortcuts); they live here so that
-neither of those modules imports the other.
+neither of those modules imports the other. [`draw_plane`][dynamics.geometry.draw_plane] draws such a
+planar task (the car's U-maze, the point mass) on a matplotlib ``Axes``.
 """
 
 from __future__ import annotations
@@ -93,3 +94,33 @@ def path_hits_boxes(initial: Tensor, positions: Tensor, boxes: Tensor, margin: f
     """
     previous = torch.cat([initial.expand(*positions.shape[:-2], 1, 2), positions[..., :-1, :]], dim=-2)
     return segments_hit_boxes(previous, positions, boxes, margin).any(-1)
+
+
+def draw_plane(
+    ax, goal: Tensor, goal_radius: float, start: Tensor, workspace: Tensor, obstacles: Tensor | None = None
+) -> None:
+    """Draw a planar task on a matplotlib ``Axes``: the box ``obstacles``, the goal region, the start.
+
+    Args:
+        ax: the ``Axes``; its limits become the ``workspace`` and its aspect equal.
+        goal: ``[2]`` the goal's position; ``goal_radius`` the radius of its region (m).
+        start: ``[2]`` the start position.
+        workspace: ``[2, 2]`` rows ``(xmin, ymin)``, ``(xmax, ymax)``.
+        obstacles: ``[k, 4]`` boxes ``(xmin, ymin, xmax, ymax)``, or ``None``.
+    """
+    from matplotlib.patches import Circle, Rectangle
+
+    if obstacles is not None:
+        for xmin, ymin, xmax, ymax in obstacles.cpu().tolist():
+            ax.add_patch(Rectangle((xmin, ymin), xmax - xmin, ymax - ymin, color="0.35", zorder=1))
+    gx, gy = goal.cpu().tolist()
+    ax.add_patch(Circle((gx, gy), goal_radius, color="tab:green", alpha=0.3, zorder=1))
+    ax.plot([gx], [gy], marker="*", color="tab:green", markersize=14, zorder=5, label="goal")
+    sx, sy = start.cpu().tolist()
+    ax.plot([sx], [sy], marker="o", color="black", markersize=7, zorder=5, label="start")
+    (xmin, ymin), (xmax, ymax) = workspace.cpu().tolist()
+    ax.set_xlim(xmin, xmax)
+    ax.set_ylim(ymin, ymax)
+    ax.set_aspect("equal")
+    ax.set_xlabel("x (m)")
+    ax.set_ylabel("y (m)")
