@@ -340,9 +340,10 @@ class SamplingOptimizer(Optimizer):
         """The flat layout of the parameter groups (built at the first use, rebuilt after a change).
 
         Group options set between steps (``noise_scale``, ``fraction``, ``bounds``) are checked and take
-        effect at the next step, the way a ``torch.optim`` optimizer reads ``lr`` from its groups.
+        effect at the next step (``step`` compares them once), the way a ``torch.optim`` optimizer reads
+        ``lr`` from its groups.
         """
-        if self._layout is None or self._layout_options != flat.group_options_key(self.param_groups):
+        if self._layout is None:
             for group in self.param_groups:
                 group.update(self._checked_group_options(group, group["params"]))
             rollout_mode = self.rollout is not None
@@ -382,6 +383,8 @@ class SamplingOptimizer(Optimizer):
             return self._step(closure)
 
     def _step(self, closure) -> Tensor:
+        if self._layout is not None and self._layout_options != flat.group_options_key(self.param_groups):
+            self._layout = None  # group options set since the last step: checked and rebuilt by self.layout
         layout = self.layout
         level = self.level
         y_bar = flat.flat_estimate(self._params, math.prod(self.batch_shape))
