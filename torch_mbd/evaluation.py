@@ -159,5 +159,5 @@ class Evaluator:
             raise ValueError(f"rollout returned rewards on {traj.rewards.device}, params are on {self.device}")
         check_real_dtype("rollout rewards", traj.rewards)
         rewards = traj.rewards.to(self.compute_dtype).mean(-1).reshape(B, n)
-        feasible = None if traj.feasible is None else traj.feasible.reshape(B, n).to(torch.bool)
+        feasible = None if traj.feasible is None else traj.feasible.reshape(B, n)  # boolean: as_trajectory converts it
         return rewards, feasible, traj
