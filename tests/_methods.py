@@ -25,6 +25,7 @@ class Method(NamedTuple):
 
 FLAGS = {
     "mbd": dict(temperature=True, demo=True, fraction=True),
+    "mbd-adaptive": dict(temperature=True),
     "cem": dict(),
     "mppi": dict(temperature=True),
     "cmaes": dict(needs="cma"),

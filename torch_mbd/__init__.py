@@ -7,6 +7,7 @@ from the model itself. Use [`MBDOptimizer`][torch_mbd.MBDOptimizer] (or any meth
 with any [`RolloutModel`][torch_mbd.RolloutModel].
 """
 
+from .adaptive import AdaptiveMBDOptimizer
 from .async_mpc import AsyncMPC, ClosedLoopResult, run_closed_loop
 from .cem import CEMOptimizer
 from .closure import batched_closure
@@ -44,6 +45,7 @@ __all__ = [
     "METHODS",
     "register_method",
     "MBDOptimizer",
+    "AdaptiveMBDOptimizer",
     "CEMOptimizer",
     "MPPIOptimizer",
     "CMAESOptimizer",

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from .adaptive import AdaptiveMBDOptimizer
 from .cem import CEMOptimizer
 from .cmaes import CMAESOptimizer
 from .mppi import MPPIOptimizer
@@ -15,7 +16,7 @@ from .predictive import PredictiveSamplingOptimizer
 from .sampling import SamplingOptimizer
 
 METHODS: dict[str, type[SamplingOptimizer]] = {}
-"""Method name -> optimizer class: ``"mbd"``; the standard baselines ``"cem"``, ``"mppi"``, ``"cmaes"``
+"""Method name -> optimizer class: ``"mbd"`` (the paper's), ``"mbd-adaptive"`` (noise level and shape learnt); the standard baselines ``"cem"``, ``"mppi"``, ``"cmaes"``
 (pycma) and ``"predictive"`` (predictive sampling); the paper's baselines as the authors ran them,
 ``"paper-mppi"``, ``"paper-cem"``, ``"paper-cmaes"`` ([`torch_mbd.paper_baselines`][torch_mbd.paper_baselines])."""
 
@@ -38,7 +39,7 @@ def register_method(cls: type[SamplingOptimizer], name: str | None = None) -> ty
     return cls
 
 
-for _cls in (MBDOptimizer, CEMOptimizer, MPPIOptimizer, CMAESOptimizer, PredictiveSamplingOptimizer,
+for _cls in (MBDOptimizer, AdaptiveMBDOptimizer, CEMOptimizer, MPPIOptimizer, CMAESOptimizer, PredictiveSamplingOptimizer,
              PaperMPPIOptimizer, PaperCEMOptimizer, PaperCMAESOptimizer):
     register_method(_cls)
 
