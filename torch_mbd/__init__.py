@@ -8,6 +8,7 @@ with any [`RolloutModel`][torch_mbd.RolloutModel].
 """
 
 from .async_mpc import AsyncMPC, ClosedLoopResult, run_closed_loop
+from .callbacks import HistoryLogger, PrintLogger, StepLog
 from .cem import CEMOptimizer
 from .closure import batched_closure
 from .denoise import (
@@ -57,6 +58,9 @@ __all__ = [
     "minimize",
     "MinimizeResult",
     "MinimizeHistory",
+    "StepLog",
+    "HistoryLogger",
+    "PrintLogger",
     "plan",
     "PlanResult",
     "MPC",
