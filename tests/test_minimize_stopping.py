@@ -231,6 +231,12 @@ def test_plan_calls_the_callback_and_can_be_stopped():
     with pytest.raises(TypeError, match="callback must be callable"):
         torch_mbd.plan(model, num_samples=16, num_steps=2, callback="print", **QUIET)
 
+    def broken(log):
+        raise KeyError(log.step)
+
+    with pytest.raises(KeyError):
+        torch_mbd.plan(model, num_samples=16, num_steps=2, callback=broken, **QUIET)
+
 
 def test_step_log_is_a_frozen_record():
     log = StepLog(step=1, nfev=8, best=1.0, step_best=1.0, step_mean=2.0, sigma=0.5, temperature=None, restart=0,

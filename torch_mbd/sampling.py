@@ -6,7 +6,8 @@ estimate. Everything else is shared and lives here: the flat layout of the param
 (`torch_mbd.evaluation`), keeping the best valid sample, writing the estimate back into the
 parameters, the warnings, the thread policy and a generic, fully checked ``state_dict``.
 
-One [`SamplingOptimizer.step`][torch_mbd.sampling.SamplingOptimizer.step] is [`ask`][torch_mbd.sampling.SamplingOptimizer.ask], the closure or rollout, then [`tell`][torch_mbd.sampling.SamplingOptimizer.tell]::
+One [`SamplingOptimizer.step`][torch_mbd.sampling.SamplingOptimizer.step] is [`ask`][torch_mbd.sampling.SamplingOptimizer.ask], the closure or rollout,
+then [`tell`][torch_mbd.sampling.SamplingOptimizer.tell]::
 
     y_bar = the parameters, flat [B, D]              # ask()
     samples, sigma = self.sample(y_bar)              # hook: [B, n, D]
@@ -223,7 +224,9 @@ def rollout_batch_shape(params: list[Tensor]) -> tuple:
     """
     if len(params) != 1 or params[0].dim() < 2:
         shapes = [tuple(p.shape) for p in params]
-        raise ValueError(f"with a rollout, params must be exactly one action tensor of shape [..., H, nu], got shapes {shapes}")
+        raise ValueError(
+            f"with a rollout, params must be exactly one action tensor of shape [..., H, nu], got shapes {shapes}"
+        )
     batch_shape = tuple(params[0].shape[:-2])
     if math.prod(batch_shape) == 0:
         raise ValueError(
