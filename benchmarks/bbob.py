@@ -155,8 +155,9 @@ def solve_mbd(ev: Evaluator, x0, lower, upper, seed: int, dim: int) -> None:
     steps = max((ev.budget - 1) // MBD_SAMPLES, 1)  # minimize also evaluates its final estimate
     f = lambda x: torch.from_numpy(ev.evaluate(x.numpy()))
     bounds = (torch.from_numpy(lower), torch.from_numpy(upper))
+    # temperature 1.0: minimize's default until issue 23, at which the recorded results were measured
     minimize(f, torch.from_numpy(x0), num_samples=MBD_SAMPLES, num_steps=steps, bounds=bounds, seed=seed,
-             progress=False)
+             temperature=1.0, progress=False)
 
 
 def solve_cmaes(ev: Evaluator, x0, lower, upper, seed: int, dim: int) -> None:

@@ -27,6 +27,18 @@ def run_blackbox(process_group=None, steps=15):
     return x, sum(evaluated)
 
 
+def run_blackbox_ask_tell(process_group=None, steps=15):
+    """``run_blackbox`` through ask() / tell(): each rank evaluates the shard it is asked."""
+    x = torch.full((12,), 2.0)
+    opt = MBDOptimizer([x], num_samples=33, temperature=0.5, num_steps=steps, bounds=(-5.0, 5.0), seed=7, process_group=process_group)
+    evaluated = []
+    for _ in range(steps):
+        (candidates,) = opt.ask()
+        evaluated.append(candidates.shape[0])
+        opt.tell(rastrigin(candidates))
+    return x, sum(evaluated)
+
+
 def run_car(process_group=None, steps=6):
     """A few MBD steps on the car (explicit arguments, small n and H); returns the plan and its rewards."""
     from dynamics.car import Car2D
@@ -51,8 +63,10 @@ def _worker(rank, world, out):
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     try:
         x, count = run_blackbox(dist.group.WORLD)
+        asked, asked_count = run_blackbox_ask_tell(dist.group.WORLD)
         car_actions, car_rewards, car_count = run_car(dist.group.WORLD)
-        result = {"x": x, "count": count, "car_actions": car_actions, "car_rewards": car_rewards, "car_count": car_count}
+        result = {"x": x, "count": count, "car_actions": car_actions, "car_rewards": car_rewards, "car_count": car_count,
+                  "asked": asked, "asked_count": asked_count}
         torch.save(result, os.path.join(out, f"rank{rank}.pt"))
         dist.barrier()  # no rank tears gloo down while another still talks to it
     finally:
@@ -72,8 +86,10 @@ def test_two_gloo_ranks_equal_one_process(tmp_path):
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     for r in ranks:
         assert torch.equal(r["x"], single)
+        assert torch.equal(r["asked"], single)  # ask() / tell() on each rank's shard: the same run
     # each rank evaluated its shard only: 17 + 16 of the 33 samples per step
     assert sorted(r["count"] for r in ranks) == [15 * 16, 15 * 17]
+    assert sorted(r["asked_count"] for r in ranks) == [15 * 16, 15 * 17]
     assert count == 15 * 33
     # the car (rollout mode): same plan and same gathered rewards, bit for bit, from 8 + 7 of 15 rollouts
     car_actions, car_rewards, car_count = run_car()

@@ -70,5 +70,6 @@ def test_method_options_reach_the_baseline():
     greedy = minimize(f, torch.zeros(4), num_samples=32, num_steps=20, seed=0, progress=False, method="cem", elite_fraction=0.1)
     everyone = minimize(f, torch.zeros(4), num_samples=32, num_steps=20, seed=0, progress=False, method="cem", elite_fraction=1.0)
     assert greedy.fun < everyone.fun
-    tiny = minimize(f, torch.zeros(4), num_samples=32, num_steps=5, seed=0, progress=False, method="mppi", noise_std=1e-4)
+    tiny = minimize(f, torch.zeros(4), num_samples=32, num_steps=5, seed=0, progress=False, method="mppi", noise_std=1e-4,
+                   temperature=1.0)  # the temperature minimize forced before issue 23
     assert (tiny.x_final - 0.0).abs().max() < 1e-3

@@ -9,6 +9,7 @@ with any [`RolloutModel`][torch_mbd.RolloutModel].
 
 from .adaptive import AdaptiveMBDOptimizer
 from .async_mpc import AsyncMPC, ClosedLoopResult, run_closed_loop
+from .callbacks import HistoryLogger, PrintLogger, StepLog
 from .cem import CEMOptimizer
 from .closure import batched_closure
 from .denoise import (
@@ -59,6 +60,9 @@ __all__ = [
     "minimize",
     "MinimizeResult",
     "MinimizeHistory",
+    "StepLog",
+    "HistoryLogger",
+    "PrintLogger",
     "plan",
     "PlanResult",
     "MPC",

@@ -1,9 +1,10 @@
 """Scoring a step's samples: closure or rollout, output checks, process-group sharding.
 
-`Evaluator` is the one place that calls the user's objective. In closure mode it hands
-the closure one candidate tensor per parameter and reads back losses; in rollout mode it hands
-the rollout ``[..., n, H, nu]`` actions and reads back a [`Trajectory`][torch_mbd.rollout.Trajectory].
-Both are checked (shape, device, real dtype) and turned into per-sample rewards ``[B, n]``. Under
+`Evaluator` is the one place that shapes what the user's objective is given and checks what it
+returns, in two halves around the call (made by ``SamplingOptimizer.step``, or by the user between
+``ask()`` and ``tell()``): [`Evaluator.inputs`][torch_mbd.evaluation.Evaluator.inputs] gives the closure one candidate tensor per
+parameter, or the rollout ``[..., n, H, nu]`` actions; [`Evaluator.score`][torch_mbd.evaluation.Evaluator.score] checks the losses, or the
+[`Trajectory`][torch_mbd.rollout.Trajectory] (shape, device, real dtype), and turns them into per-sample rewards ``[B, n]``. Under
 a ``torch.distributed`` process group each rank scores its contiguous shard of the samples and
 the scores are all-gathered, so every rank continues with the same numbers.
 """
@@ -15,7 +16,6 @@ from typing import Callable, NamedTuple
 import torch
 from torch import Tensor
 
-from .closure import candidate_params
 from .rollout import as_trajectory
 
 
@@ -51,7 +51,7 @@ def mean_objective(rewards: Tensor, feasible: Tensor | None, rollout_mode: bool)
 
 
 class Evaluator:
-    """Scores samples with a closure or a rollout, on this rank's shard of them.
+    """Shapes samples for a closure or a rollout and scores what it returned, on this rank's shard.
 
     Args:
         rollout: the batched rollout (``actions[..., n, H, nu] -> Trajectory``), or ``None`` for closure mode.
@@ -68,6 +68,7 @@ class Evaluator:
             raise TypeError(f"rollout must be callable (actions -> Trajectory), got {type(rollout).__name__}")
         self.rollout, self.batch_shape = rollout, batch_shape
         self.device, self.dtype, self.compute_dtype = params[0].device, params[0].dtype, compute_dtype
+        self.event_shape = tuple(params[0].shape[len(batch_shape) :])  # [H, nu] in rollout mode
         self.process_group = process_group
 
     def broadcast_generator_state(self, generator: torch.Generator) -> None:
@@ -104,33 +105,55 @@ class Evaluator:
         dist.all_gather(parts, padded, group=self.process_group)
         return torch.cat(parts, dim=1)[:, :n]
 
-    def __call__(
-        self, closure, samples: Tensor, params: list[Tensor], segments: list, log_likelihood=None
-    ) -> Evaluation:
-        """Score this rank's shard of ``samples [B, n, D]`` and gather the scores from every rank.
+    def inputs(self, samples: Tensor, segments: list) -> tuple[list[Tensor] | Tensor, tuple[int, int, int]]:
+        """This rank's shard of ``samples [B, n, D]`` as the objective takes it, and ``(start, stop, size)``.
 
-        Args:
-            closure: ``candidates -> losses [n]`` (closure mode) or ``None`` (rollout mode).
-            samples: the step's samples.
-            params: the optimizer's parameters (a ``batched_closure`` binds its candidates to them).
-            segments: the flat layout's ``(offset, numel, shape)`` per parameter.
-            log_likelihood: ``(shard [B, k, D], trajectory or None) -> [B, k]`` for a demonstration, or ``None``.
+        Closure mode: one tensor ``[k, *param.shape]`` per parameter (``segments``: the flat layout's
+        ``(offset, numel, shape)`` per parameter); rollout mode: the actions ``[..., k, H, nu]``.
+        Both are views of ``samples``. ``k = n`` without a process group.
         """
-        B, n, _ = samples.shape
+        n = samples.shape[1]
         start, stop, size = self.shard(n)
         shard = samples[:, start:stop]
+        if self.rollout is not None:
+            return shard.reshape(*self.batch_shape, stop - start, *self.event_shape), (start, stop, size)
+        flat = shard[0]
+        return [flat[:, o : o + k].unflatten(-1, shape) if shape else flat[:, o] for o, k, shape in segments], (
+            start, stop, size,
+        )
+
+    def score(
+        self, output, samples: Tensor, inputs, shard: tuple[int, int, int], log_likelihood=None, what: str = "closure"
+    ) -> Evaluation:
+        """Check what the objective returned for this rank's shard and gather the scores from every rank.
+
+        Args:
+            output: closure mode: the losses ``[k]``; rollout mode: the rollout's
+                [`Trajectory`][torch_mbd.rollout.Trajectory] or ``(rewards, states, feasible)`` tuple.
+                Ignored on a rank whose shard is empty (``k = 0``).
+            samples: the step's samples ``[B, n, D]``.
+            inputs: what [`inputs`][torch_mbd.evaluation.Evaluator.inputs] returned for them.
+            shard: ``(start, stop, size)`` of this rank's share.
+            log_likelihood: ``(shard [B, k, D], trajectory or None) -> [B, k]`` for a demonstration, or ``None``.
+            what: how an error names ``output`` in closure mode (``"closure"``, ``"tell() losses"``).
+
+        Raises:
+            TypeError, ValueError: ``output`` is not what the mode expects (shape, device, dtype).
+        """
+        B, n, _ = samples.shape
+        start, stop, size = shard
         k = stop - start
         feasible = loglik = trajectory = None
-        if k == 0:  # more ranks than samples: nothing to evaluate here
-            rewards = shard.new_empty(B, 0, dtype=self.compute_dtype)
+        if k == 0:  # more ranks than samples: nothing was evaluated here
+            rewards = samples.new_empty(B, 0, dtype=self.compute_dtype)
             feasible = torch.ones(B, 0, dtype=torch.bool, device=self.device) if self.rollout is not None else None
-            loglik = shard.new_empty(B, 0, dtype=self.compute_dtype) if log_likelihood is not None else None
+            loglik = samples.new_empty(B, 0, dtype=self.compute_dtype) if log_likelihood is not None else None
         elif self.rollout is not None:
-            rewards, feasible, trajectory = self._rollout(shard, B, k, params[0])
+            rewards, feasible, trajectory = self._rollout_scores(output, inputs, B, k)
         else:
-            rewards = self._closure(closure, shard, k, params, segments)
+            rewards = self._losses(output, k, what)
         if k > 0 and log_likelihood is not None:
-            loglik = log_likelihood(shard, trajectory)
+            loglik = log_likelihood(samples[:, start:stop], trajectory)
         rewards = self.gather(rewards, size, n)
         if feasible is not None:
             feasible = self.gather(feasible.to(self.dtype), size, n) == 1
@@ -138,23 +161,20 @@ class Evaluator:
             loglik = self.gather(loglik, size, n)
         return Evaluation(rewards, feasible, loglik, trajectory)
 
-    def _closure(self, closure, samples: Tensor, n: int, params: list[Tensor], segments: list) -> Tensor:
-        flat = samples[0]
-        candidates = [flat[:, o : o + k].unflatten(-1, shape) if shape else flat[:, o] for o, k, shape in segments]
-        with candidate_params(params):  # batched_closure matches candidates by identity, through any wrapper
-            losses = closure(candidates)
+    def _losses(self, losses, n: int, what: str) -> Tensor:
+        """``[1, n]`` rewards ``-losses`` from checked losses ``[n]``."""
+        must = "closure must return" if what == "closure" else f"{what} must be"
         if not isinstance(losses, Tensor):
-            raise TypeError(f"closure must return a tensor of {n} losses, got {type(losses).__name__}")
+            raise TypeError(f"{must} a tensor of {n} losses, got {type(losses).__name__}")
         if losses.shape != (n,):
-            raise ValueError(f"closure must return one loss per candidate, shape ({n},), got {tuple(losses.shape)}")
+            raise ValueError(f"{must} one loss per candidate, shape ({n},), got {tuple(losses.shape)}")
         if losses.device != self.device:
-            raise ValueError(f"closure returned losses on {losses.device}, params are on {self.device}")
-        check_real_dtype("closure losses", losses)
+            raise ValueError(f"{what}: losses on {losses.device}, params are on {self.device}")
+        check_real_dtype(f"{what} losses", losses)
         return (-losses.to(self.compute_dtype)).unsqueeze(0)
 
-    def _rollout(self, samples: Tensor, B: int, n: int, p: Tensor):
-        actions = samples.reshape(*self.batch_shape, n, *p.shape[len(self.batch_shape) :])
-        traj = as_trajectory(self.rollout(actions), actions)
+    def _rollout_scores(self, output, actions: Tensor, B: int, n: int):
+        traj = as_trajectory(output, actions)
         if traj.rewards.device != self.device:
             raise ValueError(f"rollout returned rewards on {traj.rewards.device}, params are on {self.device}")
         check_real_dtype("rollout rewards", traj.rewards)

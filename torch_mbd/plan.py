@@ -17,11 +17,13 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import Tensor
 
 from .baselines import optimizer_class
+from .callbacks import StepLog, as_float, check_callback
 from .checks import check_bool, check_device, check_int, check_seed, check_tensor
 from .knots import INTERPOLATIONS, KnotRollout, fit_knots
 from .optim import check_temperature
@@ -76,6 +78,8 @@ class PlanResult:
         best_sample_reward: the best evaluated sample's mean step reward as the optimizer measured
             it during the run (mean over problems; ``-inf`` if some problem saw no valid sample).
         knots: ``[..., num_knots, nu]`` the knots of ``actions``, or ``None`` without knots.
+        stop: why the run stopped: ``"num_steps"`` (every step ran) or ``"callback"`` (the
+            callback returned ``True``; ``history`` and ``reward_history`` then hold the steps run).
     """
 
     actions: Tensor
@@ -91,6 +95,7 @@ class PlanResult:
     estimate_reward: float = math.nan
     best_sample_reward: float = math.nan
     knots: Tensor | None = None
+    stop: str = "num_steps"
 
     @property
     def problem_rewards(self) -> Tensor:
@@ -129,6 +134,7 @@ def plan(
     interpolation: str = FROM_PRESET,
     keep_best: bool = FROM_PRESET,
     preset: str = "default",
+    callback: Callable[[StepLog], object] | None = None,
     **options,
 ) -> PlanResult:
     """Optimize an open-loop control sequence for ``model`` with Model-Based Diffusion (or a baseline).
@@ -171,6 +177,10 @@ def plan(
             tie the estimate). Both are rolled out in one call of two samples. Default the preset's.
         preset: the defaults of ``num_knots``, ``interpolation``, ``temperature`` and ``keep_best``:
             ``"default"`` or ``"paper"`` ([`PRESETS`][torch_mbd.plan.PRESETS]).
+        callback: called after every step with a [`StepLog`][torch_mbd.callbacks.StepLog] (rewards: higher is
+            better; e.g. a [`HistoryLogger`][torch_mbd.callbacks.HistoryLogger] or [`PrintLogger`][torch_mbd.callbacks.PrintLogger]); returning ``True``
+            stops planning after that step (``stop="callback"``; the result is then made from that
+            step's estimate as usual); what it raises propagates.
         **options: any other option of the chosen optimizer (for MBD ``beta_first``, ``noise_convention``,
             ``demo_sigma``, ``demo_reward``, ...; for CEM ``elite_fraction``; for MPPI ``noise_std``;
             for CMA-ES ``sigma0``, ``cma_options``).
@@ -180,7 +190,7 @@ def plan(
 
     Raises:
         TypeError: ``model`` lacks part of the protocol; ``demo``, ``demo_mask`` or ``init`` is
-            not a tensor or NumPy array of the right kind.
+            not a tensor or NumPy array of the right kind; ``callback`` is not callable.
         ValueError: a bad number (``horizon``, ``num_samples``, ``num_steps``, ``temperature``,
             ``seed``, ``num_knots``), an unknown ``interpolation`` or ``preset``, a ``keep_best``
             that is not a bool, a device this process cannot use or other than the model's, a
@@ -199,6 +209,7 @@ def plan(
     temperature, keep_best = settings["temperature"], settings["keep_best"]
     seed = check_seed(seed)
     progress = check_bool("progress", progress)
+    callback = check_callback(callback)
     nu = check_int("model.action_dim", model.action_dim, minimum=1)
     model_device = check_device(getattr(model, "device", "cpu"), "model.device")
     if device is not None and not _same_device(check_device(device), model_device):
@@ -245,15 +256,18 @@ def plan(
         **demo_options,
         **options,
     )
-    history, reward_history = [], []
+    history, reward_history, stop = [], [], "num_steps"
     start = time.perf_counter()
     with use_threads(torch_threads), progress_bar(num_steps, f"{method.upper()} plan", progress) as bar:
-        for _ in range(num_steps):
+        for step in range(1, num_steps + 1):
             reward_history.append(opt.step())
             history.append(controls(params).clone())
             bar.update()
             if progress:
                 bar.set_postfix(reward=f"{float(reward_history[-1]):.4f}")
+            if callback is not None and callback(_step_log(opt, step, num_samples, reward_history[-1], start)):
+                stop = "callback"
+                break
     best_sample_reward = float(opt.best_reward.mean())
     with torch.no_grad(), use_threads(torch_threads):
         if keep_best:
@@ -298,6 +312,19 @@ def plan(
         estimate_reward=estimate_reward,
         best_sample_reward=best_sample_reward,
         knots=None if knot_model is None else pick(final),
+        stop=stop,
+    )
+
+
+def _step_log(opt, step: int, num_samples: int, mean_reward: Tensor, start: float) -> StepLog:
+    """The [`StepLog`][torch_mbd.callbacks.StepLog] of plan's step ``step``: rewards averaged over the problems."""
+    info = opt.last_step
+    valid = torch.isfinite(info.rewards) if info.feasible is None else torch.isfinite(info.rewards) & info.feasible
+    step_best = torch.where(valid, info.rewards, torch.full_like(info.rewards, -math.inf)).amax(-1).mean()
+    return StepLog(
+        step=step, nfev=step * num_samples, best=float(opt.best_reward.mean()), step_best=float(step_best),
+        step_mean=float(mean_reward), sigma=float(info.sigma), temperature=as_float(info.temperature), restart=0,
+        elapsed=time.perf_counter() - start, objective="reward",
     )
 
 

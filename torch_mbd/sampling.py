@@ -6,11 +6,13 @@ estimate. Everything else is shared and lives here: the flat layout of the param
 (`torch_mbd.evaluation`), keeping the best valid sample, writing the estimate back into the
 parameters, the warnings, the thread policy and a generic, fully checked ``state_dict``.
 
-One [`SamplingOptimizer.step`][torch_mbd.sampling.SamplingOptimizer.step]::
+One [`SamplingOptimizer.step`][torch_mbd.sampling.SamplingOptimizer.step] is [`ask`][torch_mbd.sampling.SamplingOptimizer.ask], the closure or rollout,
+then [`tell`][torch_mbd.sampling.SamplingOptimizer.tell]::
 
-    y_bar = the parameters, flat [B, D]
+    y_bar = the parameters, flat [B, D]              # ask()
     samples, sigma = self.sample(y_bar)              # hook: [B, n, D]
-    evaluation = evaluate(closure or rollout, samples)
+    hand the candidates to the closure (the actions to the rollout)
+    evaluation = check what came back                # tell(losses)
     keep the best valid sample
     result = self.update(samples, evaluation, y_bar) # hook: UpdateResult
     keep y_bar where result.valid is False (warn); write result.estimate into the parameters
@@ -35,6 +37,7 @@ from torch.optim import Optimizer
 
 from . import denoise, layout as flat
 from .checks import check_device, check_int, check_positive, check_real, check_seed
+from .closure import candidate_params
 from .evaluation import Evaluation, Evaluator, mean_objective
 from .schedule import NOISE_CONVENTIONS, Schedule, check_beta, linear_schedule
 from .threads import resolve_threads, use_threads
@@ -59,6 +62,8 @@ class StepInfo(NamedTuple):
         temperature: the temperature the weights used: the float given, a ``[B]`` tensor under
             ``temperature="auto"`` (one per problem), or ``None`` for a method without one (CEM,
             CMA-ES).
+        feasible: boolean ``[B, n]`` of the feasible samples (gathered from every rank), or ``None``
+            where the objective says nothing about feasibility (closure mode).
     """
 
     level: int
@@ -70,6 +75,7 @@ class StepInfo(NamedTuple):
     trajectory: object | None
     samples: Tensor
     temperature: float | Tensor | None = None
+    feasible: Tensor | None = None
 
 
 class UpdateResult(NamedTuple):
@@ -91,6 +97,19 @@ class UpdateResult(NamedTuple):
     temperature: float | Tensor | None = None
     demo_wins: Tensor | None = None
     sigma: float | None = None
+
+
+class Asked(NamedTuple):
+    """What [`SamplingOptimizer.ask`][torch_mbd.sampling.SamplingOptimizer.ask] drew, waiting for ``tell()``: the estimate ``y_bar [B, D]``,
+    the samples ``[B, n, D]``, their sampling ``sigma`` and ``level``, the ``inputs`` handed out
+    (candidates or actions) and this rank's ``shard`` ``(start, stop, size)``."""
+
+    y_bar: Tensor
+    samples: Tensor
+    sigma: float
+    level: int
+    inputs: list | Tensor
+    shard: tuple
 
 
 class ConstantObjectiveWarning(RuntimeWarning):
@@ -197,6 +216,44 @@ def first_sigma(
     return float(checked_schedule(num_steps, beta_first, beta_last, noise_convention).sigmas[-1])
 
 
+def rollout_batch_shape(params: list[Tensor]) -> tuple:
+    """The batch dimensions ``[...]`` of the one action tensor ``[..., H, nu]`` a rollout optimizes.
+
+    Raises:
+        ValueError: not exactly one tensor of at least two dimensions, or an empty batch.
+    """
+    if len(params) != 1 or params[0].dim() < 2:
+        shapes = [tuple(p.shape) for p in params]
+        raise ValueError(
+            f"with a rollout, params must be exactly one action tensor of shape [..., H, nu], got shapes {shapes}"
+        )
+    batch_shape = tuple(params[0].shape[:-2])
+    if math.prod(batch_shape) == 0:
+        raise ValueError(
+            f"params: the action tensor has shape {tuple(params[0].shape)}, an empty batch of problems; "
+            "give at least one problem ([..., H, nu] with every leading size >= 1)"
+        )
+    return batch_shape
+
+
+def warn_constant(owner: str, step: int, constant: Tensor, rollout_mode: bool, demo: bool) -> None:
+    """Issue the [`ConstantObjectiveWarning`][torch_mbd.sampling.ConstantObjectiveWarning] of ``owner`` at ``step`` (``constant [B]``: the problems
+    whose valid samples all scored the same), naming the user's line."""
+    what = "losses" if not rollout_mode else "rewards"
+    effect = (
+        "so the model weights them equally and only the demonstration tells them apart"
+        if demo
+        else "so they are weighted equally and the estimate moves to their plain mean"
+    )
+    warnings.warn(
+        f"{owner} step {step}: the objective is constant: the valid samples of "
+        f"{int(constant.sum())} of {constant.numel()} problem(s) all got the same {what} (to within float "
+        f"rounding), {effect}. Check that the objective depends on the parameters. (Warned once per optimizer.)",
+        ConstantObjectiveWarning,
+        stacklevel=caller_stacklevel(),
+    )
+
+
 class SamplingOptimizer(Optimizer):
     """The shared loop of every sampling method, a ``torch.optim.Optimizer``.
 
@@ -267,21 +324,7 @@ class SamplingOptimizer(Optimizer):
         first = self._params[0]
         self.device, self.dtype = first.device, first.dtype
         self.compute_dtype = denoise.statistics_dtype(self.dtype)  # rewards, weights, means: >= float32
-        if rollout is not None:
-            if len(self._params) != 1 or first.dim() < 2:
-                shapes = [tuple(p.shape) for p in self._params]
-                raise ValueError(
-                    "with a rollout, params must be exactly one action tensor of shape [..., H, nu], "
-                    f"got shapes {shapes}"
-                )
-            self.batch_shape = tuple(first.shape[:-2])
-            if math.prod(self.batch_shape) == 0:
-                raise ValueError(
-                    f"params: the action tensor has shape {tuple(first.shape)}, an empty batch of problems; "
-                    "give at least one problem ([..., H, nu] with every leading size >= 1)"
-                )
-        else:
-            self.batch_shape = ()
+        self.batch_shape = () if rollout is None else rollout_batch_shape(self._params)
         if flat.flat_dim(self._params, self.batch_shape) == 0:
             raise ValueError(f"params hold no element to optimize (shapes {[tuple(p.shape) for p in self._params]})")
 
@@ -304,11 +347,13 @@ class SamplingOptimizer(Optimizer):
         self._layout: flat.FlatLayout | None = None
         self._layout_options: tuple | None = None  # flat.group_options_key when _layout was built
         self._buffer: Tensor | None = None
+        self._pending: Asked | None = None  # the last ask() until its tell()
         self._warned_constant = False
         self._reset_best()
 
     # ----------------------------------------------------------------- parameter groups
     def add_param_group(self, param_group: dict) -> None:
+        self._refuse_pending("add_param_group()")
         super().add_param_group(param_group)
         group = self.param_groups[-1]
         try:
@@ -366,6 +411,9 @@ class SamplingOptimizer(Optimizer):
     def step(self, closure: Callable[[list[Tensor]], Tensor] | None = None) -> Tensor:
         """One step: sample, evaluate, keep the best, update, write the estimate into the parameters.
 
+        The same as ``tell(closure(ask()))`` (``tell(rollout(ask()))`` in rollout mode), bit for bit:
+        there is one code path.
+
         Args:
             closure: ``candidates -> losses [n]`` (one tensor ``[n, *param.shape]`` per parameter, in
                 parameter-group order; views of a buffer the next step reuses); required unless a
@@ -380,27 +428,105 @@ class SamplingOptimizer(Optimizer):
         if closure is not None and self.rollout is not None:
             raise ValueError("this optimizer has a rollout; call step() without a closure")
         with use_threads(self.torch_threads):
-            return self._step(closure)
+            inputs = self._ask("step()")
+            try:
+                if self._pending.shard[1] == self._pending.shard[0]:  # this rank has no sample to evaluate
+                    output = None
+                elif closure is None:
+                    output = self.rollout(inputs)
+                else:
+                    with candidate_params(self._params):  # batched_closure matches candidates by identity
+                        output = closure(inputs)
+                return self._tell(output, "closure")
+            finally:
+                self._pending = None  # a closure that raised leaves no pending ask behind
 
-    def _step(self, closure) -> Tensor:
+    @torch.no_grad()
+    def ask(self) -> list[Tensor] | Tensor:
+        """This step's candidates, to evaluate yourself and hand back to [`tell`][torch_mbd.sampling.SamplingOptimizer.tell].
+
+        ``ask()`` then ``tell(losses)`` is the same step as ``step(closure)``, bit for bit. The
+        candidates are views of the optimizer's sample buffer: they stay as they are until the next
+        ``ask()`` or ``step()`` overwrites them (clone what you keep longer), and writing into them
+        before ``tell()`` changes the samples the update reads.
+
+        Returns:
+            Closure mode: one tensor ``[n, *param.shape]`` per parameter, in parameter-group order, as
+            ``step(closure)`` hands the closure. Rollout mode: the actions ``[..., n, H, nu]`` the
+            rollout would get. Under a ``process_group``, this rank's shard of the ``n`` samples
+            (``ceil(n / world)`` or fewer, possibly none); every rank calls ``ask()`` and ``tell()``.
+
+        Raises:
+            RuntimeError: the candidates of the last ``ask()`` were not told yet.
+        """
+        with use_threads(self.torch_threads):
+            return self._ask("ask()")
+
+    @torch.no_grad()
+    def tell(self, losses) -> Tensor:
+        """Score the candidates of the last [`ask`][torch_mbd.sampling.SamplingOptimizer.ask]: keep the best, update, write the estimate back.
+
+        Args:
+            losses: closure mode: the losses ``[n]`` of the candidates (lower is better; NaN and
+                infinite losses are invalid); rollout mode: what the rollout returns for the
+                actions, a [`Trajectory`][torch_mbd.rollout.Trajectory] or a ``(rewards, states, feasible)`` tuple.
+                Under a ``process_group``: this rank's shard's (ignored where the shard is empty).
+
+        Returns:
+            What [`step`][torch_mbd.sampling.SamplingOptimizer.step] returns: the mean loss (mean reward in rollout mode) of the valid samples.
+
+        Raises:
+            RuntimeError: no ``ask()`` is waiting for its losses.
+            TypeError, ValueError: ``losses`` of the wrong kind, shape or device (the pending ``ask()``
+                then still waits, so a corrected ``tell()`` can follow).
+        """
+        if self._pending is None:
+            raise RuntimeError("tell() without ask(): call ask() for the candidates, evaluate them, then tell()")
+        with use_threads(self.torch_threads):
+            return self._tell(losses, "tell() losses")
+
+    def stop_reason(self) -> str | None:
+        """Why further steps would not help (e.g. ``"step size collapsed"``), or ``None`` to go on.
+
+        The default never stops; a method that can tell it has converged overrides this.
+        [`minimize`][torch_mbd.minimize.minimize] reads it after every step and ends the run (and
+        may restart) with this reason.
+        """
+        return None
+
+    def _ask(self, caller: str) -> list[Tensor] | Tensor:
+        if self._pending is not None:
+            raise RuntimeError(
+                f"{caller}: the candidates of the last ask() were not told yet; call tell() with their losses first"
+            )
         if self._layout is not None and self._layout_options != flat.group_options_key(self.param_groups):
             self._layout = None  # group options set since the last step: checked and rebuilt by self.layout
         layout = self.layout
         level = self.level
         y_bar = flat.flat_estimate(self._params, math.prod(self.batch_shape))
         samples, sigma = self.sample(y_bar)
-        evaluation = self.evaluator(closure, samples, self._params, layout.segments, self._sample_log_likelihood())
+        inputs, shard = self.evaluator.inputs(samples, layout.segments)
+        self._pending = Asked(y_bar, samples, sigma, level, inputs, shard)
+        return inputs
+
+    def _tell(self, output, what: str) -> Tensor:
+        asked = self._pending
+        samples, y_bar = asked.samples, asked.y_bar
+        log_likelihood = self._sample_log_likelihood()
+        evaluation = self.evaluator.score(output, samples, asked.inputs, asked.shard, log_likelihood, what)
+        self._pending = None  # checked: from here on the step is told
         self._track_best(samples, evaluation.rewards, evaluation.feasible, y_bar)
         result = self.update(samples, evaluation, y_bar)
         new, valid = result.estimate, result.valid
         if not bool(valid.all()):
             self._warn_invalid(valid)
             new = torch.where(valid.unsqueeze(-1), new, y_bar)
-        flat.write_estimate(self._params, layout, new)
+        flat.write_estimate(self._params, self.layout, new)
         self.last_step = StepInfo(
-            level=level, sigma=sigma if result.sigma is None else result.sigma, rewards=evaluation.rewards,
-            weights=result.weights, valid=valid, demo_wins=result.demo_wins, trajectory=evaluation.trajectory,
-            samples=samples, temperature=result.temperature,
+            level=asked.level, sigma=asked.sigma if result.sigma is None else result.sigma,
+            rewards=evaluation.rewards, weights=result.weights, valid=valid, demo_wins=result.demo_wins,
+            trajectory=evaluation.trajectory, samples=samples, temperature=result.temperature,
+            feasible=evaluation.feasible,
         )
         self.steps_done += 1
         return mean_objective(evaluation.rewards, evaluation.feasible, self.rollout is not None)
@@ -472,22 +598,9 @@ class SamplingOptimizer(Optimizer):
 
     def warn_if_constant(self, constant: Tensor, demo: bool = False) -> None:
         """Warn once ([`ConstantObjectiveWarning`][torch_mbd.sampling.ConstantObjectiveWarning]) when some problem's valid samples all scored the same."""
-        if self._warned_constant or not bool(constant.any()):
-            return
-        self._warned_constant = True
-        what = "losses" if self.rollout is None else "rewards"
-        effect = (
-            "so the model weights them equally and only the demonstration tells them apart"
-            if demo
-            else "so they are weighted equally and the estimate moves to their plain mean"
-        )
-        warnings.warn(
-            f"{type(self).__name__} step {self.steps_done}: the objective is constant: the valid samples of "
-            f"{int(constant.sum())} of {constant.numel()} problem(s) all got the same {what} (to within float "
-            f"rounding), {effect}. Check that the objective depends on the parameters. (Warned once per optimizer.)",
-            ConstantObjectiveWarning,
-            stacklevel=caller_stacklevel(),
-        )
+        if not self._warned_constant and bool(constant.any()):
+            self._warned_constant = True
+            warn_constant(type(self).__name__, self.steps_done, constant, self.rollout is not None, demo)
 
     # ----------------------------------------------------------------- keep the best
     def _reset_best(self) -> None:
@@ -529,7 +642,9 @@ class SamplingOptimizer(Optimizer):
         """A deep, detached copy of the optimizer's state: ``torch.optim``'s (the param groups and their
         options) plus ``state_dict()["sampling"]``: the method's name, the step count, the RNG state,
         the best sample so far and the method's [`state_fields`][torch_mbd.sampling.SamplingOptimizer.state_fields] and [`fixed_state_fields`][torch_mbd.sampling.SamplingOptimizer.fixed_state_fields].
-        Later steps never change a state_dict taken earlier."""
+        Later steps never change a state_dict taken earlier. Refused between ``ask()`` and ``tell()``
+        (the candidates drawn are not part of it)."""
+        self._refuse_pending("state_dict()")
         state = super().state_dict()
         sampling = dict(
             method=self.method,
@@ -552,88 +667,28 @@ class SamplingOptimizer(Optimizer):
         The method, sample count, parameters' shapes, param groups and [`fixed_state_fields`][torch_mbd.sampling.SamplingOptimizer.fixed_state_fields] must
         match this optimizer's; the group options, step count, RNG state, best sample and the method's
         [`state_fields`][torch_mbd.sampling.SamplingOptimizer.state_fields] are checked as the constructor checks them. Everything is checked before
-        anything changes, so a rejected ``state_dict`` leaves the optimizer as it was.
+        anything changes, so a rejected ``state_dict`` leaves the optimizer as it was. Loading one
+        discards the candidates of an ``ask()`` not yet told.
 
         Raises:
             TypeError: ``state_dict`` is not a dict.
             ValueError: another method's state, a missing key, or a mismatch named in the message.
         """
-        torch_state, checked = self._checked_state(state_dict)
+        torch_state, checked = checked_state(self, state_dict)
         super().load_state_dict(torch_state)
         for group, options in zip(self.param_groups, checked.pop("options")):
             group.update(options)
         self.generator.set_state(checked.pop("rng_state"))
         for name, value in checked.items():
             setattr(self, name, value)
-        self._layout = None
-
-    def _checked_state(self, state_dict) -> tuple[dict, dict]:
-        """``(torch.optim's part, everything else checked)`` of a state_dict; changes nothing."""
-        if not isinstance(state_dict, dict):
-            raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
-        state_dict = copy.deepcopy(state_dict)  # nothing of the caller's is kept or changed
-        if "sampling" not in state_dict and "mbd" in state_dict:
-            state_dict = _from_previous_format(state_dict)
-        saved = state_dict.pop("sampling", None)
-        if not isinstance(saved, dict):
-            raise ValueError(
-                f"state_dict has no 'sampling' dict: it was not saved by a torch-mbd optimizer ({self._name()})"
-            )
-        if saved.get("method") != self.method:
-            by = saved.get("optimizer", "an unknown optimizer")
-            raise ValueError(
-                f"state_dict was saved by {by} (method {saved.get('method')!r}); this is {self._name()}: "
-                "a state only loads into the method that saved it"
-            )
-        missing = [k for k in self._BASE_FIELDS + self.fixed_state_fields + self.state_fields if k not in saved]
-        missing += [k for k in ("state", "param_groups") if k not in state_dict]
-        if missing:
-            raise ValueError(f"state_dict lacks {missing}: it is not a complete {type(self).__name__} state_dict")
-        for key in ("num_samples",) + self.fixed_state_fields:
-            if saved[key] != getattr(self, key):
-                mine = getattr(self, key)
-                raise ValueError(f"state_dict was saved with {key}={saved[key]!r}, this optimizer has {mine!r}")
-        shapes = [tuple(p.shape) for p in self._params]
-        if not isinstance(saved["param_shapes"], (list, tuple)) or [tuple(s) for s in saved["param_shapes"]] != shapes:
-            raise ValueError(
-                f"state_dict was saved for parameters of shapes {saved['param_shapes']}, this optimizer's are {shapes}"
-            )
-        if not isinstance(state_dict["state"], dict):
-            raise ValueError(f"state_dict['state'] must be a dict, got {type(state_dict['state']).__name__}")
-        checked = dict(options=self._checked_saved_groups(state_dict["param_groups"]))
-        checked["steps_done"] = check_int("state_dict steps_done", saved["steps_done"], minimum=0)
-        B, D = math.prod(self.batch_shape), flat.flat_dim(self._params, self.batch_shape)
-        best = check_saved_best(saved["best_reward"], saved["best_candidate"], B, D, self.device, self.dtype)
-        checked["best_reward"], checked["best_candidate"] = best[0].to(self.compute_dtype), best[1]
-        rng_state = saved["rng_state"]
-        try:  # on a scratch generator: a bad state must not touch ours
-            torch.Generator(device=self.generator.device).set_state(rng_state)
-        except (RuntimeError, TypeError, ValueError) as exc:
-            device = self.generator.device
-            raise ValueError(f"state_dict rng_state is not a state of a {device} generator: {exc}") from None
-        checked["rng_state"] = rng_state
-        checked.update(self.check_state_fields({name: saved[name] for name in self.state_fields}))
-        return state_dict, checked
+        self._layout, self._pending = None, None
 
     def _name(self) -> str:
         return f"{type(self).__name__} (method {self.method!r})"
 
-    def _checked_saved_groups(self, groups) -> list[dict]:
-        if not isinstance(groups, (list, tuple)) or len(groups) != len(self.param_groups):
-            count = len(groups) if isinstance(groups, (list, tuple)) else type(groups).__name__
-            raise ValueError(f"state_dict has {count} param groups, this optimizer {len(self.param_groups)}")
-        options = []
-        for k, (saved, group) in enumerate(zip(groups, self.param_groups)):
-            if not isinstance(saved, dict) or len(saved.get("params", ())) != len(group["params"]):
-                raise ValueError(f"state_dict param group {k} does not hold as many parameters as this optimizer's")
-            absent = [key for key in ("bounds", "noise_scale", "fraction") if key not in saved]
-            if absent:
-                raise ValueError(f"state_dict param group {k} lacks {absent}")
-            try:
-                options.append(self._checked_group_options(saved, group["params"]))
-            except (ValueError, TypeError) as exc:
-                raise ValueError(f"state_dict param group {k}: {exc}") from None
-        return options
+    def _refuse_pending(self, what: str) -> None:
+        if getattr(self, "_pending", None) is not None:  # add_param_group runs in torch's __init__ too
+            raise RuntimeError(f"{what} between ask() and tell(): tell() the candidates of the last ask() first")
 
     def check_state_fields(self, saved: dict) -> dict:
         """The saved values of [`state_fields`][torch_mbd.sampling.SamplingOptimizer.state_fields], checked as the constructor checks them (a method
@@ -643,6 +698,75 @@ class SamplingOptimizer(Optimizer):
     def _checked_tensor_field(self, name: str, value, shape: tuple) -> Tensor | None:
         """A saved ``None`` or a finite, ``>= 0`` floating tensor of ``shape``, in the statistics dtype."""
         return check_state_tensor(name, value, shape, self.device, self.compute_dtype)
+
+
+def checked_state(opt: SamplingOptimizer, state_dict) -> tuple[dict, dict]:
+    """``(torch.optim's part, everything else checked)`` of a state_dict for the optimizer ``opt``;
+    changes nothing (`SamplingOptimizer.load_state_dict` applies it)."""
+    if not isinstance(state_dict, dict):
+        raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
+    state_dict = copy.deepcopy(state_dict)  # nothing of the caller's is kept or changed
+    if "sampling" not in state_dict and "mbd" in state_dict:
+        state_dict = _from_previous_format(state_dict)
+    saved = state_dict.pop("sampling", None)
+    if not isinstance(saved, dict):
+        raise ValueError(
+            f"state_dict has no 'sampling' dict: it was not saved by a torch-mbd optimizer ({opt._name()})"
+        )
+    if saved.get("method") != opt.method:
+        by = saved.get("optimizer", "an unknown optimizer")
+        raise ValueError(
+            f"state_dict was saved by {by} (method {saved.get('method')!r}); this is {opt._name()}: "
+            "a state only loads into the method that saved it"
+        )
+    missing = [k for k in opt._BASE_FIELDS + opt.fixed_state_fields + opt.state_fields if k not in saved]
+    missing += [k for k in ("state", "param_groups") if k not in state_dict]
+    if missing:
+        raise ValueError(f"state_dict lacks {missing}: it is not a complete {type(opt).__name__} state_dict")
+    for key in ("num_samples",) + opt.fixed_state_fields:
+        if saved[key] != getattr(opt, key):
+            mine = getattr(opt, key)
+            raise ValueError(f"state_dict was saved with {key}={saved[key]!r}, this optimizer has {mine!r}")
+    shapes = [tuple(p.shape) for p in opt._params]
+    if not isinstance(saved["param_shapes"], (list, tuple)) or [tuple(s) for s in saved["param_shapes"]] != shapes:
+        raise ValueError(
+            f"state_dict was saved for parameters of shapes {saved['param_shapes']}, this optimizer's are {shapes}"
+        )
+    if not isinstance(state_dict["state"], dict):
+        raise ValueError(f"state_dict['state'] must be a dict, got {type(state_dict['state']).__name__}")
+    checked = dict(options=checked_saved_groups(opt, state_dict["param_groups"]))
+    checked["steps_done"] = check_int("state_dict steps_done", saved["steps_done"], minimum=0)
+    B, D = math.prod(opt.batch_shape), flat.flat_dim(opt._params, opt.batch_shape)
+    best = check_saved_best(saved["best_reward"], saved["best_candidate"], B, D, opt.device, opt.dtype)
+    checked["best_reward"], checked["best_candidate"] = best[0].to(opt.compute_dtype), best[1]
+    rng_state = saved["rng_state"]
+    try:  # on a scratch generator: a bad state must not touch ours
+        torch.Generator(device=opt.generator.device).set_state(rng_state)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        device = opt.generator.device
+        raise ValueError(f"state_dict rng_state is not a state of a {device} generator: {exc}") from None
+    checked["rng_state"] = rng_state
+    checked.update(opt.check_state_fields({name: saved[name] for name in opt.state_fields}))
+    return state_dict, checked
+
+
+def checked_saved_groups(opt: SamplingOptimizer, groups) -> list[dict]:
+    """The group options of saved param groups, checked against the optimizer ``opt``'s groups."""
+    if not isinstance(groups, (list, tuple)) or len(groups) != len(opt.param_groups):
+        count = len(groups) if isinstance(groups, (list, tuple)) else type(groups).__name__
+        raise ValueError(f"state_dict has {count} param groups, this optimizer {len(opt.param_groups)}")
+    options = []
+    for k, (saved, group) in enumerate(zip(groups, opt.param_groups)):
+        if not isinstance(saved, dict) or len(saved.get("params", ())) != len(group["params"]):
+            raise ValueError(f"state_dict param group {k} does not hold as many parameters as this optimizer's")
+        absent = [key for key in ("bounds", "noise_scale", "fraction") if key not in saved]
+        if absent:
+            raise ValueError(f"state_dict param group {k} lacks {absent}")
+        try:
+            options.append(opt._checked_group_options(saved, group["params"]))
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"state_dict param group {k}: {exc}") from None
+    return options
 
 
 def check_saved_best(reward, candidate, B: int, D: int, device, dtype) -> tuple[Tensor, Tensor | None]:
