@@ -6,8 +6,11 @@ same budget of ``--budget`` x D evaluations per (function, dimension, instance),
 problem's initial solution (the centre of the box) and is stopped when the budget is spent or
 the final target ``f_opt + 1e-8`` is reached. Solvers (``--solvers``):
 
-- ``mbd``: ``torch_mbd.minimize`` called as a user would: the box as bounds, 64 samples per
-  step, as many steps as the budget allows, every other option at its default, float64;
+- ``mbd``: ``torch_mbd.minimize`` called as a user would: the box as bounds and the budget as
+  ``max_evals``, every other option at its default (adaptive MBD, 64 samples per step, IPOP restarts
+  while the budget lasts), float64;
+- ``mbd-paper``: the paper's MBD as ``minimize`` ran it before adaptive MBD (64 samples, one
+  schedule of budget / 64 steps, temperature 1.0, no restarts): the "before" of issue 23;
 - ``cmaes``: pycma's IPOP-CMA-ES (``cma.fmin2``, sigma0 = 2, up to 9 restarts with the
   population doubled each time), COCO's reference setting;
 - ``snes``, ``xnes``: EvoTorch's separable and exponential natural evolution strategies
@@ -71,8 +74,8 @@ GROUPS = {  # COCO's five function groups
     "multimodal, adequate structure (f15-f19)": range(15, 20),
     "multimodal, weak structure (f20-f24)": range(20, 25),
 }
-SOLVERS = ("mbd", "cmaes", "snes", "xnes", "ngopt", "random")
-LABELS = {"mbd": "MBD (minimize)", "cmaes": "IPOP-CMA-ES", "snes": "SNES", "xnes": "XNES", "ngopt": "NGOpt",
+SOLVERS = ("mbd", "mbd-paper", "cmaes", "snes", "xnes", "ngopt", "random")
+LABELS = {"mbd": "MBD (minimize, adaptive)", "mbd-paper": "MBD (paper's, before)", "cmaes": "IPOP-CMA-ES", "snes": "SNES", "xnes": "XNES", "ngopt": "NGOpt",
           "random": "random search"}
 MBD_SAMPLES = 64
 
@@ -150,14 +153,25 @@ def optimum_value(fid: int, dim: int, iid: int) -> float:
 
 # --------------------------------------------------------------------------- solvers
 def solve_mbd(ev: Evaluator, x0, lower, upper, seed: int, dim: int) -> None:
+    """``minimize`` as a user calls it: the box as bounds and the budget; everything else default
+    (adaptive MBD, 64 samples, IPOP restarts until the budget is spent)."""
+    from torch_mbd import minimize
+
+    f = lambda x: torch.from_numpy(ev.evaluate(x.numpy()))
+    bounds = (torch.from_numpy(lower), torch.from_numpy(upper))
+    minimize(f, torch.from_numpy(x0), max_evals=ev.budget, bounds=bounds, seed=seed, progress=False)
+
+
+def solve_mbd_paper(ev: Evaluator, x0, lower, upper, seed: int, dim: int) -> None:
+    """The paper's MBD as ``minimize`` ran it before issue 23: 64 samples, one schedule over the budget,
+    temperature 1.0 (the old default), no restarts."""
     from torch_mbd import minimize
 
     steps = max((ev.budget - 1) // MBD_SAMPLES, 1)  # minimize also evaluates its final estimate
     f = lambda x: torch.from_numpy(ev.evaluate(x.numpy()))
     bounds = (torch.from_numpy(lower), torch.from_numpy(upper))
-    # temperature 1.0: minimize's default until issue 23, at which the recorded results were measured
     minimize(f, torch.from_numpy(x0), num_samples=MBD_SAMPLES, num_steps=steps, bounds=bounds, seed=seed,
-             temperature=1.0, progress=False)
+             temperature=1.0, method="mbd", progress=False)
 
 
 def solve_cmaes(ev: Evaluator, x0, lower, upper, seed: int, dim: int) -> None:
@@ -204,6 +218,7 @@ def solve_random(ev: Evaluator, x0, lower, upper, seed: int, dim: int) -> None:
 
 RUNNERS = {
     "mbd": solve_mbd,
+    "mbd-paper": solve_mbd_paper,
     "cmaes": solve_cmaes,
     "snes": lambda *a: _solve_evotorch(*a, algorithm="snes"),
     "xnes": lambda *a: _solve_evotorch(*a, algorithm="xnes"),
@@ -310,7 +325,8 @@ def final_precision_table(runs: list[dict], solvers: list[str], dim: int, expect
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--solvers", nargs="+", default=["mbd", "cmaes", "snes", "xnes", "random"], choices=SOLVERS)
+    p.add_argument("--solvers", nargs="+", default=["mbd", "mbd-paper", "cmaes", "snes", "xnes", "random"],
+                   choices=SOLVERS)
     p.add_argument("--functions", nargs="+", type=int, default=list(range(1, 25)), help="bbob function ids 1-24")
     p.add_argument("--dims", nargs="+", type=int, default=[10, 40], help="dimensions (bbob: 2 3 5 10 20 40)")
     p.add_argument("--instances", nargs="+", type=int, default=[1, 2, 3], help="instance ids (settings: 1-3)")
@@ -343,11 +359,11 @@ def main(argv=None) -> int:
     cocoex.log_level("warning")
     for solver in args.solvers:  # import each solver's package before any timing
         try:
-            __import__({"mbd": "torch_mbd", "cmaes": "cma", "snes": "evotorch", "xnes": "evotorch",
+            __import__({"mbd": "torch_mbd", "mbd-paper": "torch_mbd", "cmaes": "cma", "snes": "evotorch", "xnes": "evotorch",
                         "ngopt": "nevergrad", "random": "numpy"}[solver])
         except ImportError:
             pass
-    if "mbd" in args.solvers:  # the first optimizer step of a process imports torch._dynamo (~2 s): not MBD's cost
+    if {"mbd", "mbd-paper"} & set(args.solvers):  # the first optimizer step of a process imports torch._dynamo (~2 s): not MBD's cost
         from torch_mbd import minimize
 
         minimize(lambda x: x.square().sum(-1), torch.zeros(2, dtype=torch.float64), num_samples=2, num_steps=1,

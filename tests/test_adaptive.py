@@ -148,10 +148,10 @@ def test_each_problem_of_a_batch_adapts_its_own_noise_level():
     opt = AdaptiveMBDOptimizer([u], num_samples=16, seed=0, rollout=rollout)
     for _ in range(150):
         opt.step()
-    sigma = opt.adaptation["sigma"]
-    assert sigma.shape == (2,)
-    assert float(sigma[0] / sigma[1]) > 30
-    torch.testing.assert_close(u[1] / 1e-3, torch.ones(3, 2, dtype=torch.float64), atol=1e-2, rtol=0)
+    assert opt.adaptation["sigma"].shape == (2,)
+    relative = (u / target - 1).abs().amax((-1, -2))
+    # both reach a relative precision that an absolute noise floor of 0.01 could not give the 1e-3 problem
+    assert float(relative.max()) < 1e-4
 
 
 def test_nan_and_infeasible_samples_get_no_weight_and_never_poison_the_state():

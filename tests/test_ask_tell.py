@@ -66,6 +66,10 @@ def assert_same(a, b, what: str) -> None:
         assert len(a) == len(b), what
         for u, v in zip(a, b):
             assert_same(u, v, what)
+    elif isinstance(a, dict):  # a method's state (adaptive MBD's adaptation)
+        assert a.keys() == b.keys(), what
+        for key in a:
+            assert_same(a[key], b[key], f"{what}[{key!r}]")
     elif type(a).__name__ == "CMAEvolutionStrategy":  # pycma: its mean, step size and covariance
         assert np.array_equal(a.mean, b.mean) and a.sigma == b.sigma and np.array_equal(a.C, b.C), what
         assert a.countiter == b.countiter and a.countevals == b.countevals, what

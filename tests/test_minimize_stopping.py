@@ -11,6 +11,7 @@ from _methods import method_params
 
 import torch_mbd
 from torch_mbd import METHODS, HistoryLogger, MBDOptimizer, PrintLogger, StepLog, linear_schedule, minimize
+from torch_mbd.minimize import DEFAULT_STEPS
 
 
 def sphere(x):
@@ -60,11 +61,12 @@ def test_every_method_keeps_to_the_budget(m):
 
 def test_num_steps_none_spreads_the_schedule_over_the_budget():
     f = Counting()
-    res = minimize(f, torch.ones(3), num_samples=16, num_steps=None, max_evals=16 * 20 + 1, **QUIET)
+    res = minimize(f, torch.ones(3), num_samples=16, num_steps=None, max_evals=16 * 20 + 1, method="mbd", **QUIET)
     assert res.nit == 20 and res.nfev == 16 * 20 + 1 and res.stop == "max_evals" and res.restarts == 0
     # MBD's schedule had exactly those 20 steps: the last one sampled at level 0, sigma_0
     log = HistoryLogger()
-    minimize(sphere, torch.ones(3), num_samples=16, num_steps=None, max_evals=16 * 20 + 1, callback=log, **QUIET)
+    minimize(sphere, torch.ones(3), num_samples=16, num_steps=None, max_evals=16 * 20 + 1, callback=log, method="mbd",
+             **QUIET)
     assert log.rows[-1].sigma == pytest.approx(float(linear_schedule(20, 1e-4, 1e-2, "official").sigmas[0]))
 
 
@@ -128,10 +130,10 @@ def test_the_history_grows_across_restarts_and_keeps_the_last_k():
 def test_tol_x_stops_a_run_when_the_sampling_std_falls_below_it():
     sigmas = linear_schedule(30, 1e-4, 1e-2, "official").sigmas  # step k samples at level 30 - k
     tol = float(sigmas[30 - 6] + sigmas[30 - 5]) / 2  # below the 5th step's sigma, above the 6th's
-    res = minimize(sphere, torch.ones(3), num_samples=8, num_steps=30, tol_x=tol, **QUIET)
+    res = minimize(sphere, torch.ones(3), num_samples=8, num_steps=30, tol_x=tol, method="mbd", **QUIET)
     assert res.stop == "tol_x" and res.nit == 6
     twice = minimize(sphere, torch.ones(3), num_samples=8, num_steps=30, tol_x=tol, restarts=1, restart_growth=1,
-                     **QUIET)
+                     method="mbd", **QUIET)
     assert twice.stop == "tol_x" and twice.nit == 12 and twice.restarts == 1
 
 
@@ -162,7 +164,7 @@ def test_the_methods_own_stop_reason_ends_a_run(monkeypatch):
 # --------------------------------------------------------------------------- callback
 def test_the_callback_gets_every_step():
     log = HistoryLogger()
-    res = minimize(sphere, torch.ones(3), num_samples=8, num_steps=3, restarts=1, callback=log, **QUIET)
+    res = minimize(sphere, torch.ones(3), num_samples=8, num_steps=3, restarts=1, callback=log, method="mbd", **QUIET)
     assert [r.step for r in log.rows] == [1, 2, 3, 4, 5, 6]
     assert [r.restart for r in log.rows] == [0, 0, 0, 1, 1, 1]
     assert [r.nfev for r in log.rows] == [8, 16, 24, 25 + 16, 25 + 32, 25 + 48]  # 25: run 0 and its final estimate
@@ -170,7 +172,8 @@ def test_the_callback_gets_every_step():
     assert log.column("step_best").tolist() == res.history.best.double().tolist()
     assert log.column("step_mean").tolist() == res.history.mean.double().tolist()
     assert all(r.objective == "cost" and r.elapsed >= 0 for r in log.rows)
-    assert log.rows[0].temperature == 0.1  # temperature=None: MBD's own default, not a forced 1.0
+    # temperature=None: MBD's own default ("auto": the ESS temperature of the step), not a forced 1.0
+    assert log.rows[0].temperature != 1.0 and 0 < log.rows[0].temperature <= 1e4
     assert log.rows[0].sigma == pytest.approx(float(linear_schedule(3, 1e-4, 1e-2, "official").sigmas[2]))
     with pytest.raises(ValueError, match="name.*step_best"):
         log.column("objective")
@@ -254,7 +257,6 @@ def test_step_log_is_a_frozen_record():
         (dict(max_evals=1.5), ValueError, "max_evals"),
         (dict(max_evals=True), ValueError, "max_evals"),
         (dict(max_evals=16), ValueError, r"max_evals.*>= 17"),
-        (dict(num_steps=None), ValueError, "num_steps.*max_evals"),
         (dict(ftarget=math.nan), ValueError, "ftarget"),
         (dict(ftarget="low"), ValueError, "ftarget"),
         (dict(ftarget=-math.inf), ValueError, "ftarget"),
@@ -276,3 +278,15 @@ def test_bad_stopping_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
         minimize(f, torch.ones(2), **args)
     assert f.batches == []  # checked before anything is evaluated
+
+
+def test_without_a_budget_or_a_step_count_a_run_takes_the_default_steps():
+    calls = []
+
+    def f(x):
+        calls.append(x.shape[0])
+        return x.square().sum(-1)
+
+    res = minimize(f, torch.ones(3), num_samples=8, **QUIET)
+    assert res.nit == DEFAULT_STEPS and res.stop == "num_steps" and res.restarts == 0
+    assert calls == [8] * DEFAULT_STEPS + [1]  # the steps, then the final estimate

@@ -191,14 +191,17 @@ def test_demo_pulls_toward_demonstration_in_closure_mode():
     """With a flat objective and a demo better than every sample, the demo moves the estimate."""
     x = torch.zeros(2)
     demo = torch.tensor([0.6, -0.4])
-    opt = MBDOptimizer([x], num_samples=64, num_steps=30, demo=demo, demo_sigma=0.1, demo_reward=1.0, seed=0)
+    # temperature 0.1: "auto" (the default) has no temperature to find on a flat objective
+    opt = MBDOptimizer([x], num_samples=64, num_steps=30, demo=demo, demo_sigma=0.1, demo_reward=1.0, seed=0,
+                       temperature=0.1)
     for _ in range(30):
         opt.step(lambda c: torch.zeros(c[0].shape[0]))
     assert (x - demo).abs().max() < 0.05
     assert opt.last_step.demo_wins.any()
     # a demo no better than the samples never wins: the estimate does not follow it
     y = torch.zeros(2)
-    opt = MBDOptimizer([y], num_samples=64, num_steps=30, demo=demo, demo_sigma=0.1, demo_reward=0.0, seed=0)
+    opt = MBDOptimizer([y], num_samples=64, num_steps=30, demo=demo, demo_sigma=0.1, demo_reward=0.0, seed=0,
+                       temperature=0.1)
     opt.step(lambda c: torch.zeros(c[0].shape[0]))
     assert not opt.last_step.demo_wins.any()
 
@@ -209,7 +212,8 @@ def test_per_coordinate_demo_sigma_in_closure_mode():
 
     def run(**options):
         x = torch.zeros(2, dtype=torch.float64)
-        opt = MBDOptimizer([x], num_samples=64, num_steps=20, demo=demo, demo_reward=1.0, seed=0, **options)
+        opt = MBDOptimizer([x], num_samples=64, num_steps=20, demo=demo, demo_reward=1.0, seed=0, temperature=0.1,
+                           **options)
         for _ in range(20):
             opt.step(lambda c: torch.zeros(c[0].shape[0], dtype=torch.float64))  # flat: the demo leads throughout
         return x

@@ -53,6 +53,7 @@ def rates(D: int, mu_eff: float, diagonal: bool) -> Rates:
     ``diagonal`` scales the shape's rates by ``(D + 2) / 3`` (sep-CMA-ES): ``D`` numbers are learnt
     instead of ``D (D + 1) / 2``.
     """
+    mu_eff = max(float(mu_eff), 1.0)  # 1 / sum w^2 >= 1, but for rounding
     c_sigma = (mu_eff + 2.0) / (D + mu_eff + 5.0)
     d_sigma = 1.0 + 2.0 * max(0.0, math.sqrt((mu_eff - 1.0) / (D + 1.0)) - 1.0) + c_sigma
     c_c = (4.0 + mu_eff / D) / (D + 4.0 + 2.0 * mu_eff / D)

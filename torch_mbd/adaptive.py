@@ -31,14 +31,20 @@ from .sampling import (
     UpdateResult,
     check_target_ess,
     check_temperature,
+    first_sigma,
     pop_first_sigma,
 )
 
 WARM_UP_SUCCESSES = 3
-"""The warm-up ends once the estimate has improved (or held) this many steps in a row."""
+"""The warm-up ends once the smoothed objective (the mean reward of a step's samples) has improved
+(or held) this many steps in a row."""
 
 FULL_DIM = 100
 """Up to this many coordinates the shape is a full covariance; above it, a diagonal."""
+
+UNBOUNDED_SIGMA = first_sigma()
+"""The initial standard deviation of a coordinate without finite bounds: the first sampling level of
+MBD's default schedule (100 steps, betas 1e-4 to 1e-2: 0.63), where the paper's MBD and the baselines start."""
 
 BOUNDED_SIGMA = 0.2
 """The initial standard deviation of a coordinate with finite bounds, as a fraction of their width."""
@@ -50,7 +56,31 @@ TEMPERATURE_ITERATIONS = 14
 """Bisection steps of the ``"auto"`` temperature (the paper's MBD takes 60: a weight needs no more than 0.1 %)."""
 
 
-_MAY_BE_INFINITE = ("recent_best", "spread", "previous_reward")
+_MAY_BE_INFINITE = ("recent_best", "spread", "previous_reward", "previous_error")
+
+
+def smoothed_reward(rewards: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+    """The mean reward of the valid samples, the Monte Carlo estimate of the Gaussian-smoothed
+    objective at the estimate, and its squared standard error.
+
+    Args:
+        rewards: ``[B, n]``.
+        valid: boolean ``[B, n]``.
+
+    Returns:
+        ``(mean, variance_of_mean)``, ``[B]`` each: ``-inf`` and ``inf`` without a valid sample.
+    """
+    count = valid.sum(-1)
+    zero = torch.zeros_like(rewards)
+    mean = torch.where(valid, rewards, zero).sum(-1) / count.clamp(min=1)
+    var = torch.where(valid, (rewards - mean.unsqueeze(-1)).square(), zero).sum(-1) / (count - 1).clamp(min=1)
+    none = count == 0
+    return (torch.where(none, torch.full_like(mean, -math.inf), mean),
+            torch.where(none, torch.full_like(var, math.inf), var / count.clamp(min=1)))
+
+
+WARM_UP_SIGNIFICANCE = 2.0
+"""A warm-up step counts as worse when the smoothed objective fell by more than this many standard errors."""
 
 
 class AdaptiveMBDOptimizer(SamplingOptimizer):
@@ -70,8 +100,8 @@ class AdaptiveMBDOptimizer(SamplingOptimizer):
             weights keep an effective sample size of ``target_ess * n``.
         target_ess: the fraction ``"auto"`` aims at, in ``(0, 1]`` (default `ADAPTIVE_TARGET_ESS`).
         sigma0: the initial noise level, a number ``> 0``; ``None`` (default): per coordinate,
-            `BOUNDED_SIGMA` times the width of its bounds where both are finite, else MBD's first
-            sampling level (as the baselines start), times the coordinate's ``noise_scale``.
+            `BOUNDED_SIGMA` times the width of its bounds where both are finite, else
+            `UNBOUNDED_SIGMA` (0.63), times the coordinate's ``noise_scale``.
         covariance: ``"full"``, ``"diagonal"`` or ``"auto"`` (default: full up to `FULL_DIM`
             coordinates).
         tol_x: [`stop_reason`][torch_mbd.adaptive.AdaptiveMBDOptimizer.stop_reason] says ``"tol_x"`` once every sampling standard deviation is below
@@ -80,8 +110,8 @@ class AdaptiveMBDOptimizer(SamplingOptimizer):
             ``10 + ceil(30 D / n)`` steps, and this step's valid rewards, each span less than ``tol_fun``.
         **options: the options every method shares (``bounds``, ``noise_scale``, ``rollout``,
             ``generator``, ``seed``, ``torch_threads``, ...; see [`MBDOptimizer`][torch_mbd.MBDOptimizer]) and MBD's schedule
-            options ``num_steps``, ``beta_first``, ``beta_last``, ``noise_convention``, which only
-            set the default initial level.
+            options ``num_steps``, ``beta_first``, ``beta_last``, ``noise_convention``, accepted (so that every
+            method takes the arguments of ``plan`` and ``minimize``), checked and unused: the noise level is learnt.
 
     Example:
         >>> x = torch.full((10,), 3.0, dtype=torch.float64)
@@ -117,7 +147,8 @@ class AdaptiveMBDOptimizer(SamplingOptimizer):
         if not isinstance(covariance, str) or covariance not in ("auto", "full", "diagonal"):
             raise ValueError(f"Invalid covariance: expected 'auto', 'full' or 'diagonal', got {covariance!r}")
         self.tol_x, self.tol_fun = check_positive("tol_x", tol_x), check_positive("tol_fun", tol_fun)
-        self._schedule_sigma = pop_first_sigma(options, type(self).__name__)
+        pop_first_sigma(options, type(self).__name__)  # checked; a run has no schedule, so no length
+        self._schedule_sigma = UNBOUNDED_SIGMA
         super().__init__(params, num_samples, **options)
         D = self.layout.D
         self.covariance = "full" if covariance == "full" or (covariance == "auto" and D <= FULL_DIM) else "diagonal"
@@ -161,7 +192,7 @@ class AdaptiveMBDOptimizer(SamplingOptimizer):
             path_sigma=torch.zeros(B, D, **kw), path_c=torch.zeros(B, D, **kw),
             initial_std=std.expand(B, D).clone(), frozen=frozen.expand(B, D).clone(), recent_best=torch.empty(B, 0, **kw), spread=torch.zeros(B, **kw),
             warming=torch.ones(B, dtype=torch.bool, device=self.device), previous_estimate=None, successes=torch.zeros(B, dtype=torch.long, device=self.device),
-            previous_reward=torch.full((B,), -math.inf, **kw), steps=0,
+            previous_reward=torch.full((B,), -math.inf, **kw), previous_error=torch.full((B,), math.inf, **kw), steps=0,
         )
 
     def sampling_stds(self) -> Tensor:
@@ -188,7 +219,6 @@ class AdaptiveMBDOptimizer(SamplingOptimizer):
         samples.add_(y_bar.unsqueeze(-2))
         if bool(state["frozen"].any()):
             samples.copy_(torch.where(state["frozen"].unsqueeze(-2), y_bar.unsqueeze(-2), samples))
-        samples[:, 0] = y_bar  # the estimate itself: scored for the warm-up test and keep-best, not weighted
         lower, upper = self.layout.lower, self.layout.upper
         if lower is not None:
             samples.clamp_(min=lower, max=upper)
@@ -197,10 +227,7 @@ class AdaptiveMBDOptimizer(SamplingOptimizer):
     def update(self, samples: Tensor, evaluation: Evaluation, y_bar: Tensor) -> UpdateResult:
         """MBD's weighted mean, then the shape and the noise level (`torch_mbd.adaptation`)."""
         rewards, feasible = evaluation.rewards, evaluation.feasible
-        drawn = torch.ones_like(rewards, dtype=torch.bool)
-        drawn[:, 0] = False  # candidate 0 is the estimate, not a sample of the distribution
-        feasible_drawn = drawn if feasible is None else feasible & drawn
-        z, _, _, constant = denoise.normalized_log_weights(rewards, 1.0, feasible_drawn, return_constant=True)
+        z, _, _, constant = denoise.normalized_log_weights(rewards, 1.0, feasible, return_constant=True)
         if self.temperature == "auto":
             # 14 halvings of the bracket's log-width (18.4) pin lambda to 0.1 %, plenty for weights
             temperature = denoise.ess_temperature(z, torch.isfinite(z), self.target_ess, iterations=TEMPERATURE_ITERATIONS)
@@ -232,15 +259,16 @@ class AdaptiveMBDOptimizer(SamplingOptimizer):
             sigma=new_sigma, shape=shape, root=root, inverse_root=inverse, condition=condition,
             path_sigma=path_sigma, path_c=path_c,
         )
-        # warm-up: until a step's estimate scores at least the one before it, a worse estimate is taken
-        # back and the noise level halved (an initial level far too large for the problem, e.g. in a
-        # high dimension, costs a few steps instead of a walk away from the start)
-        current = rewards[:, 0].to(dtype)
-        current = torch.where(torch.isfinite(current) & (feasible[:, 0] if feasible is not None else True),
-                              current, torch.full_like(current, -math.inf))
+        # warm-up: the mean reward of a step's samples estimates the smoothed objective that MBD
+        # ascends, at the estimate; until it has risen (or held) WARM_UP_SUCCESSES steps in a row, a step
+        # where it fell is taken back and the noise level halved (a start far too noisy for the problem,
+        # e.g. in a high dimension, costs a few steps instead of a walk away from the start)
+        current, error = (v.to(dtype) for v in smoothed_reward(rewards, torch.isfinite(logp)))
         previous = state["previous_reward"]
-        worse = state["warming"] & torch.isfinite(previous) & ~(current >= previous)
-        state["successes"] = torch.where(worse, 0, state["successes"] + torch.isfinite(previous).long())
+        compared = state["warming"] & torch.isfinite(previous) & torch.isfinite(current)
+        margin = WARM_UP_SIGNIFICANCE * torch.sqrt(error + state["previous_error"])
+        worse = compared & (current < previous - margin)  # fell, beyond the Monte Carlo noise of the two means
+        state["successes"] = torch.where(worse, 0, state["successes"] + compared.long())
         state["warming"] = state["warming"] & (state["successes"] < WARM_UP_SUCCESSES)
         new["sigma"] = torch.where(worse, 0.5 * sigma, new["sigma"])
         for key in ("shape", "root", "inverse_root", "condition", "path_sigma", "path_c"):
@@ -253,7 +281,8 @@ class AdaptiveMBDOptimizer(SamplingOptimizer):
             back = y_bar.to(dtype)
         mean = torch.where(worse.unsqueeze(-1), back.to(mean.dtype), mean)
         state["previous_estimate"] = torch.where(worse.unsqueeze(-1), back, y_bar.to(dtype))
-        state["previous_reward"] = torch.where(worse, previous, current)
+        state["previous_reward"] = torch.where(worse, torch.full_like(current, -math.inf), current)  # a new level: a new baseline
+        state["previous_error"] = error
         keep = valid
         for key, value in new.items():
             mask = keep.view(-1, *([1] * (value.dim() - 1)))

@@ -48,6 +48,9 @@ class MinimizeHistory:
     restart: Tensor
 
 
+DEFAULT_STEPS = 100
+"""The steps of a [`minimize`][torch_mbd.minimize.minimize] run given neither ``num_steps`` nor ``max_evals``."""
+
 STOP_REASONS = ("num_steps", "max_evals", "ftarget", "tol_fun", "tol_x", "callback")
 """The stop reasons of [`minimize`][torch_mbd.minimize.minimize] (``MinimizeResult.stop``); a method's own
 [`stop_reason`][torch_mbd.sampling.SamplingOptimizer.stop_reason] may give another."""
@@ -113,13 +116,13 @@ def minimize(
     f: Callable[[Tensor], Tensor],
     x0: Tensor,
     num_samples: int = 64,
-    num_steps: int | None = 100,
+    num_steps: int | None = None,
     temperature: float | str | None = None,
     bounds: tuple | None = None,
     seed: int | None = None,
     device: str | torch.device | None = None,
     progress: bool = True,
-    method: str = "mbd",
+    method: str = "mbd-adaptive",
     torch_threads: int | str | None = None,
     keep_history: bool | int = True,
     max_evals: int | None = None,
@@ -146,18 +149,20 @@ def minimize(
             tensor or NumPy array; an integer ``x0`` is converted to the default floating dtype.
             Every restart starts from it again.
         num_samples: candidates per step ``n`` (of the first run; restarts grow it).
-        num_steps: steps per run ``N`` (MBD's schedule length); ``None`` (only with ``max_evals``):
-            as many steps as the budget left allows, each run's schedule spread over them.
+        num_steps: steps per run ``N`` (MBD's schedule length); ``None`` (default): with ``max_evals``
+            as many steps as the budget left allows (each run of the paper's MBD spreads its schedule
+            over them; adaptive MBD runs until its [`stop_reason`][torch_mbd.adaptive.AdaptiveMBDOptimizer.stop_reason] or the budget), without it 100.
         temperature: ``lambda``; costs are standardized per step before it is applied. ``"auto"`` sets it
             every step to keep an effective sample size of ``target_ess`` (an option, default 0.1) times
-            ``n``. ``None`` (default): the method's own default (MBD's 0.1); methods without a
-            temperature ignore it.
+            ``n``. ``None`` (default): the method's own default (``"auto"`` for both MBDs); methods
+            without a temperature ignore it.
         bounds: ``(lower, upper)`` floats or tensors broadcastable to ``x0``; candidates are clipped.
         seed: seed of the sampling generator (same seed, same result), in ``[0, 2**64 - 1]``. The
             first run uses it as given; restart ``r`` a seed derived from ``(seed, r)``.
         device: where to run; default ``x0.device``.
         progress: show a tqdm progress bar (of the steps, or with ``max_evals`` of the evaluations).
-        method: ``"mbd"`` (default), or a baseline at the same budget (``num_samples`` per step,
+        method: ``"mbd-adaptive"`` (default: [`AdaptiveMBDOptimizer`][torch_mbd.AdaptiveMBDOptimizer], MBD with a learnt noise level
+            and shape, ``docs/adaptive.md``), ``"mbd"`` (the paper's algorithm, [`MBDOptimizer`][torch_mbd.MBDOptimizer]), or a baseline at the same budget (``num_samples`` per step,
             ``num_steps`` steps, same ``x0`` and bounds): ``"cem"``, ``"mppi"``, ``"cmaes"`` (pycma) or
             ``"predictive"`` (`torch_mbd.baselines`), or the paper's baselines as the authors ran them,
             ``"paper-mppi"``, ``"paper-cem"``, ``"paper-cmaes"`` (reproductions, not recommendations:
@@ -192,7 +197,8 @@ def minimize(
         callback: called after every step with a [`StepLog`][torch_mbd.callbacks.StepLog] (e.g. a
             [`HistoryLogger`][torch_mbd.callbacks.HistoryLogger] or [`PrintLogger`][torch_mbd.callbacks.PrintLogger]); returning ``True`` stops
             the run (``stop="callback"``); what it raises propagates.
-        **options: any other option of the chosen optimizer: for MBD ([`MBDOptimizer`][torch_mbd.MBDOptimizer])
+        **options: any other option of the chosen optimizer: for adaptive MBD ``sigma0``, ``covariance``,
+            ``target_ess``, ``tol_x``; for MBD ([`MBDOptimizer`][torch_mbd.MBDOptimizer])
             ``beta_first``, ``beta_last``, ``noise_convention``, ``step_scale``, ``demo``, ...; for CEM
             ``elite_fraction``, ``init_std``; for MPPI ``noise_std``; for CMA-ES ``sigma0``, ``cma_options``.
 
@@ -203,8 +209,7 @@ def minimize(
     Raises:
         TypeError: ``f`` or ``callback`` is not callable, ``x0`` is not a real tensor / NumPy array,
             or ``f`` returns bool or complex costs.
-        ValueError: a bad number, flag, ``keep_history``, device or ``bounds``; ``num_steps=None``
-            without ``max_evals``; a ``max_evals`` below ``num_samples + 1``; an empty or non-finite ``x0``; ``f``
+        ValueError: a bad number, flag, ``keep_history``, device or ``bounds``; a ``max_evals`` below ``num_samples + 1``; an empty or non-finite ``x0``; ``f``
             returns costs of the wrong shape or device; or no evaluated point had a finite cost.
 
     Example:
@@ -223,6 +228,8 @@ def minimize(
         raise ValueError(f"Invalid x0: expected at least one entry, got shape {tuple(x0.shape)}")
     num_samples = check_int("num_samples", num_samples, minimum=1)
     num_steps = None if num_steps is None else check_int("num_steps", num_steps, minimum=1)
+    if num_steps is None and max_evals is None:
+        num_steps = DEFAULT_STEPS
     criteria = _criteria(max_evals, ftarget, tol_fun, tol_x, patience, restarts, restart_growth, num_steps, num_samples)
     callback = check_callback(callback)
     progress = check_bool("progress", progress)
@@ -369,8 +376,6 @@ def _criteria(
                 f"Invalid max_evals: {max_evals} cannot pay for one step of num_samples={num_samples} and the "
                 f"final estimate; expected max_evals >= {num_samples + 1}"
             )
-    elif num_steps is None:
-        raise ValueError("Invalid num_steps: None (as many steps as the budget allows) needs max_evals, a budget")
     ftarget = None if ftarget is None else check_real("ftarget", ftarget)
     tol_fun = None if tol_fun is None else check_positive("tol_fun", tol_fun)
     tol_x = None if tol_x is None else check_positive("tol_x", tol_x)

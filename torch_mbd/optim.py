@@ -73,8 +73,8 @@ class MBDOptimizer(SamplingOptimizer):
     Args:
         params: tensors or parameter groups. Group options: ``bounds``, ``noise_scale``, ``fraction``.
         num_samples: candidates per step ``n``.
-        temperature: ``lambda > 0``; lower is greedier. ``"auto"`` sets it each step, per problem,
-            from the rewards themselves: the ``lambda`` at which the weights keep an effective
+        temperature: ``lambda > 0``; lower is greedier. ``"auto"`` (default, as [`plan`][torch_mbd.plan.plan]'s and
+            [`minimize`][torch_mbd.minimize.minimize]'s) sets it each step, per problem, from the rewards themselves: the ``lambda`` at which the weights keep an effective
             sample size of ``target_ess`` times the number of valid samples
             ([`ess_temperature`][torch_mbd.denoise.ess_temperature]); ``last_step.temperature`` says which.
         target_ess: the fraction in ``(0, 1]`` ``temperature="auto"`` aims at (default
@@ -175,7 +175,7 @@ class MBDOptimizer(SamplingOptimizer):
         self,
         params,
         num_samples: int = 256,
-        temperature: float | str = 0.1,
+        temperature: float | str = "auto",
         num_steps: int = 100,
         beta_first: float = 1e-4,
         beta_last: float = 1e-2,
