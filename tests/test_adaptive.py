@@ -121,6 +121,12 @@ def test_warm_up_takes_a_worse_estimate_back_and_halves_the_noise():
     assert min(sigmas) <= 0.63 / 4  # halved at least twice
     # the estimate is taken back to the previous one on a failed step: it never walks far up
     assert max(values) <= values[0] * 1.5
+    # warm_up=False (for a stochastic objective) keeps the first noise level: the estimate walks away
+    y = torch.ones(D)
+    off = AdaptiveMBDOptimizer([y], num_samples=8, seed=0, warm_up=False)
+    for _ in range(12):
+        off.step(sphere)
+    assert float(sphere([y[None]])) > values[0] * 1.5
 
 
 def test_stop_reason_reports_a_collapsed_noise_level_and_a_flat_objective():
@@ -199,6 +205,7 @@ def test_a_state_dict_resumes_the_same_run_and_refuses_a_bad_adaptation():
         (dict(target_ess=1.5), "target_ess"),
         (dict(temperature="hot"), "temperature"),
         (dict(tol_x=0.0), "tol_x"),
+        (dict(warm_up="yes"), "warm_up"),
     ],
 )
 def test_bad_options_are_refused_by_name(kwargs, match):

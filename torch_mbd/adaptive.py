@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from . import adaptation, denoise
-from .checks import check_int, check_positive
+from .checks import check_bool, check_int, check_positive
 from .denoise import DEFAULT_TARGET_ESS  # noqa: F401 (documented default of target_ess below)
 from .sampling import (
     Evaluation,
@@ -108,6 +108,9 @@ class AdaptiveMBDOptimizer(SamplingOptimizer):
             ``tol_x`` times its initial value.
         tol_fun: [`stop_reason`][torch_mbd.adaptive.AdaptiveMBDOptimizer.stop_reason] says ``"tol_fun"`` once the best rewards of the last
             ``10 + ceil(30 D / n)`` steps, and this step's valid rewards, each span less than ``tol_fun``.
+        warm_up: halve the noise level, and take the step back, while the mean reward of a step's
+            samples falls (until it has risen three steps in a row; ``docs/adaptive.md``). It compares
+            the objective across steps, so turn it off for a stochastic one (a fresh minibatch per step).
         **options: the options every method shares (``bounds``, ``noise_scale``, ``rollout``,
             ``generator``, ``seed``, ``torch_threads``, ...; see [`MBDOptimizer`][torch_mbd.MBDOptimizer]) and MBD's schedule
             options ``num_steps``, ``beta_first``, ``beta_last``, ``noise_convention``, accepted (so that every
@@ -137,6 +140,7 @@ class AdaptiveMBDOptimizer(SamplingOptimizer):
         covariance: str = "auto",
         tol_x: float = 1e-12,
         tol_fun: float = 1e-12,
+        warm_up: bool = True,
         **options,
     ):
         if check_int("num_samples", num_samples, minimum=1) < 2:
@@ -147,6 +151,7 @@ class AdaptiveMBDOptimizer(SamplingOptimizer):
         if not isinstance(covariance, str) or covariance not in ("auto", "full", "diagonal"):
             raise ValueError(f"Invalid covariance: expected 'auto', 'full' or 'diagonal', got {covariance!r}")
         self.tol_x, self.tol_fun = check_positive("tol_x", tol_x), check_positive("tol_fun", tol_fun)
+        self.warm_up = check_bool("warm_up", warm_up)
         pop_first_sigma(options, type(self).__name__)  # checked; a run has no schedule, so no length
         self._schedule_sigma = UNBOUNDED_SIGMA
         super().__init__(params, num_samples, **options)
@@ -265,7 +270,7 @@ class AdaptiveMBDOptimizer(SamplingOptimizer):
         # e.g. in a high dimension, costs a few steps instead of a walk away from the start)
         current, error = (v.to(dtype) for v in smoothed_reward(rewards, torch.isfinite(logp)))
         previous = state["previous_reward"]
-        compared = state["warming"] & torch.isfinite(previous) & torch.isfinite(current)
+        compared = state["warming"] & torch.isfinite(previous) & torch.isfinite(current) & self.warm_up
         margin = WARM_UP_SIGNIFICANCE * torch.sqrt(error + state["previous_error"])
         worse = compared & (current < previous - margin)  # fell, beyond the Monte Carlo noise of the two means
         state["successes"] = torch.where(worse, 0, state["successes"] + compared.long())
