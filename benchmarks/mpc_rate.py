@@ -3,10 +3,13 @@
 Each setting is a :class:`torch_mbd.MPC` on the same task model, planning from the task's initial
 state. After a cold start and one untimed warm start, the settings take turns: one warm-started
 control step each, ``--repeats`` rounds, so that every setting meets the same machine load. The
-table gives the median wall time of a control step, the control rate it allows and its ratio to
-the first setting (today's default of ``benchmarks/mpc.py``). Closed-loop rewards of the same
-settings come from ``benchmarks/mpc.py`` (``--samples``, ``--diffusion-steps``, ``--temperature``,
-``--keep-best``).
+table gives the median wall time of a control step, the control rate it allows and its ratios, all
+measured in this one run, to the first setting (today's default of ``benchmarks/mpc.py``) and to
+`BASELINE` (30 x 1 with keep-best sample, the setting issue 27 asks to double). The machine and
+its load average (the machine is shared: wall times move with it, ratios much less) are printed
+and written with the table. Closed-loop rewards of the same settings come from
+``benchmarks/mpc.py`` (``--samples``, ``--diffusion-steps``, ``--temperature``, ``--keep-best``)
+and ``benchmarks/mpc_realtime.py``.
 
     python -m benchmarks.mpc_rate                 # hopper, H = 20, 30 rounds
     python -m benchmarks.mpc_rate --task walker2d --repeats 50 --no-write
@@ -17,6 +20,7 @@ Writes the section ``mpc_rate`` of docs/results.md unless ``--no-write``.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -45,7 +49,10 @@ SETTINGS = {
 """Controller settings timed: ``MPC`` options, plus ``coarse`` (the planner model simulates
 :func:`dynamics.closed_loop.coarse_task` of that factor: a larger timestep, the same control step)
 and ``nthread`` (MuJoCo rollout threads of the planner model; default every CPU). The first setting
-is the reference of the ratio column."""
+is the reference of the first ratio column."""
+
+BASELINE = ("30 samples x 1 step, keep-best sample", "30 x 1")
+"""The setting of the second ratio column and its short name: issue 27's target is twice its rate."""
 
 
 def rollouts_per_step(options: dict) -> int:
@@ -84,18 +91,31 @@ def time_settings(task: str, horizon: int, repeats: int, settings: dict = SETTIN
     return times
 
 
-def rate_table(times: dict[str, list[float]], settings: dict = SETTINGS) -> str:
-    """Markdown: setting, rollouts per control step, median ms, control steps/s, ratio to the first."""
+def rate_table(times: dict[str, list[float]], settings: dict = SETTINGS, baseline: tuple[str, str] | None = None) -> str:
+    """Markdown: setting, rollouts per control step, median ms, control steps/s, ratio to the first,
+    and with ``baseline = (setting, short name)`` (a setting timed) the ratio to it."""
     names = list(times)
     reference = statistics.median(times[names[0]])
+    if baseline is not None and baseline[0] not in times:
+        raise ValueError(f"baseline {baseline[0]!r} is not among the settings timed")
+    base = None if baseline is None else statistics.median(times[baseline[0]])
     rows = []
     for name in names:
         median = statistics.median(times[name])
         rows.append([
             name, str(rollouts_per_step(settings[name])), f"{median * 1000:.1f}", f"{1 / median:.2f}",
             f"{reference / median:.2f}x",
-        ])  # fmt: skip
-    return markdown_table(["setting", "rollouts / control step", "median ms / control step", "steps/s", "rate vs first"], rows)
+        ] + ([] if base is None else [f"{base / median:.2f}x"]))  # fmt: skip
+    header = ["setting", "rollouts / control step", "median ms / control step", "steps/s", "rate vs first"]
+    return markdown_table(header + ([] if baseline is None else [f"rate vs {baseline[1]}"]), rows)
+
+
+def load_average() -> str:
+    """The 1-minute load average, e.g. ``"3.52"`` (``"unknown"`` where the OS has none)."""
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except (AttributeError, OSError):  # pragma: no cover - not Unix
+        return "unknown"
 
 
 def main(argv=None) -> None:
@@ -107,15 +127,18 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.horizon < 1:
         parser.error("--repeats and --horizon must be >= 1")
+    where = machine()
+    before = load_average()
     times = time_settings(args.task, args.horizon, args.repeats)
-    table = rate_table(times)
-    print(table)
+    load = f"load average {before} before, {load_average()} after"
+    table = rate_table(times, baseline=BASELINE)
+    print(f"{where}, {load}\n{table}")
     if args.no_write:
         return
     cmd = "python -m benchmarks.mpc_rate " + " ".join(argv if argv is not None else sys.argv[1:])
     write_section(
         "mpc_rate",
-        f"## MPC control rate\n\n`{cmd.strip()}` on {machine()}: {args.task}, horizon {args.horizon}, "
+        f"## MPC control rate\n\n`{cmd.strip()}` on {where} ({load}): {args.task}, horizon {args.horizon}, "
         f"warm-started control steps from the task's initial state, the settings taking turns for "
         f"{args.repeats} rounds (same machine load for each); the planner alone, without the simulated "
         f"system.\n\n{table}",

@@ -70,6 +70,28 @@ is the reference."""
 CONDITIONS = ("nominal", "pushes")
 
 
+def temperature_arg(text: str) -> float | str:
+    """``--temperature``: a number ``> 0`` or ``"auto"``."""
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number > 0 or 'auto', got {text!r}")
+    return value
+
+
+def with_temperature(settings: dict, temperature: float | str | None) -> dict:
+    """``settings`` with ``temperature`` (``MPC``'s option) added to each, and to each name (so that a
+    store keeps the episodes of different temperatures apart); ``None``: ``settings`` unchanged (the
+    ``MPC`` default)."""
+    if temperature is None:
+        return settings
+    return {f"{name}, temperature {temperature}": dict(setting, temperature=temperature) for name, setting in settings.items()}
+
+
 def episode(task: str, seed: int, condition: str, setting: dict, horizon: int, push_every: int):
     """One closed-loop episode; returns the :class:`~torch_mbd.async_mpc.ClosedLoopResult`."""
     from dynamics.closed_loop import MujocoSystem, coarse_task, push_schedule
@@ -150,6 +172,8 @@ def main(argv=None) -> None:
     parser.add_argument("--settings", nargs="+", type=int, default=None, metavar="I",
                         help=f"indices into the settings (default: all {len(SETTINGS)}; 0 is the reference)")
     parser.add_argument("--horizon", type=int, default=20)
+    parser.add_argument("--temperature", type=temperature_arg, default=None, metavar="T",
+                        help="MPC's temperature for every setting: a number or 'auto' (default: MPC's default, 0.1)")
     parser.add_argument("--push-every", type=int, default=10)
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--store", type=Path, default=None, metavar="JSON",
@@ -159,7 +183,7 @@ def main(argv=None) -> None:
     parser.add_argument("--no-write", action="store_true", help="print only; do not update docs/results.md")
     args = parser.parse_args(argv)
     names = list(SETTINGS)
-    chosen = {names[i]: SETTINGS[names[i]] for i in (args.settings or range(len(names)))}
+    chosen = with_temperature({names[i]: SETTINGS[names[i]] for i in (args.settings or range(len(names)))}, args.temperature)
     cmd = "python -m benchmarks.mpc_realtime " + " ".join(argv if argv is not None else sys.argv[1:])
     for task in args.tasks:
         start = time.perf_counter()

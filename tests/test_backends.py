@@ -548,3 +548,108 @@ def test_hopper_backends_agree_and_rank_alike(hopper_trajectories, backend):
     assert float(cpu_total[0] - cpu_total[1]) > 0.5
     assert float(other_total[0] - other_total[1]) > 0.5
     assert torch.equal(cpu_total.argsort(), other_total.argsort())
+
+
+# --------------------------------------------------------------------------- no MjData per call (issue 27)
+# A model whose full physics state holds more than time, qpos and qvel: an activation (a filtered
+# actuator) and a delayed control, whose history buffer a new MjData starts with non-zero entries.
+STATEFUL_XML = """
+<mujoco model="stateful">
+  <worldbody>
+    <body name="cart">
+      <joint name="slider" type="slide" axis="1 0 0"/>
+      <geom type="box" size="0.1 0.05 0.05" mass="1"/>
+    </body>
+  </worldbody>
+  <actuator><general joint="slider" dyntype="filter" dynprm="0.1" gainprm="2" nsample="3" delay="0.004"/></actuator>
+</mujoco>
+"""
+
+
+def test_the_initial_physics_state_is_that_of_a_fresh_mjdata_without_building_one():
+    from dynamics.mujoco_cpu import CpuRollout
+
+    mj_model = mujoco.MjModel.from_xml_string(STATEFUL_XML)
+    backend = CpuRollout(mj_model, frame_skip=2, nthread=1)
+    spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
+    assert backend.nstate > 1 + mj_model.nq + mj_model.nv  # the parts after qvel are really there
+    assert np.abs(backend.initial_physics_state(torch.zeros(1), torch.zeros(1))).max() > 0  # and not all zeros
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        qpos = torch.randn(mj_model.nq, generator=gen, dtype=torch.float64)
+        qvel = torch.randn(mj_model.nv, generator=gen, dtype=torch.float64)
+        data = mujoco.MjData(mj_model)  # what the backend built at every call before
+        data.qpos[:], data.qvel[:] = qpos.numpy(), qvel.numpy()
+        expected = np.empty(backend.nstate)
+        mujoco.mj_getState(mj_model, data, expected, spec)
+        assert np.array_equal(backend.initial_physics_state(qpos, qvel), expected)
+        rows = backend.initial_physics_state(qpos, qvel, out=np.zeros((4, backend.nstate)))
+        assert rows.shape == (4, backend.nstate) and all(np.array_equal(row, expected) for row in rows)
+    # and the rollout from it is plain mj_step from that state, the activation and the history included
+    ctrl = torch.full((1, 3, 1), 0.7, dtype=torch.float64)
+    qpos_out, qvel_out, _ = backend(qpos, qvel, ctrl)
+    for t in range(3):
+        data.ctrl[:] = 0.7
+        for _ in range(2):
+            mujoco.mj_step(mj_model, data)
+        assert np.array_equal(qpos_out[0, t].numpy(), data.qpos) and np.array_equal(qvel_out[0, t].numpy(), data.qvel)
+    assert data.act[0] != 0  # the filter's activation moved: the state carried it
+
+
+# A box pressed into the floor with sensors of the acceleration stage (touch, accelerometer), which
+# read the constraint solver's forces: the most an MjData computes for a state.
+CONTACT_SENSORS_XML = """
+<mujoco model="box on the floor">
+  <worldbody>
+    <geom type="plane" size="2 2 0.1"/>
+    <body name="box" pos="0 0 0.1">
+      <freejoint name="free"/>
+      <geom type="box" size="0.1 0.1 0.1" mass="1"/>
+      <site name="bottom" pos="0 0 -0.1" size="0.11 0.11 0.02" type="box"/>
+    </body>
+  </worldbody>
+  <actuator><motor joint="free" gear="1 0 0 0 0 0"/></actuator>
+  <sensor><touch site="bottom"/><accelerometer site="bottom"/></sensor>
+</mujoco>
+"""
+
+
+def test_the_initial_states_sensors_do_not_depend_on_the_states_set_before():
+    def height(qpos, qvel, sensors, action):
+        return qpos[..., 2]
+
+    task = Task("box", lambda: mujoco.MjSpec.from_string(CONTACT_SENSORS_XML), height, frame_skip=1, horizon=2)
+    model = MujocoModel(task, seed=0)
+    gen = torch.Generator().manual_seed(1)
+    start = torch.cat([model.qpos0, model.qvel0])
+    states = [start + 0.05 * torch.randn(start.shape, generator=gen, dtype=torch.float64) for _ in range(4)]
+    for state in states:
+        state[2] = 0.095  # sunk into the floor a little: contacts, so the constraint solver works
+        state[3:7] = torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=torch.float64)
+    seen = []
+    for state in states + states[::-1]:  # each state after different predecessors
+        model.initial_state = state
+        seen.append(model.initial_state.clone())
+        data = mujoco.MjData(model.mj_model)  # what the setter built at every call before
+        data.qpos[:], data.qvel[:] = state[: model.nq].numpy(), state[model.nq :].numpy()
+        mujoco.mj_forward(model.mj_model, data)
+        expected = torch.cat([state, torch.from_numpy(data.sensordata.copy())]).to(model.dtype)
+        assert torch.equal(model.initial_state, expected)
+        assert float(model.initial_state[model.nq + model.nv]) > 0  # the touch sensor feels the floor
+    assert all(torch.equal(a, b) for a, b in zip(seen, seen[::-1]))
+
+
+def test_the_cpu_backend_keeps_the_buffers_of_its_latest_shapes():
+    from dynamics.mujoco_cpu import BUFFER_SHAPES, CpuRollout
+
+    backend = CpuRollout(mujoco.MjModel.from_xml_string(CARTPOLE_XML), frame_skip=2, nthread=1)
+    qpos, qvel = torch.zeros(2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64)
+    ctrl = {n: 0.1 * torch.ones(n, 3, 2, dtype=torch.float64) for n in range(1, BUFFER_SHAPES + 2)}
+    first = backend(qpos, qvel, ctrl[1])
+    kept = backend._buffers[(1, 3)]
+    backend(qpos, qvel, ctrl[2])
+    again = backend(qpos, qvel, ctrl[1])  # alternating shapes: the same arrays, the same results
+    assert backend._buffers[(1, 3)] is kept and all(torch.equal(a, b) for a, b in zip(first, again))
+    for n in range(2, BUFFER_SHAPES + 2):
+        backend(qpos, qvel, ctrl[n])
+    assert len(backend._buffers) == BUFFER_SHAPES and (1, 3) not in backend._buffers  # the oldest went

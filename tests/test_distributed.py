@@ -57,6 +57,20 @@ def run_car(process_group=None, steps=6):
     return actions, opt.last_step.rewards, sum(counted)
 
 
+def run_mpc_car(process_group=None, steps=4):
+    """A few MPC control steps on the car (one reused optimizer per kind of start); returns the plans."""
+    from dynamics.car import Car2D
+    from torch_mbd import MPC
+
+    car = Car2D(horizon=8, dt=0.1, start=(-2.0, 0.0, 0.0, 0.0, 0.0), goal=(0.0, 0.5))
+    controller = MPC(car, num_samples=9, diffusion_steps=2, initial_steps=3, seed=4, process_group=process_group)
+    state, plans = car.initial_state.clone(), []
+    for _ in range(steps):
+        plans.append(controller.plan(state).clone())
+        state = state + 0.01  # a moved system, the same on every rank
+    return torch.stack(plans)
+
+
 def _worker(rank, world, out):
     # A file store, not a TCP one: no free port to race for.
     store = os.path.join(out, "store")
@@ -66,7 +80,7 @@ def _worker(rank, world, out):
         asked, asked_count = run_blackbox_ask_tell(dist.group.WORLD)
         car_actions, car_rewards, car_count = run_car(dist.group.WORLD)
         result = {"x": x, "count": count, "car_actions": car_actions, "car_rewards": car_rewards, "car_count": car_count,
-                  "asked": asked, "asked_count": asked_count}
+                  "asked": asked, "asked_count": asked_count, "mpc_plans": run_mpc_car(dist.group.WORLD)}
         torch.save(result, os.path.join(out, f"rank{rank}.pt"))
         dist.barrier()  # no rank tears gloo down while another still talks to it
     finally:
@@ -99,6 +113,10 @@ def test_two_gloo_ranks_equal_one_process(tmp_path):
         assert torch.equal(r["car_rewards"], car_rewards)
     assert sorted(r["car_count"] for r in ranks) == [6 * 7, 6 * 8]
     assert car_count == 6 * 15
+    # MPC over the ranks (its optimizers restarted at every control step): the one-process plans
+    mpc_plans = run_mpc_car()
+    for r in ranks:
+        assert torch.equal(r["mpc_plans"], mpc_plans)
 
 
 def test_process_group_needs_initialized_distributed():

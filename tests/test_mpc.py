@@ -678,3 +678,100 @@ def test_snapshot_initial_state_uses_a_models_own_methods():
     plain.initial_state = torch.ones(1, dtype=torch.float64)
     restore()
     assert plain.initial_state is first  # a plain attribute gets its very object back
+
+
+# --------------------------------------------------------------------------- one optimizer per kind of start (issue 27)
+def _fresh_each_call(controller):
+    """The controller of before issue 27: a new MBDOptimizer at every call (the reuse cache emptied)."""
+    plan = controller.plan
+
+    def planned(state, elapsed=1):
+        controller._optimizers.clear()
+        return plan(state, elapsed)
+
+    controller.plan = planned
+    return controller
+
+
+def _calls(controller, model, steps=6):
+    """Plans, sample rewards and generator states of a short closed loop with a reset and odd elapsed steps."""
+    state, out = torch.zeros(1, dtype=torch.float64), []
+    for t in range(steps):
+        if t == 3:
+            controller.reset()  # a second cold start
+        plan = controller.plan(state, elapsed=(0, 1, 2)[t % 3])
+        out.append((plan.clone(), controller.last_step.sample_reward, controller.generator.get_state()))
+        state = state + model.dt * plan[0]
+    return out
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(),
+        dict(keep_best=True, temperature="auto"),
+        dict(keep_best="sample", num_knots=3, horizon_noise=1.0),
+        # demo_reward: set by the first step of every call
+        dict(demo=torch.full((8, 1), 0.5, dtype=torch.float64), demo_sigma=0.3),
+    ],
+    ids=["plain", "keep-best-auto", "sample-knots-annealed", "demo"],
+)
+def test_reusing_the_optimizers_gives_the_plans_of_a_new_optimizer_per_call_bit_for_bit(options):
+    runs = []
+    for fresh in (False, True):
+        model = Integrator(horizon=8)
+        controller = MPC(model, num_samples=16, diffusion_steps=2, initial_steps=4, warm_noise=0.3, seed=5, **options)
+        runs.append(_calls(_fresh_each_call(controller) if fresh else controller, model))
+    for (plan, reward, rng), (plan_, reward_, rng_) in zip(*runs):
+        assert torch.equal(plan, plan_) and reward == reward_ and torch.equal(rng, rng_)
+
+
+def test_the_optimizers_are_built_once_per_kind_of_start_and_rebuilt_when_an_option_changes():
+    model = Integrator(horizon=8)
+    controller = MPC(model, num_samples=16, diffusion_steps=1, initial_steps=3, seed=0)
+    state = torch.zeros(1, dtype=torch.float64)
+    controller.plan(state)
+    controller.plan(state)
+    cold, warm = controller._optimizers[False][1], controller._optimizers[True][1]
+    plans = [controller.plan(state) for _ in range(3)]
+    assert controller._optimizers[True][1] is warm and controller._optimizers[False][1] is cold
+    assert all(p is not q for p, q in zip(plans, plans[1:]))  # each call returns a plan of its own
+    assert not any(p is warm._params[0] for p in plans)  # never the optimizer's (reused) tensor
+    controller.num_samples = 5  # an attribute set between calls takes effect, as with a new optimizer
+    seen = len(model.seen)
+    controller.plan(state)
+    assert controller._optimizers[True][1] is not warm and model.seen[seen].shape[0] == 5
+
+
+def test_a_reused_optimizer_warns_of_a_constant_objective_at_every_call_as_a_new_one_did():
+    import warnings
+
+    from torch_mbd.sampling import ConstantObjectiveWarning
+
+    class Flat(Integrator):
+        def rollout(self, actions):
+            return Trajectory(states=actions, rewards=torch.zeros(actions.shape[:-1], dtype=actions.dtype))
+
+    controller = MPC(Flat(horizon=4), num_samples=4, diffusion_steps=1, initial_steps=1, seed=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            controller.plan(torch.zeros(1, dtype=torch.float64))
+    assert sum(issubclass(w.category, ConstantObjectiveWarning) for w in caught) == 3
+
+
+def test_reusing_the_optimizers_on_hopper_gives_the_same_plans_bit_for_bit():
+    pytest.importorskip("mujoco")
+    from dynamics.model import MujocoModel
+
+    runs = []
+    for fresh in (False, True):
+        model = MujocoModel("hopper", horizon=5, seed=1)
+        controller = MPC(model, num_samples=6, diffusion_steps=2, initial_steps=3, keep_best=True, seed=2)
+        if fresh:
+            _fresh_each_call(controller)
+        state, plans = torch.cat([model.qpos0, model.qvel0]), []
+        for t in range(4):
+            plans.append(controller.plan(state + 0.01 * t).clone())
+        runs.append(plans)
+    assert all(torch.equal(a, b) for a, b in zip(*runs))

@@ -35,3 +35,18 @@ def test_a_coarse_setting_plans_on_its_own_cheaper_model():
     times = mpc_rate.time_settings("hopper", horizon=3, repeats=2, settings=settings)
     assert set(times) == {"fine", "coarse"} and all(len(v) == 2 and min(v) > 0 for v in times.values())
     assert settings["coarse"]["coarse"] == 2  # the settings given are not consumed
+
+
+def test_rate_table_adds_the_ratio_to_the_baseline_setting():
+    settings = {"a": dict(num_samples=4, diffusion_steps=2), "b": dict(num_samples=4, diffusion_steps=1)}
+    times = {"a": [0.4], "b": [0.1]}
+    rows = [line.split(" | ") for line in mpc_rate.rate_table(times, settings, baseline=("b", "b!")).splitlines()]
+    assert rows[0][-1] == "rate vs b! |"
+    assert rows[2][-2:] == ["1.00x", "0.25x |"] and rows[3][-2:] == ["4.00x", "1.00x |"]
+    with pytest.raises(ValueError, match="baseline 'c'"):
+        mpc_rate.rate_table(times, settings, baseline=("c", "c"))
+
+
+def test_the_baseline_is_one_of_the_settings():
+    assert mpc_rate.BASELINE[0] in mpc_rate.SETTINGS
+    assert mpc_rate.SETTINGS[mpc_rate.BASELINE[0]] == dict(num_samples=30, diffusion_steps=1, keep_best="sample")

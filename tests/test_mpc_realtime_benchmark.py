@@ -38,3 +38,16 @@ def test_the_table_can_be_built_from_a_store_without_running(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"| {name} | 3.500 | 3.500 | 3.500 | 0.25 (0.25-0.25) | 1.00 |" in out
     assert json.loads(path.read_text()) == store  # --table-only writes nothing
+
+
+def test_a_temperature_goes_to_every_setting_and_into_its_name():
+    settings = {"a": dict(mode="sync", num_samples=4), "b": dict(mode="simulated", plans_per_step=2.0)}
+    assert mpc_realtime.with_temperature(settings, None) is settings
+    auto = mpc_realtime.with_temperature(settings, "auto")
+    assert auto == {"a, temperature auto": dict(mode="sync", num_samples=4, temperature="auto"),
+                    "b, temperature auto": dict(mode="simulated", plans_per_step=2.0, temperature="auto")}
+    assert "temperature" not in settings["a"]  # the settings given are not changed
+    assert mpc_realtime.temperature_arg("0.25") == 0.25 and mpc_realtime.temperature_arg("auto") == "auto"
+    for bad in ("0", "-1", "inf", "nan", "warm"):
+        with pytest.raises(Exception, match="number > 0 or 'auto'"):
+            mpc_realtime.temperature_arg(bad)

@@ -220,6 +220,7 @@ class MBDOptimizer(SamplingOptimizer):
         self.num_steps, self.noise_convention = self.schedule.num_steps, noise_convention
         self.beta_first, self.beta_last = check_real("beta_first", beta_first), check_real("beta_last", beta_last)
         self.demo_reward = None if demo_reward is None else check_real("demo_reward", demo_reward)
+        self._given_demo_reward = self.demo_reward
         super().__init__(
             params, num_samples, bounds=bounds, noise_scale=noise_scale, fraction=fraction, rollout=rollout,
             generator=generator, seed=seed, process_group=process_group, torch_threads=torch_threads,
@@ -232,6 +233,24 @@ class MBDOptimizer(SamplingOptimizer):
         """The demonstration likelihood's standard deviation, checked (a float or a tensor)."""
         self.demo_log_likelihood = demo_log_likelihood
         """The callable of ``demo_log_likelihood`` (rollout mode), or ``None`` (the Gaussian of ``demo``, if any)."""
+
+    def _restart(self) -> None:
+        """Start over from the parameters' current values, as a new optimizer built with the same
+        arguments and generator would: no step done (the schedule from its top), no best sample,
+        no last step, the constant-objective warning not yet given, ``demo_reward`` as given.
+
+        Kept: the generator (not reseeded: its state goes on), the group options, the layout and
+        the sample buffer. Under a process group rank 0's generator state is broadcast again, as at
+        construction. [`MPC`][torch_mbd.mpc.MPC] restarts one optimizer at every control step
+        instead of building one (the same plans, bit for bit).
+        """
+        self.steps_done = 0
+        self.last_step = None
+        self._warned_constant = False
+        self._reset_best()
+        self.demo_reward = self._given_demo_reward
+        if self.process_group is not None:
+            self.evaluator.broadcast_generator_state(self.generator)
 
     def __getattr__(self, name: str):
         """The deprecated attribute names ``beta0``, ``beta1``, ``noise`` read the new ones, with a warning."""
