@@ -322,6 +322,48 @@ def final_precision_table(runs: list[dict], solvers: list[str], dim: int, expect
     return markdown_table([f"D = {dim}: median best f - f_opt"] + [LABELS[s] for s in solvers], rows)
 
 
+def ecdf(runs: list[dict], dim: int, budget_per_dim: int, points: int = 60) -> tuple[np.ndarray, np.ndarray]:
+    """The runtime distribution of COCO's ECDF figures, from the run records: for each budget
+    ``evals / D`` on a log grid up to ``budget_per_dim``, the fraction of the (function, instance,
+    target) triples of ``runs`` (at ``dim``) whose target was reached within that many evaluations."""
+    grid = np.geomspace(1, budget_per_dim, points)
+    hits = [r["hits"][str(t)] for r in runs if r["dim"] == dim for t in TARGETS]
+    reached = np.array([np.inf if h is None else h / dim for h in hits])
+    if reached.size == 0:
+        return grid, np.zeros_like(grid)
+    return grid, (reached[None, :] <= grid[:, None]).mean(1)
+
+
+def ecdf_figure(runs: list[dict], solvers: list[str], dims: list[int], budget_per_dim: int, path: Path,
+                title: str, expected: int | None = None) -> Path:
+    """One panel per dimension: each solver's :func:`ecdf` over every function (a PNG at ``path``); a
+    solver with fewer than ``expected`` runs at a dimension (an unfinished grid) is left out of its panel."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(dims), figsize=(5.2 * len(dims), 3.8), squeeze=False)
+    for ax, dim in zip(axes[0], dims):
+        for s in solvers:
+            mine = [r for r in runs if r["solver"] == s and r["dim"] == dim]
+            if mine and (expected is None or len(mine) >= expected):
+                x, y = ecdf(mine, dim, budget_per_dim)
+                ax.step(x, y, where="post", label=f"{LABELS[s]} ({len(mine)} runs)", lw=2 if s == "mbd" else 1.2)
+        ax.set_xscale("log")
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("evaluations / D")
+        ax.set_ylabel("fraction of (f, instance, target) reached")
+        ax.set_title(f"bbob, D = {dim}, 24 functions, targets 1e1 .. 1e-5")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -419,6 +461,11 @@ def main(argv=None) -> int:
                         figures.append(f"figures/{target.name}")
         else:
             print(f"cocopp failed (exit status {done_pp.returncode}); the data is in {coco_data / 'exdata'}")
+    if not args.no_write:  # the runtime distributions from the records (every solver, with or without COCO data)
+        target = ecdf_figure(wanted, args.solvers, args.dims, args.budget, figure_path(f"bbob_ecdf_{section}.png"),
+                             f"instances {' '.join(map(str, args.instances))}, budget {args.budget} x D",
+                             expected=len(args.functions) * len(args.instances))
+        figures.insert(0, f"figures/{target.name}")
     if not args.no_write:
         instances = " ".join(map(str, args.instances))
         pictures = "\n\n".join(f"![COCO's runtime distribution (ECDF) over all functions]({f})" for f in figures)
@@ -435,9 +482,12 @@ def main(argv=None) -> int:
 `{command}` on {machine()}: {len(args.functions)} functions, budget {args.budget} x D evaluations, targets
 f - f_opt in {", ".join(f"{t:g}" for t in TARGETS)}; the run records are in `{args.runs.relative_to(ROOT)
 if args.runs.is_relative_to(ROOT) else args.runs}`. The fractions and precisions do not depend on the
-machine's speed or load; the times per evaluation are of the load the machine had (it was shared with
-other work: compare them within one table only). Each solver's budget, stopping rule and start are
-in the module's docstring; the ECDF figures are cocopp's (`--cocopp`), over every function.
+machine's speed or load; the times per evaluation are of the load the machine had when each solver's runs
+were made (shared with other work, and not in one session for every solver: they compare nothing;
+`python -m benchmarks.blackbox_overhead` measures the optimizers' overhead in one run). Each solver's budget, stopping rule and start are
+in the module's docstring. The first figure is the runtime distribution (COCO's ECDF: the fraction
+of (function, instance, target) triples reached against evaluations / D) drawn from the run records;
+cocopp's own figures follow where the grid ran with `--cocopp` (COCO's data of every solver).
 {"Not run: " + "; ".join(f"{s} ({m})" for s, m in unavailable.items()) if unavailable else ""}
 
 {text}

@@ -121,3 +121,13 @@ def test_report_runs_nothing_and_leaves_an_unfinished_solver_out(tmp_path, capsy
     assert "IPOP-CMA-ES" in header and "random search" not in header  # 1 of 2 runs: no column
     assert "random search: 1 of 2 runs so far, left out" in out
     assert "| all functions | 1.00 |" in out
+
+
+def test_ecdf_is_the_fraction_of_triples_reached_within_each_budget(tmp_path):
+    # one run at D = 2: targets 1e1 and 1e-1 hit after 4 and 40 evaluations (2 and 20 per dimension)
+    run = dict(solver="mbd", function=1, dim=2, instance=1, hits={"10.0": 4, "0.1": 40, "0.001": None, "1e-05": None})
+    x, y = bbob.ecdf([run], 2, 100, points=5)  # budgets 1, ~3.2, 10, ~31.6, 100 evaluations per dimension
+    assert x[0] == 1 and x[-1] == pytest.approx(100)
+    assert y.tolist() == [0.0, 0.25, 0.25, 0.5, 0.5]
+    path = bbob.ecdf_figure([run], ["mbd"], [2], 100, tmp_path / "ecdf.png", "test")
+    assert path.stat().st_size > 1000
