@@ -226,3 +226,16 @@ def test_the_rates_are_cma_es_formulas_and_the_paths_are_normalized():
         step = torch.randn(4000, 10, generator=g, dtype=torch.float64) / 4.0  # N(0, I / mu_eff)
         path = adaptation.cumulate(path, step, r.c_sigma, mu)
     assert float(path.var()) == pytest.approx(1.0, rel=0.05)
+
+
+@pytest.mark.parametrize("D", [2, 100, 10_000])
+def test_minimize_with_its_defaults_ends_no_worse_than_it_started_on_a_convex_problem(D):
+    from torch_mbd import minimize
+
+    shift = torch.linspace(-1, 1, D)
+    f = lambda x: (x - shift).square().sum(-1) + 0.5 * (x - shift).abs().sum(-1)  # noqa: E731
+    x0 = torch.zeros(D)
+    start = float(f(x0[None]))
+    res = minimize(f, x0, seed=0, progress=False)  # every option at its default: adaptive MBD, 64 x 100
+    assert res.fun_final <= start and res.fun <= res.fun_final  # the final estimate, and the best point
+    assert res.fun < 0.9 * start

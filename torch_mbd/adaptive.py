@@ -6,7 +6,7 @@ of ``E[Y0 | Yi]``. This method keeps that update and adapts what the schedule fi
 (`torch_mbd.adaptation` holds the math, ``docs/adaptive.md`` derives it):
 
 * the **shape**: the same weighted samples estimate the posterior covariance ``Cov[Y0 | Yi]``; its
-  running average ``C`` (full up to ``full_dim`` coordinates, diagonal above) is the covariance the
+  running average ``C`` (full up to `FULL_DIM` coordinates, diagonal above) is the covariance the
   next samples are drawn with, so the diffusion runs in the coordinates ``C`` whitens;
 * the **noise level** ``sigma``, relative to the problem: it grows while the cumulated, whitened
   denoising steps are longer than Monte Carlo noise alone would make them (the score has signal at
@@ -24,7 +24,6 @@ from torch import Tensor
 
 from . import adaptation, denoise
 from .checks import check_bool, check_int, check_positive
-from .denoise import DEFAULT_TARGET_ESS  # noqa: F401 (documented default of target_ess below)
 from .sampling import (
     Evaluation,
     SamplingOptimizer,
@@ -108,8 +107,9 @@ class AdaptiveMBDOptimizer(SamplingOptimizer):
             ``tol_x`` times its initial value.
         tol_fun: [`stop_reason`][torch_mbd.adaptive.AdaptiveMBDOptimizer.stop_reason] says ``"tol_fun"`` once the best rewards of the last
             ``10 + ceil(30 D / n)`` steps, and this step's valid rewards, each span less than ``tol_fun``.
-        warm_up: halve the noise level, and take the step back, while the mean reward of a step's
-            samples falls (until it has risen three steps in a row; ``docs/adaptive.md``). It compares
+        warm_up: halve the noise level, and take the step back, when the mean reward of a step's
+            samples fell by more than `WARM_UP_SIGNIFICANCE` standard errors, until it has risen (or held)
+            `WARM_UP_SUCCESSES` steps in a row (``docs/adaptive.md``). It compares
             the objective across steps, so turn it off for a stochastic one (a fresh minibatch per step).
         **options: the options every method shares (``bounds``, ``noise_scale``, ``rollout``,
             ``generator``, ``seed``, ``torch_threads``, ...; see [`MBDOptimizer`][torch_mbd.MBDOptimizer]) and MBD's schedule

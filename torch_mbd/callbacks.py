@@ -89,8 +89,8 @@ class HistoryLogger:
         >>> log = HistoryLogger()
         >>> res = minimize(lambda x: (x**2).sum(-1), torch.ones(3), num_samples=16, num_steps=5,
         ...                seed=0, progress=False, callback=log)
-        >>> [row.step for row in log.rows]
-        [1, 2, 3, 4, 5]
+        >>> len(log.rows), log.rows[-1].step
+        (5, 5)
         >>> log.column("nfev").tolist()
         [16.0, 32.0, 48.0, 64.0, 80.0]
     """

@@ -35,7 +35,7 @@ from .plan import PRESETS
 METHODS = tuple(METHOD_TABLE)  # the --method choices: every registered method
 # the methods whose weights have a temperature (CEM, CMA-ES, predictive sampling and the authors' CEM
 # accept and ignore it)
-TEMPERATURE_METHODS = ("mbd", "mppi", "paper-mppi", "paper-cmaes")
+TEMPERATURE_METHODS = ("mbd", "mbd-adaptive", "mppi", "paper-mppi", "paper-cmaes")
 # task -> what its --demo takes (model.demonstration(SOURCE)); every other task has none
 DEMO_SOURCES = {
     "car2d": "'rrt' (an RRT path round the obstacle)",
