@@ -357,7 +357,7 @@ def minimize_list_x0():
 def minimize_numpy_numbers():
     a = torch_mbd.minimize(sphere, torch.ones(3), num_samples=np.int64(16), num_steps=np.int32(8),
                            temperature=np.float32(1.0), seed=np.uint8(0), progress=False)
-    return torch.equal(a.x, torch_mbd.minimize(sphere, torch.ones(3), **QUICK).x)
+    return torch.equal(a.x, torch_mbd.minimize(sphere, torch.ones(3), temperature=1.0, **QUICK).x)
 
 
 @case("round 2")

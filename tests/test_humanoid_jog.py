@@ -471,7 +471,8 @@ def run(demo_reward, steps=20, seed=0, demo=True, units="logit"):
     sigma = 0.1 if units == "logit" else 1.0  # "reward": metres per unit of this task's reward (~0.1-0.5)
     kwargs = dict(demo=DEMO_XY, demo_mask=XY_MASK, demo_sigma=sigma, demo_reward=demo_reward, demo_units=units)
     kwargs = kwargs if demo else {}
-    opt = MBDOptimizer([actions], num_samples=64, num_steps=steps, bounds=(-1.0, 1.0), rollout=point_rollout, seed=seed, **kwargs)
+    opt = MBDOptimizer([actions], num_samples=64, num_steps=steps, bounds=(-1.0, 1.0), rollout=point_rollout, seed=seed,
+                       temperature=0.1, **kwargs)  # the weights below are checked at 0.1
     infos, estimates = [], []
     for _ in range(steps):
         opt.step()
