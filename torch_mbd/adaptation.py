@@ -67,6 +67,11 @@ def rates(D: int, mu_eff: float, diagonal: bool) -> Rates:
     return Rates(c_sigma, d_sigma, c_c, c_1, max(c_mu, 0.0), chi)
 
 
+def tol_fun_window(D: int, n: int) -> int:
+    """CMA-ES's ``tolfun`` window, ``10 + ceil(30 D / n)`` steps: how far back a flat run of best values is judged."""
+    return 10 + math.ceil(30 * D / n)
+
+
 def weighted_covariance(steps: Tensor, weights: Tensor, diagonal: bool) -> Tensor:
     """``sum_k w_k y_k y_k^T`` of the whitened-by-``sigma`` steps ``y_k = (Y0_k - Ybar) / sigma``.
 

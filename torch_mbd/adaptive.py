@@ -153,7 +153,6 @@ class AdaptiveMBDOptimizer(SamplingOptimizer):
         self.tol_x, self.tol_fun = check_positive("tol_x", tol_x), check_positive("tol_fun", tol_fun)
         self.warm_up = check_bool("warm_up", warm_up)
         pop_first_sigma(options, type(self).__name__)  # checked; a run has no schedule, so no length
-        self._schedule_sigma = UNBOUNDED_SIGMA
         super().__init__(params, num_samples, **options)
         D = self.layout.D
         self.covariance = "full" if covariance == "full" or (covariance == "auto" and D <= FULL_DIM) else "diagonal"
@@ -178,7 +177,7 @@ class AdaptiveMBDOptimizer(SamplingOptimizer):
         if self.sigma0 is not None:
             std = torch.full((D,), self.sigma0, **kw)
         else:
-            std = torch.full((D,), self._schedule_sigma, **kw)
+            std = torch.full((D,), UNBOUNDED_SIGMA, **kw)
             if layout.lower is not None:
                 lower = torch.as_tensor(layout.lower, **kw).expand(D)
                 upper = torch.as_tensor(layout.upper, **kw).expand(D)
@@ -259,7 +258,7 @@ class AdaptiveMBDOptimizer(SamplingOptimizer):
         root, inverse, condition = adaptation.shape_factors(shape, self.diagonal)
         best = torch.where(torch.isfinite(logp), rewards, torch.full_like(rewards, -math.inf)).amax(-1).to(dtype)
         spread = best - torch.where(torch.isfinite(logp), rewards, torch.full_like(rewards, math.inf)).amin(-1).to(dtype)
-        window = 10 + math.ceil(30 * D / n)
+        window = adaptation.tol_fun_window(D, n)
         new = dict(
             sigma=new_sigma, shape=shape, root=root, inverse_root=inverse, condition=condition,
             path_sigma=path_sigma, path_c=path_c,
@@ -276,11 +275,11 @@ class AdaptiveMBDOptimizer(SamplingOptimizer):
         state["successes"] = torch.where(worse, 0, state["successes"] + compared.long())
         state["warming"] = state["warming"] & (state["successes"] < WARM_UP_SUCCESSES)
         new["sigma"] = torch.where(worse, 0.5 * sigma, new["sigma"])
-        for key in ("shape", "root", "inverse_root", "condition", "path_sigma", "path_c"):
+        for key in ("shape", "root", "inverse_root", "condition"):  # the step is taken back: its shape too
             mask = worse.view(-1, *([1] * (new[key].dim() - 1)))
             new[key] = torch.where(mask, state[key], new[key])
-        new["path_sigma"] = torch.where(worse.unsqueeze(-1), torch.zeros_like(new["path_sigma"]), new["path_sigma"])
-        new["path_c"] = torch.where(worse.unsqueeze(-1), torch.zeros_like(new["path_c"]), new["path_c"])
+        for key in ("path_sigma", "path_c"):  # and the paths start again at the new level
+            new[key] = torch.where(worse.unsqueeze(-1), torch.zeros_like(new[key]), new[key])
         back = state["previous_estimate"]
         if back is None:
             back = y_bar.to(dtype)
@@ -313,7 +312,7 @@ class AdaptiveMBDOptimizer(SamplingOptimizer):
         if bool((state["condition"] >= 1e14).all()):
             return "condition"
         recent = state["recent_best"]
-        window = 10 + math.ceil(30 * self.layout.D / self.num_samples)
+        window = adaptation.tol_fun_window(self.layout.D, self.num_samples)
         if recent.shape[-1] >= window:
             span = recent.amax(-1) - recent.amin(-1)
             if bool(((span < self.tol_fun) & (state["spread"] < self.tol_fun)).all()):

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .adaptation import tol_fun_window
 from .baselines import optimizer_class
 from .callbacks import StepLog, as_float, check_callback
 from .checks import check_bool, check_device, check_int, check_positive, check_real, check_seed, check_tensor
@@ -282,7 +283,7 @@ def minimize(
                 torch_threads="torch", **options,  # the threads of use_threads(torch_threads) below
             )
             stop = "num_steps" if num_steps is not None else "max_evals"  # if every step runs
-            patience = criteria.patience or 10 + math.ceil(30 * x.numel() / n)
+            patience = criteria.patience or tol_fun_window(x.numel(), n)
             run_start = nit
             for _ in range(steps):
                 if nfev + n + 1 > budget:
