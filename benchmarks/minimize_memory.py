@@ -49,8 +49,11 @@ def one_run(dim: int, steps: int, samples: int, keep_history: str, threads: str)
     keep = {"keep_history": int(keep_history)} if keep is None else keep
     start_rss = rss_mib()
     start = time.perf_counter()
+    # the paper's MBD at temperature 1.0: minimize's defaults when the figures in docs/results.md were measured
+    # (adaptive MBD since issue 23)
     result = torch_mbd.minimize(sphere, torch.ones(dim), num_samples=samples, num_steps=steps, seed=0, progress=False,
-                       torch_threads=threads if threads == "torch" else int(threads), **keep)
+                                method="mbd", temperature=1.0,
+                                torch_threads=threads if threads == "torch" else int(threads), **keep)
     end_rss = rss_mib()  # the result (and its history) still alive
     ctypes.CDLL("libc.so.6").malloc_trim(0)
     return {"start": round(start_rss), "during": marks, "end": round(end_rss), "trimmed": round(rss_mib()),
